@@ -1,0 +1,38 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Radial",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "radial", targets: ["radial"]),
+        .library(name: "RadialModel", targets: ["RadialModel"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C libraries from Debian packages, reached through module maps (see docs/PLATFORM-NOTES in README).
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        // gRPC core: no pkgConfig on purpose — its flags are refused by SwiftPM; the module map links grpc/gpr.
+        .systemLibrary(name: "CGRPC", providers: [.apt(["libgrpc-dev"])]),
+        .systemLibrary(name: "CProtobufC", providers: [.apt(["libprotobuf-c-dev"])]),
+
+        // The model: GGUF, dequantisation, Llama layers, KV caches, tokenizer, sampler. The only BLAS user.
+        .target(name: "RadialModel", dependencies: ["COpenBLAS"]),
+
+        .executableTarget(
+            name: "radial",
+            dependencies: [
+                "RadialModel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        .testTarget(
+            name: "RadialModelTests",
+            dependencies: ["RadialModel"],
+            resources: [.copy("Resources")]),
+    ],
+    swiftLanguageModes: [.v6]
+)

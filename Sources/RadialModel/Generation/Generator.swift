@@ -1,0 +1,125 @@
+/// What one generation produced, with its timings.
+public struct GenerationResult: Sendable, Codable {
+    public var promptIDs: [Int]
+    public var generatedIDs: [Int]
+    public var text: String
+    public var finishReason: FinishReason
+    public var prefillSeconds: Double
+    public var decodeSeconds: Double
+
+    public var prefillTokensPerSecond: Double { prefillSeconds > 0 ? Double(promptIDs.count) / prefillSeconds : 0 }
+    /// Tokens after the first (the first comes from the prefill's logits) over the decode time.
+    public var decodeTokensPerSecond: Double {
+        decodeSeconds > 0 ? Double(max(generatedIDs.count - 1, 0)) / decodeSeconds : 0
+    }
+}
+
+/// Holds back streamed text that might be the start of a stop string, and finds the stop.
+public struct StopStringMatcher: Sendable {
+    public let stops: [String]
+    private var chars: [Character] = []
+    private var emitted = 0  // characters already released
+
+    public init(_ stops: [String]) { self.stops = stops.filter { !$0.isEmpty } }
+
+    /// Adds decoded text; returns what can be shown now and whether a stop string appeared (the text is then cut
+    /// just before it).
+    public mutating func push(_ piece: String) -> (release: String, stopped: Bool) {
+        chars += Array(piece)
+        for s in stops {
+            let sc = Array(s)
+            guard chars.count >= sc.count else { continue }
+            for start in max(0, emitted - sc.count + 1)...(chars.count - sc.count)
+            where chars[start..<start + sc.count].elementsEqual(sc) {
+                let out = String(chars[min(emitted, start)..<start])
+                chars.removeSubrange(start...)
+                emitted = start
+                return (out, true)
+            }
+        }
+        // Hold back the longest suffix that is a proper prefix of a stop string.
+        var hold = 0
+        for s in stops {
+            let sc = Array(s)
+            var n = min(sc.count - 1, chars.count - emitted)
+            while n > 0 {
+                if chars[(chars.count - n)...].elementsEqual(sc[..<n]) { hold = max(hold, n); break }
+                n -= 1
+            }
+        }
+        let end = chars.count - hold
+        let out = end > emitted ? String(chars[emitted..<end]) : ""
+        emitted = max(emitted, end)
+        return (out, false)
+    }
+
+    /// Everything not yet released (at the end of generation).
+    public mutating func flush() -> String {
+        defer { emitted = chars.count }
+        return emitted < chars.count ? String(chars[emitted...]) : ""
+    }
+
+    public var fullText: String { String(chars) }
+}
+
+/// Generates text in-process: prefill the prompt as one batch, then decode token by token.
+public struct LocalGenerator: Sendable {
+    public let model: LlamaModel
+    public let tokenizer: Tokenizer
+
+    public init(model: LlamaModel, tokenizer: Tokenizer) {
+        self.model = model
+        self.tokenizer = tokenizer
+    }
+
+    /// Runs one generation; `onText` receives text as soon as it is complete (UTF-8 and stop-string safe).
+    public func generate(promptIDs: [Int], sampling: SamplingParameters, stop: StopConditions,
+                         onText: (String) -> Void = { _ in }) throws -> GenerationResult {
+        try sampling.validate()
+        guard !promptIDs.isEmpty else { throw ModelError.badBatch("the prompt is empty") }
+        guard promptIDs.count < model.config.contextLength else {
+            throw ModelError.contextOverflow(position: promptIDs.count, limit: model.config.contextLength)
+        }
+        let clock = ContinuousClock()
+        let cache = model.makeCache(initialCapacity: promptIDs.count + stop.maxTokens)
+        var sampler = Sampler(sampling)
+        var history = promptIDs
+        var generated: [Int] = []
+        var decoder = StreamingDecoder()
+        var matcher = StopStringMatcher(stop.stopStrings)
+        var reason = FinishReason.maxTokens
+
+        let t0 = clock.now
+        var logits = try model.prefill(cache: cache, tokens: promptIDs)[0]
+        let prefill = clock.now - t0
+        let t1 = clock.now
+        while generated.count < stop.maxTokens {
+            let next = sampler.sample(logits, history: history)
+            if stop.stopAtEndOfGeneration && tokenizer.isEndOfGeneration(next) { reason = .endOfGeneration; break }
+            generated.append(next)
+            history.append(next)
+            let (release, stopped) = matcher.push(decoder.push(tokenizer.bytes(of: next)))
+            if !release.isEmpty { onText(release) }
+            if stopped { reason = .stopString; break }
+            if generated.count == stop.maxTokens { break }
+            let position = history.count - 1
+            if position >= model.config.contextLength { reason = .contextFull; break }
+            logits = try model.step([(cache: cache, position: position, token: next, layers: nil)])[0]
+        }
+        let decode = clock.now - t1
+        if reason != .stopString {
+            let (release, _) = matcher.push(decoder.flush())
+            let rest = release + matcher.flush()
+            if !rest.isEmpty { onText(rest) }
+        }
+        return GenerationResult(promptIDs: promptIDs, generatedIDs: generated, text: matcher.fullText, finishReason: reason,
+                                prefillSeconds: prefill.seconds, decodeSeconds: decode.seconds)
+    }
+}
+
+extension Duration {
+    public var seconds: Double {
+        let (s, a) = components
+        return Double(s) + Double(a) * 1e-18
+    }
+}

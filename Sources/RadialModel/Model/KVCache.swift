@@ -1,0 +1,116 @@
+/// What a layer keeps for a position the token did not run it for.
+public enum SkippedLayerKV: String, Sendable, Codable, CaseIterable {
+    /// K/V projected from the hidden state entering the layer, so later tokens attend as usual.
+    /// With no layer skipped this is exactly the dense model.
+    case fill
+    /// No entry: later tokens do not attend to that position at that layer.
+    case mask
+}
+
+/// One session's keys and values for the layers of one shard. Grows by doubling up to the context limit, so a
+/// short session holds little memory. Each position also carries a presence bit per layer: attention reads only
+/// positions that were written and not masked.
+///
+/// Not thread-safe: a session is advanced by one forward call at a time (the owner serialises).
+public final class KVCache: @unchecked Sendable {
+    public let layers: LayerRange
+    public let kvDim: Int
+    public let maxPositions: Int
+    /// Positions [0, capacity) are allocated.
+    public private(set) var capacity: Int
+    /// One past the highest position written.
+    public private(set) var length = 0
+    private var keys: [UnsafeMutablePointer<Float>]     // per local layer: (capacity, kvDim)
+    private var values: [UnsafeMutablePointer<Float>]
+    private var present: [[Bool]]                       // per local layer: (capacity)
+    private var hasHoles: [Bool]                        // per local layer: some position below its length is absent
+    private var layerLength: [Int]                      // per local layer: one past the highest position written
+
+    public init(layers: LayerRange, kvDim: Int, maxPositions: Int, initialCapacity: Int = 64) {
+        self.layers = layers
+        self.kvDim = kvDim
+        self.maxPositions = maxPositions
+        let cap = min(max(initialCapacity, 1), maxPositions)
+        capacity = cap
+        keys = (0..<layers.count).map { _ in .allocate(capacity: cap * kvDim) }
+        values = (0..<layers.count).map { _ in .allocate(capacity: cap * kvDim) }
+        present = Array(repeating: Array(repeating: false, count: cap), count: layers.count)
+        hasHoles = Array(repeating: false, count: layers.count)
+        layerLength = Array(repeating: 0, count: layers.count)
+    }
+
+    deinit {
+        for p in keys { p.deallocate() }
+        for p in values { p.deallocate() }
+    }
+
+    /// Bytes held now (keys and values).
+    public var bytes: Int { 2 * layers.count * capacity * kvDim * MemoryLayout<Float>.size }
+
+    /// Bytes it would hold with room for `positions` positions.
+    public static func bytes(layers: Int, kvDim: Int, positions: Int) -> Int {
+        2 * layers * positions * kvDim * MemoryLayout<Float>.size
+    }
+
+    /// Makes room for `position`, doubling capacity.
+    public func reserve(position: Int) throws {
+        guard position >= 0 && position < maxPositions else {
+            throw ModelError.contextOverflow(position: position, limit: maxPositions)
+        }
+        guard position >= capacity else { return }
+        var newCap = capacity
+        while newCap <= position { newCap *= 2 }
+        newCap = min(newCap, maxPositions)
+        for l in 0..<layers.count {
+            for store in [0, 1] {
+                let old = store == 0 ? keys[l] : values[l]
+                let p = UnsafeMutablePointer<Float>.allocate(capacity: newCap * kvDim)
+                p.update(from: old, count: capacity * kvDim)
+                old.deallocate()
+                if store == 0 { keys[l] = p } else { values[l] = p }
+            }
+            present[l] += Array(repeating: false, count: newCap - capacity)
+        }
+        capacity = newCap
+    }
+
+    @inline(__always) func local(_ layer: Int) -> Int { layer - layers.lowerBound }
+
+    /// Where position `pos`'s key and value rows for `layer` go (after `reserve`).
+    @inline(__always) func keyRow(_ layer: Int, _ pos: Int) -> UnsafeMutablePointer<Float> { keys[local(layer)] + pos * kvDim }
+    @inline(__always) func valueRow(_ layer: Int, _ pos: Int) -> UnsafeMutablePointer<Float> { values[local(layer)] + pos * kvDim }
+    @inline(__always) func keyBase(_ layer: Int) -> UnsafeMutablePointer<Float> { keys[local(layer)] }
+    @inline(__always) func valueBase(_ layer: Int) -> UnsafeMutablePointer<Float> { values[local(layer)] }
+
+    /// Records that `pos` at `layer` now holds K/V (written by the caller through keyRow/valueRow).
+    func markWritten(_ layer: Int, _ pos: Int) {
+        let l = local(layer)
+        present[l][pos] = true
+        if pos > layerLength[l] { hasHoles[l] = true }
+        layerLength[l] = max(layerLength[l], pos + 1)
+        length = max(length, pos + 1)
+    }
+
+    /// Records that `pos` at `layer` has no entry (the `mask` policy for a skipped layer).
+    func markMasked(_ layer: Int, _ pos: Int) {
+        let l = local(layer)
+        present[l][pos] = false
+        hasHoles[l] = true
+        layerLength[l] = max(layerLength[l], pos + 1)
+        length = max(length, pos + 1)
+    }
+
+    /// Whether attention at `layer` must consult presence bits.
+    @inline(__always) func needsPresenceCheck(_ layer: Int) -> Bool { hasHoles[local(layer)] }
+    @inline(__always) func isPresent(_ layer: Int, _ pos: Int) -> Bool { present[local(layer)][pos] }
+
+    /// Forgets positions >= `position` (so a session can be rewound and replayed).
+    public func truncate(to position: Int) {
+        guard position < length else { return }
+        for l in 0..<layers.count {
+            for p in max(position, 0)..<min(length, capacity) { present[l][p] = false }
+            layerLength[l] = min(layerLength[l], max(position, 0))
+        }
+        length = max(position, 0)
+    }
+}

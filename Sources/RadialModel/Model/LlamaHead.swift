@@ -1,0 +1,57 @@
+/// The ends of the model the coordinator holds: token embedding in, final norm and LM head out.
+public final class LlamaHead: Sendable {
+    public let config: LlamaConfig
+    let weights: LlamaHeadWeights
+
+    public convenience init(file: GGUFFile, config: LlamaConfig) throws {
+        self.init(config: config, weights: try WeightLoader.head(file, config))
+    }
+
+    public init(config: LlamaConfig, weights: LlamaHeadWeights) {
+        self.config = config
+        self.weights = weights
+    }
+
+    public var weightBytes: Int { weights.bytes }
+
+    /// Writes the embedding rows of `ids` into `hidden` (ids.count rows of dim).
+    public func embed(_ ids: [Int], into hidden: UnsafeMutablePointer<Float>) throws {
+        let dim = config.dim
+        for (r, id) in ids.enumerated() {
+            guard id >= 0 && id < config.vocabSize else { throw ModelError.tokenOutOfVocabulary(id, vocab: config.vocabSize) }
+            (hidden + r * dim).update(from: weights.tokenEmbedding.readOnly + id * dim, count: dim)
+        }
+    }
+
+    public func embed(_ ids: [Int]) throws -> [Float] {
+        var h = [Float](repeating: 0, count: ids.count * config.dim)
+        try h.withUnsafeMutableBufferPointer { try embed(ids, into: $0.baseAddress!) }
+        return h
+    }
+
+    /// Final RMSNorm of `rows` hidden rows, in a new buffer.
+    public func finalNorm(_ hidden: UnsafePointer<Float>, rows: Int) -> [Float] {
+        let dim = config.dim
+        var out = [Float](repeating: 0, count: rows * dim)
+        out.withUnsafeMutableBufferPointer { o in
+            for r in 0..<rows {
+                Ops.rmsNorm(hidden + r * dim, weight: weights.outputNorm.readOnly, eps: config.rmsEps, count: dim,
+                            into: o.baseAddress! + r * dim)
+            }
+        }
+        return out
+    }
+
+    /// Logits (rows, vocab) for `rows` hidden rows: final norm, then the LM head.
+    public func logits(_ hidden: UnsafePointer<Float>, rows: Int) -> [Float] {
+        let normed = finalNorm(hidden, rows: rows)
+        var out = [Float](repeating: 0, count: rows * config.vocabSize)
+        normed.withUnsafeBufferPointer { x in
+            out.withUnsafeMutableBufferPointer { o in
+                BLAS.linear(x.baseAddress!, rows: rows, inputs: config.dim, weight: weights.output.readOnly,
+                            outputs: config.vocabSize, into: o.baseAddress!)
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,200 @@
+/// One token's row in a batch handed to a shard.
+public struct ShardToken: @unchecked Sendable {
+    /// The session's K/V for this shard's layers.
+    public let cache: KVCache
+    /// Position in the session (0-based); RoPE angle and the K/V slot.
+    public let position: Int
+    /// Layers of this shard the token runs; nil runs them all. A layer left out applies no residual update, and
+    /// gets K/V by the batch's `SkippedLayerKV` policy.
+    public let layers: LayerSet?
+
+    public init(cache: KVCache, position: Int, layers: LayerSet? = nil) {
+        self.cache = cache
+        self.position = position
+        self.layers = layers
+    }
+}
+
+/// A contiguous range of transformer blocks: what a worker hosts, or the whole stack in-process.
+///
+/// `forward` takes a batch of token rows from any mix of sessions and positions (a prompt's tokens, one decode
+/// token per session, or both) and runs each row through the subset of layers its plan names. Weights are
+/// read-only after load, so one shard may serve many callers; a given session's cache must only be advanced by
+/// one call at a time.
+public final class LlamaShard: Sendable {
+    public let config: LlamaConfig
+    public let range: LayerRange
+    let layers: [LlamaLayerWeights]
+    let rope: Rope
+
+    /// Loads only the tensors of `range` (memory grows with the shard, not the model).
+    public convenience init(file: GGUFFile, config: LlamaConfig, range: LayerRange, progress: LoadProgress? = nil) throws {
+        guard range.lowerBound >= 0, range.upperBound <= config.layerCount else {
+            throw ModelError.layerRangeOutOfModel(range, layers: config.layerCount)
+        }
+        self.init(config: config, range: range, layers: try WeightLoader.layers(file, config, range, progress: progress))
+    }
+
+    public init(config: LlamaConfig, range: LayerRange, layers: [LlamaLayerWeights]) {
+        precondition(layers.count == range.count)
+        self.config = config
+        self.range = range
+        self.layers = layers
+        rope = Rope(headDim: config.headDim, ropeDim: config.ropeDim, base: config.ropeBase)
+    }
+
+    public var weightBytes: Int { layers.reduce(0) { $0 + $1.bytes } }
+
+    public func makeCache(initialCapacity: Int = 64, maxPositions: Int? = nil) -> KVCache {
+        KVCache(layers: range, kvDim: config.kvDim, maxPositions: maxPositions ?? config.contextLength,
+                initialCapacity: initialCapacity)
+    }
+
+    /// Runs `tokens.count` rows of `hidden` (row-major, `config.dim` floats each) through this shard, in place.
+    public func forward(_ hidden: UnsafeMutablePointer<Float>, tokens: [ShardToken], kvPolicy: SkippedLayerKV = .fill) throws {
+        let n = tokens.count
+        guard n > 0 else { return }
+        for t in tokens {
+            guard t.cache.layers == range, t.cache.kvDim == config.kvDim else {
+                throw ModelError.badBatch("a K/V cache for layers \(t.cache.layers) was handed to the shard for \(range)")
+            }
+            try t.cache.reserve(position: t.position)
+        }
+        let dim = config.dim
+        let allRun = tokens.allSatisfy { $0.layers == nil }
+        var scratch = Scratch(config: config, rows: n)
+        let gathered = UnsafeMutablePointer<Float>.allocate(capacity: allRun ? 1 : n * dim)
+        defer { gathered.deallocate() }
+
+        for l in range.indices {
+            if allRun {
+                runBlock(l, x: hidden, tokens: tokens, scratch: &scratch)
+                continue
+            }
+            var run: [Int] = [], skip: [Int] = []
+            for i in 0..<n { if tokens[i].layers?.contains(l) ?? true { run.append(i) } else { skip.append(i) } }
+            // K/V of skipped rows first, so rows of the same session that run this layer can attend to them.
+            if !skip.isEmpty {
+                switch kvPolicy {
+                case .fill:
+                    for (j, i) in skip.enumerated() { (gathered + j * dim).update(from: hidden + i * dim, count: dim) }
+                    fillKV(l, x: gathered, tokens: skip.map { tokens[$0] }, scratch: &scratch)
+                case .mask:
+                    for i in skip { tokens[i].cache.markMasked(l, tokens[i].position) }
+                }
+            }
+            if run.isEmpty { continue }
+            if run.count == n {
+                runBlock(l, x: hidden, tokens: tokens, scratch: &scratch)
+            } else {
+                for (j, i) in run.enumerated() { (gathered + j * dim).update(from: hidden + i * dim, count: dim) }
+                runBlock(l, x: gathered, tokens: run.map { tokens[$0] }, scratch: &scratch)
+                for (j, i) in run.enumerated() { (hidden + i * dim).update(from: gathered + j * dim, count: dim) }
+            }
+        }
+    }
+
+    /// Working buffers for one forward call, sized for its row count.
+    struct Scratch {
+        var xb: [Float]     // (rows, dim)      normalised input of the current sub-block
+        var qkv: [Float]    // (rows, qDim + 2·kvDim)
+        var attn: [Float]   // (rows, qDim)     attention output before Wo
+        var gateUp: [Float] // (rows, 2·ffn)
+        var act: [Float]    // (rows, ffn)      SwiGLU activation
+        var scores: [Float] // (groupSize, positions) grown on demand
+
+        init(config c: LlamaConfig, rows: Int) {
+            xb = Array(repeating: 0, count: rows * c.dim)
+            qkv = Array(repeating: 0, count: rows * (c.qDim + 2 * c.kvDim))
+            attn = Array(repeating: 0, count: rows * c.qDim)
+            gateUp = Array(repeating: 0, count: rows * 2 * c.ffnDim)
+            act = Array(repeating: 0, count: rows * c.ffnDim)
+            scores = []
+        }
+    }
+
+    /// The hot path: one transformer block over `tokens.count` contiguous rows of `x`, all of which run it.
+    func runBlock(_ l: Int, x: UnsafeMutablePointer<Float>, tokens: [ShardToken], scratch s: inout Scratch) {
+        let c = config, w = layers[l - range.lowerBound]
+        let m = tokens.count, dim = c.dim, qkvDim = c.qDim + 2 * c.kvDim
+        s.xb.withUnsafeMutableBufferPointer { xb in
+        s.qkv.withUnsafeMutableBufferPointer { qkv in
+        s.attn.withUnsafeMutableBufferPointer { attn in
+            let xb = xb.baseAddress!, qkv = qkv.baseAddress!, attn = attn.baseAddress!
+            // attention rmsnorm
+            for r in 0..<m { Ops.rmsNorm(x + r * dim, weight: w.attnNorm.readOnly, eps: c.rmsEps, count: dim, into: xb + r * dim) }
+            // q, k, v in one matmul: (m, dim) · (qkvDim, dim)ᵀ
+            BLAS.linear(xb, rows: m, inputs: dim, weight: w.wqkv.readOnly, outputs: qkvDim, into: qkv)
+            // RoPE, then K/V into each session's cache
+            for r in 0..<m {
+                let row = qkv + r * qkvDim, t = tokens[r]
+                rope.apply(row, heads: c.headCount, position: t.position)
+                rope.apply(row + c.qDim, heads: c.kvHeadCount, position: t.position)
+                t.cache.keyRow(l, t.position).update(from: row + c.qDim, count: c.kvDim)
+                t.cache.valueRow(l, t.position).update(from: row + c.qDim + c.kvDim, count: c.kvDim)
+                t.cache.markWritten(l, t.position)
+            }
+            // causal grouped-query attention, row by row (rows may belong to different sessions)
+            for r in 0..<m { attend(l, q: qkv + r * qkvDim, token: tokens[r], out: attn + r * c.qDim, scores: &s.scores) }
+            // output projection, residual: x += Wo · attn
+            BLAS.linear(attn, rows: m, inputs: c.qDim, weight: w.wo.readOnly, outputs: dim, into: x, accumulate: true)
+            // ffn rmsnorm
+            for r in 0..<m { Ops.rmsNorm(x + r * dim, weight: w.ffnNorm.readOnly, eps: c.rmsEps, count: dim, into: xb + r * dim) }
+        }}}
+        s.gateUp.withUnsafeMutableBufferPointer { gu in
+        s.act.withUnsafeMutableBufferPointer { act in
+        s.xb.withUnsafeBufferPointer { xb in
+            let gu = gu.baseAddress!, act = act.baseAddress!, f = c.ffnDim
+            // gate and up in one matmul, SwiGLU, then down with the residual: x += Wdown · (silu(gate) ⊙ up)
+            BLAS.linear(xb.baseAddress!, rows: m, inputs: dim, weight: w.wGateUp.readOnly, outputs: 2 * f, into: gu)
+            for r in 0..<m { Ops.swiglu(gate: gu + r * 2 * f, up: gu + r * 2 * f + f, count: f, into: act + r * f) }
+            BLAS.linear(act, rows: m, inputs: f, weight: w.wDown.readOnly, outputs: dim, into: x, accumulate: true)
+        }}}
+    }
+
+    /// Attention for one row: each K/V head serves `groupSize` query heads, so their scores are one small GEMM.
+    func attend(_ l: Int, q: UnsafeMutablePointer<Float>, token t: ShardToken, out: UnsafeMutablePointer<Float>,
+                scores: inout [Float]) {
+        let c = config, hd = c.headDim, g = c.groupSize, npos = t.position + 1
+        if scores.count < g * npos { scores = Array(repeating: 0, count: g * max(2 * npos, 256)) }
+        let scale = 1 / Float(hd).squareRoot()
+        let checkPresence = t.cache.needsPresenceCheck(l)
+        let kBase = t.cache.keyBase(l), vBase = t.cache.valueBase(l)
+        scores.withUnsafeMutableBufferPointer { sb in
+            let sc = sb.baseAddress!
+            for kvh in 0..<c.kvHeadCount {
+                // scores (g, npos) = scale · q_group (g, hd) · K (npos, hd)ᵀ
+                BLAS.gemm(m: g, n: npos, k: hd, alpha: scale, a: q + kvh * g * hd, lda: hd,
+                          b: kBase + kvh * hd, ldb: c.kvDim, transB: true, c: sc, ldc: npos)
+                if checkPresence {
+                    for p in 0..<npos where !t.cache.isPresent(l, p) {
+                        for h in 0..<g { sc[h * npos + p] = -.infinity }
+                    }
+                }
+                for h in 0..<g { Ops.softmax(sc + h * npos, count: npos) }
+                // out (g, hd) = probs (g, npos) · V (npos, hd)
+                BLAS.gemm(m: g, n: hd, k: npos, a: sc, lda: npos, b: vBase + kvh * hd, ldb: c.kvDim, transB: false,
+                          c: out + kvh * g * hd, ldc: hd)
+            }
+        }
+    }
+
+    /// The `fill` policy: K/V for rows that skip layer `l`, projected from the hidden state entering it.
+    func fillKV(_ l: Int, x: UnsafeMutablePointer<Float>, tokens: [ShardToken], scratch s: inout Scratch) {
+        let c = config, w = layers[l - range.lowerBound], m = tokens.count, dim = c.dim, kv2 = 2 * c.kvDim
+        s.xb.withUnsafeMutableBufferPointer { xb in
+        s.qkv.withUnsafeMutableBufferPointer { kv in
+            let xb = xb.baseAddress!, kv = kv.baseAddress!
+            for r in 0..<m { Ops.rmsNorm(x + r * dim, weight: w.attnNorm.readOnly, eps: c.rmsEps, count: dim, into: xb + r * dim) }
+            // only the K and V rows of the fused matrix
+            BLAS.linear(xb, rows: m, inputs: dim, weight: w.wqkv.readOnly + c.qDim * dim, outputs: kv2, into: kv)
+            for r in 0..<m {
+                let row = kv + r * kv2, t = tokens[r]
+                rope.apply(row, heads: c.kvHeadCount, position: t.position)
+                t.cache.keyRow(l, t.position).update(from: row, count: c.kvDim)
+                t.cache.valueRow(l, t.position).update(from: row + c.kvDim, count: c.kvDim)
+                t.cache.markWritten(l, t.position)
+            }
+        }}
+    }
+}

@@ -1,0 +1,13 @@
+import ArgumentParser
+
+@main
+struct Radial: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "radial",
+        abstract: "Radial: distributed LLM serving with dynamic depth.",
+        discussion: """
+            Local tools run a GGUF model in this process; no cluster is needed.
+            Example: radial run --model models/SmolLM2-135M-Instruct.Q4_1.gguf --chat "What is the capital of France?"
+            """,
+        subcommands: [RunCommand.self, TokenizeCommand.self, EngineBenchCommand.self])
+}
