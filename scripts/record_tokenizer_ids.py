@@ -135,8 +135,14 @@ def main():
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w", encoding="ascii") as f:
-        json.dump(out, f, ensure_ascii=True, indent=1)
-        f.write("\n")
+        # One case per line: still valid JSON, but easy to read and diff.
+        f.write("{\n")
+        f.write(f' "model_sha256": {json.dumps(out["model_sha256"])},\n')
+        f.write(f' "llama_cpp_python_version": {json.dumps(out["llama_cpp_python_version"])},\n')
+        f.write(' "cases": [\n')
+        lines = [" " + json.dumps(c, ensure_ascii=True) for c in cases]
+        f.write(",\n".join(lines))
+        f.write("\n ]\n}\n")
     print(f"wrote {len(cases)} cases to {args.out} ({n_diff} differ between special=True/False)")
 
 

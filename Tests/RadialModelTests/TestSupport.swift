@@ -1,0 +1,78 @@
+import Foundation
+import Testing
+@testable import RadialModel
+
+/// Paths and helpers shared by the tests.
+enum TestSupport {
+    static let packageRoot: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    /// The real model; the README's test command fetches it first (`make model`).
+    static var realModelPath: String {
+        ProcessInfo.processInfo.environment["RADIAL_MODEL"] ?? packageRoot + "/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+    }
+
+    static func requireRealModel() throws -> String {
+        let p = realModelPath
+        guard FileManager.default.fileExists(atPath: p) else {
+            throw TestFailure("real model missing at \(p): run `make model` (or set RADIAL_MODEL)")
+        }
+        return p
+    }
+
+    static func tempDir() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("radial-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir.path
+    }
+
+    /// Runs python3 with a script under Tests/reference; returns stdout.
+    @discardableResult
+    static func python(_ args: [String]) throws -> Data {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3"] + args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            throw TestFailure("python3 \(args.joined(separator: " ")) failed: \(String(decoding: errData, as: UTF8.self))")
+        }
+        return data
+    }
+
+    /// Logits per position from the independent numpy implementation.
+    static func referenceLogits(model: String, ids: [Int], skip: [(pos: Int, layer: Int)] = [],
+                                policy: SkippedLayerKV = .fill) throws -> [[Float]] {
+        var args = [packageRoot + "/Tests/reference/llama_ref.py", model, "--ids", ids.map(String.init).joined(separator: ","),
+                    "--no-hidden", "--kv-policy", policy.rawValue]
+        if !skip.isEmpty { args += ["--skip", skip.map { "\($0.pos):\($0.layer)" }.joined(separator: ",")] }
+        let json = try JSONSerialization.jsonObject(with: try python(args)) as! [String: Any]
+        return (json["logits"] as! [[NSNumber]]).map { $0.map(\.floatValue) }
+    }
+
+    static func writeTinyModel(_ configure: (inout TinyModelSpec) -> Void = { _ in }) throws -> String {
+        var spec = TinyModelSpec()
+        configure(&spec)
+        let path = try tempDir() + "/tiny.gguf"
+        try spec.write(to: path)
+        return path
+    }
+
+    static func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
+        precondition(a.count == b.count, "length mismatch \(a.count) vs \(b.count)")
+        return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
