@@ -16,7 +16,9 @@ struct ModelOptions: ParsableArguments {
 
     func applyThreads() {
         let env = ProcessInfo.processInfo.environment["RADIAL_THREADS"].flatMap(Int.init)
-        BLAS.setThreads(threads ?? env ?? 2)
+        let n = threads ?? env ?? 2
+        BLAS.setThreads(n)
+        QuantizedMatrix.threads = n
     }
 
     func openFile() throws -> GGUFFile {

@@ -22,7 +22,7 @@ public final class KVCache: @unchecked Sendable {
     public private(set) var length = 0
     private var keys: [UnsafeMutablePointer<Float>]     // per local layer: (capacity, kvDim)
     private var values: [UnsafeMutablePointer<Float>]
-    private var present: [[Bool]]                       // per local layer: (capacity)
+    private var present: [UnsafeMutablePointer<UInt8>]  // per local layer: (capacity), 1 = attendable
     private var hasHoles: [Bool]                        // per local layer: some position below its length is absent
     private var layerLength: [Int]                      // per local layer: one past the highest position written
 
@@ -34,7 +34,11 @@ public final class KVCache: @unchecked Sendable {
         capacity = cap
         keys = (0..<layers.count).map { _ in .allocate(capacity: cap * kvDim) }
         values = (0..<layers.count).map { _ in .allocate(capacity: cap * kvDim) }
-        present = Array(repeating: Array(repeating: false, count: cap), count: layers.count)
+        present = (0..<layers.count).map { _ in
+            let p = UnsafeMutablePointer<UInt8>.allocate(capacity: cap)
+            p.initialize(repeating: 0, count: cap)
+            return p
+        }
         hasHoles = Array(repeating: false, count: layers.count)
         layerLength = Array(repeating: 0, count: layers.count)
     }
@@ -42,6 +46,7 @@ public final class KVCache: @unchecked Sendable {
     deinit {
         for p in keys { p.deallocate() }
         for p in values { p.deallocate() }
+        for p in present { p.deallocate() }
     }
 
     /// Bytes held now (keys and values).
@@ -69,7 +74,11 @@ public final class KVCache: @unchecked Sendable {
                 old.deallocate()
                 if store == 0 { keys[l] = p } else { values[l] = p }
             }
-            present[l] += Array(repeating: false, count: newCap - capacity)
+            let bits = UnsafeMutablePointer<UInt8>.allocate(capacity: newCap)
+            bits.initialize(repeating: 0, count: newCap)
+            bits.update(from: present[l], count: capacity)
+            present[l].deallocate()
+            present[l] = bits
         }
         capacity = newCap
     }
@@ -85,7 +94,7 @@ public final class KVCache: @unchecked Sendable {
     /// Records that `pos` at `layer` now holds K/V (written by the caller through keyRow/valueRow).
     func markWritten(_ layer: Int, _ pos: Int) {
         let l = local(layer)
-        present[l][pos] = true
+        present[l][pos] = 1
         if pos > layerLength[l] { hasHoles[l] = true }
         layerLength[l] = max(layerLength[l], pos + 1)
         length = max(length, pos + 1)
@@ -94,7 +103,7 @@ public final class KVCache: @unchecked Sendable {
     /// Records that `pos` at `layer` has no entry (the `mask` policy for a skipped layer).
     func markMasked(_ layer: Int, _ pos: Int) {
         let l = local(layer)
-        present[l][pos] = false
+        present[l][pos] = 0
         hasHoles[l] = true
         layerLength[l] = max(layerLength[l], pos + 1)
         length = max(length, pos + 1)
@@ -102,13 +111,14 @@ public final class KVCache: @unchecked Sendable {
 
     /// Whether attention at `layer` must consult presence bits.
     @inline(__always) func needsPresenceCheck(_ layer: Int) -> Bool { hasHoles[local(layer)] }
-    @inline(__always) func isPresent(_ layer: Int, _ pos: Int) -> Bool { present[local(layer)][pos] }
+    @inline(__always) func isPresent(_ layer: Int, _ pos: Int) -> Bool { present[local(layer)][pos] != 0 }
+    @inline(__always) func presence(_ layer: Int) -> UnsafePointer<UInt8> { UnsafePointer(present[local(layer)]) }
 
     /// Forgets positions >= `position` (so a session can be rewound and replayed).
     public func truncate(to position: Int) {
         guard position < length else { return }
         for l in 0..<layers.count {
-            for p in max(position, 0)..<min(length, capacity) { present[l][p] = false }
+            for p in max(position, 0)..<min(length, capacity) { present[l][p] = 0 }
             layerLength[l] = min(layerLength[l], max(position, 0))
         }
         length = max(position, 0)

@@ -48,8 +48,7 @@ public final class LlamaHead: Sendable {
         var out = [Float](repeating: 0, count: rows * config.vocabSize)
         normed.withUnsafeBufferPointer { x in
             out.withUnsafeMutableBufferPointer { o in
-                BLAS.linear(x.baseAddress!, rows: rows, inputs: config.dim, weight: weights.output.readOnly,
-                            outputs: config.vocabSize, into: o.baseAddress!)
+                weights.output.apply(x.baseAddress!, rows: rows, into: o.baseAddress!)
             }
         }
         return out

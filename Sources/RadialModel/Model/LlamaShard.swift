@@ -1,3 +1,6 @@
+import CRadialKernels
+import Dispatch
+
 /// One token's row in a batch handed to a shard.
 public struct ShardToken: @unchecked Sendable {
     /// The session's K/V for this shard's layers.
@@ -101,7 +104,6 @@ public final class LlamaShard: Sendable {
         var attn: [Float]   // (rows, qDim)     attention output before Wo
         var gateUp: [Float] // (rows, 2·ffn)
         var act: [Float]    // (rows, ffn)      SwiGLU activation
-        var scores: [Float] // (groupSize, positions) grown on demand
 
         init(config c: LlamaConfig, rows: Int) {
             xb = Array(repeating: 0, count: rows * c.dim)
@@ -109,7 +111,6 @@ public final class LlamaShard: Sendable {
             attn = Array(repeating: 0, count: rows * c.qDim)
             gateUp = Array(repeating: 0, count: rows * 2 * c.ffnDim)
             act = Array(repeating: 0, count: rows * c.ffnDim)
-            scores = []
         }
     }
 
@@ -124,7 +125,7 @@ public final class LlamaShard: Sendable {
             // attention rmsnorm
             for r in 0..<m { Ops.rmsNorm(x + r * dim, weight: w.attnNorm.readOnly, eps: c.rmsEps, count: dim, into: xb + r * dim) }
             // q, k, v in one matmul: (m, dim) · (qkvDim, dim)ᵀ
-            BLAS.linear(xb, rows: m, inputs: dim, weight: w.wqkv.readOnly, outputs: qkvDim, into: qkv)
+            w.wqkv.apply(xb, rows: m, into: qkv)
             // RoPE, then K/V into each session's cache
             for r in 0..<m {
                 let row = qkv + r * qkvDim, t = tokens[r]
@@ -135,9 +136,9 @@ public final class LlamaShard: Sendable {
                 t.cache.markWritten(l, t.position)
             }
             // causal grouped-query attention, row by row (rows may belong to different sessions)
-            for r in 0..<m { attend(l, q: qkv + r * qkvDim, token: tokens[r], out: attn + r * c.qDim, scores: &s.scores) }
+            attendAll(l, qkv: qkv, ldq: qkvDim, tokens: tokens, out: attn)
             // output projection, residual: x += Wo · attn
-            BLAS.linear(attn, rows: m, inputs: c.qDim, weight: w.wo.readOnly, outputs: dim, into: x, accumulate: true)
+            w.wo.apply(attn, rows: m, into: x, accumulate: true)
             // ffn rmsnorm
             for r in 0..<m { Ops.rmsNorm(x + r * dim, weight: w.ffnNorm.readOnly, eps: c.rmsEps, count: dim, into: xb + r * dim) }
         }}}
@@ -146,36 +147,37 @@ public final class LlamaShard: Sendable {
         s.xb.withUnsafeBufferPointer { xb in
             let gu = gu.baseAddress!, act = act.baseAddress!, f = c.ffnDim
             // gate and up in one matmul, SwiGLU, then down with the residual: x += Wdown · (silu(gate) ⊙ up)
-            BLAS.linear(xb.baseAddress!, rows: m, inputs: dim, weight: w.wGateUp.readOnly, outputs: 2 * f, into: gu)
+            w.wGateUp.apply(xb.baseAddress!, rows: m, into: gu)
             for r in 0..<m { Ops.swiglu(gate: gu + r * 2 * f, up: gu + r * 2 * f + f, count: f, into: act + r * f) }
-            BLAS.linear(act, rows: m, inputs: f, weight: w.wDown.readOnly, outputs: dim, into: x, accumulate: true)
+            w.wDown.apply(act, rows: m, into: x, accumulate: true)
         }}}
     }
 
-    /// Attention for one row: each K/V head serves `groupSize` query heads, so their scores are one small GEMM.
-    func attend(_ l: Int, q: UnsafeMutablePointer<Float>, token t: ShardToken, out: UnsafeMutablePointer<Float>,
-                scores: inout [Float]) {
-        let c = config, hd = c.headDim, g = c.groupSize, npos = t.position + 1
-        if scores.count < g * npos { scores = Array(repeating: 0, count: g * max(2 * npos, 256)) }
+    /// Attention for every row: each (row, K/V head) pair is independent — `groupSize` query heads share that
+    /// K/V head — so pairs are spread over the kernel threads when there is enough work to repay the hand-off.
+    func attendAll(_ l: Int, qkv: UnsafeMutablePointer<Float>, ldq: Int, tokens: [ShardToken], out: UnsafeMutablePointer<Float>) {
+        let c = config, hd = c.headDim, g = c.groupSize, kvh = c.kvHeadCount
         let scale = 1 / Float(hd).squareRoot()
-        let checkPresence = t.cache.needsPresenceCheck(l)
-        let kBase = t.cache.keyBase(l), vBase = t.cache.valueBase(l)
-        scores.withUnsafeMutableBufferPointer { sb in
-            let sc = sb.baseAddress!
-            for kvh in 0..<c.kvHeadCount {
-                // scores (g, npos) = scale · q_group (g, hd) · K (npos, hd)ᵀ
-                BLAS.gemm(m: g, n: npos, k: hd, alpha: scale, a: q + kvh * g * hd, lda: hd,
-                          b: kBase + kvh * hd, ldb: c.kvDim, transB: true, c: sc, ldc: npos)
-                if checkPresence {
-                    for p in 0..<npos where !t.cache.isPresent(l, p) {
-                        for h in 0..<g { sc[h * npos + p] = -.infinity }
-                    }
-                }
-                for h in 0..<g { Ops.softmax(sc + h * npos, count: npos) }
-                // out (g, hd) = probs (g, npos) · V (npos, hd)
-                BLAS.gemm(m: g, n: hd, k: npos, a: sc, lda: npos, b: vBase + kvh * hd, ldb: c.kvDim, transB: false,
-                          c: out + kvh * g * hd, ldc: hd)
+        let pairs = tokens.count * kvh
+        let work = tokens.reduce(0) { $0 + $1.position + 1 } * c.headCount * hd
+        let qAddr = UInt(bitPattern: qkv), oAddr = UInt(bitPattern: out)
+        let one: @Sendable (Int) -> Void = { pair in
+            let r = pair / kvh, h = pair % kvh, t = tokens[r], npos = t.position + 1
+            let present = t.cache.needsPresenceCheck(l) ? t.cache.presence(l) : nil
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: g * npos) { scores in
+                radial_attend(UnsafePointer<Float>(bitPattern: qAddr)! + r * ldq + h * g * hd, Int32(g), Int32(hd),
+                              t.cache.keyBase(l) + h * hd, t.cache.valueBase(l) + h * hd, Int32(c.kvDim), Int32(npos),
+                              present, scale, scores.baseAddress!, UnsafeMutablePointer<Float>(bitPattern: oAddr)! + r * c.qDim + h * g * hd)
             }
+        }
+        let threads = QuantizedMatrix.threads
+        if threads > 1 && pairs > 1 && work >= 1 << 15 {
+            let per = (pairs + threads - 1) / threads
+            DispatchQueue.concurrentPerform(iterations: threads) { i in
+                for pair in (i * per)..<min(pairs, (i + 1) * per) { one(pair) }
+            }
+        } else {
+            for pair in 0..<pairs { one(pair) }
         }
     }
 
@@ -187,7 +189,7 @@ public final class LlamaShard: Sendable {
             let xb = xb.baseAddress!, kv = kv.baseAddress!
             for r in 0..<m { Ops.rmsNorm(x + r * dim, weight: w.attnNorm.readOnly, eps: c.rmsEps, count: dim, into: xb + r * dim) }
             // only the K and V rows of the fused matrix
-            BLAS.linear(xb, rows: m, inputs: dim, weight: w.wqkv.readOnly + c.qDim * dim, outputs: kv2, into: kv)
+            w.wqkv.apply(xb, rows: m, into: kv, rowStart: c.qDim, rowCount: kv2)
             for r in 0..<m {
                 let row = kv + r * kv2, t = tokens[r]
                 rope.apply(row, heads: c.kvHeadCount, position: t.position)

@@ -19,17 +19,44 @@ public final class FloatBuffer: @unchecked Sendable {
     public var bytes: Int { count * MemoryLayout<Float>.size }
 }
 
-/// One transformer block's weights, dequantised to fp32, row-major [outputs][inputs].
+/// A weight matrix (outputs × inputs, row-major): fp32 for GEMMs over many rows (prefill, big batches), plus
+/// the file's own 4/8-bit blocks, when it has them, for the memory-bound few-row case (decode).
+public struct Linear: Sendable {
+    public let fp32: FloatBuffer
+    public let quantized: QuantizedMatrix?
+    public let outputs: Int
+    public let inputs: Int
+
+    /// Largest row count that uses the quantised kernel; above it OpenBLAS's sgemm wins (compute-bound).
+    nonisolated(unsafe) public static var quantizedMaxRows = 8
+
+    public var bytes: Int { fp32.bytes + (quantized?.bytes ?? 0) }
+
+    /// y(m, count) = x(m, inputs) · W[rowStart ..< rowStart+count]ᵀ, optionally added to y.
+    @inline(__always)
+    public func apply(_ x: UnsafePointer<Float>, rows m: Int, into y: UnsafeMutablePointer<Float>,
+                      accumulate: Bool = false, rowStart: Int = 0, rowCount: Int? = nil) {
+        let n = rowCount ?? outputs - rowStart
+        if let q = quantized, m <= Self.quantizedMaxRows {
+            q.multiply(x, inputs: m, into: y, accumulate: accumulate, rowStart: rowStart, rowCount: n)
+        } else {
+            BLAS.linear(x, rows: m, inputs: inputs, weight: fp32.readOnly + rowStart * inputs, outputs: n, into: y,
+                        accumulate: accumulate)
+        }
+    }
+}
+
+/// One transformer block's weights, row-major [outputs][inputs].
 /// Q, K and V are fused into one matrix (one GEMM per layer), and so are gate and up.
 public struct LlamaLayerWeights: Sendable {
     public let attnNorm: FloatBuffer   // (dim)
-    public let wqkv: FloatBuffer       // (qDim + 2·kvDim, dim): rows [0,qDim) Q, then K, then V
-    public let wo: FloatBuffer         // (dim, qDim)
+    public let wqkv: Linear            // (qDim + 2·kvDim, dim): rows [0,qDim) Q, then K, then V
+    public let wo: Linear              // (dim, qDim)
     public let ffnNorm: FloatBuffer    // (dim)
-    public let wGateUp: FloatBuffer    // (2·ffn, dim): rows [0,ffn) gate, then up
-    public let wDown: FloatBuffer      // (dim, ffn)
+    public let wGateUp: Linear         // (2·ffn, dim): rows [0,ffn) gate, then up
+    public let wDown: Linear           // (dim, ffn)
 
-    public var bytes: Int { [attnNorm, wqkv, wo, ffnNorm, wGateUp, wDown].reduce(0) { $0 + $1.bytes } }
+    public var bytes: Int { attnNorm.bytes + ffnNorm.bytes + [wqkv, wo, wGateUp, wDown].reduce(0) { $0 + $1.bytes } }
 }
 
 /// The coordinator's part of the model: token embedding, final norm, LM head (tied to the embedding when the
@@ -37,9 +64,9 @@ public struct LlamaLayerWeights: Sendable {
 public struct LlamaHeadWeights: Sendable {
     public let tokenEmbedding: FloatBuffer // (vocab, dim)
     public let outputNorm: FloatBuffer     // (dim)
-    public let output: FloatBuffer         // (vocab, dim); the same object as tokenEmbedding when tied
-    public var isTied: Bool { output === tokenEmbedding }
-    public var bytes: Int { tokenEmbedding.bytes + outputNorm.bytes + (isTied ? 0 : output.bytes) }
+    public let output: Linear              // (vocab, dim); fp32 is the same object as tokenEmbedding when tied
+    public var isTied: Bool { output.fp32 === tokenEmbedding }
+    public var bytes: Int { tokenEmbedding.bytes + outputNorm.bytes + (output.quantized?.bytes ?? 0) + (isTied ? 0 : output.fp32.bytes) }
 }
 
 /// Reports load progress as (done, total) steps; called from loader threads.
@@ -59,19 +86,26 @@ enum WeightLoader {
         return b
     }
 
+    /// Tensors stacked by rows into one matrix; each part given as (name, rows). All share `inputs` columns.
+    static func linear(_ f: GGUFFile, _ parts: [(String, Int)], inputs: Int) throws -> Linear {
+        let total = parts.reduce(0) { $0 + $1.1 }
+        let buf = FloatBuffer(count: total * inputs)
+        var row = 0
+        for (name, rows) in parts {
+            try load(f, name, dims: [inputs, rows], into: buf.pointer + row * inputs)
+            row += rows
+        }
+        let q = QuantizedMatrix(tensors: try parts.map { try f.requireTensor($0.0) }, file: f)
+        return Linear(fp32: buf, quantized: q, outputs: total, inputs: inputs)
+    }
+
     static func layer(_ f: GGUFFile, _ c: LlamaConfig, _ l: Int) throws -> LlamaLayerWeights {
         let p = "blk.\(l)."
-        let qkv = FloatBuffer(count: (c.qDim + 2 * c.kvDim) * c.dim)
-        try load(f, p + "attn_q.weight", dims: [c.dim, c.qDim], into: qkv.pointer)
-        try load(f, p + "attn_k.weight", dims: [c.dim, c.kvDim], into: qkv.pointer + c.qDim * c.dim)
-        try load(f, p + "attn_v.weight", dims: [c.dim, c.kvDim], into: qkv.pointer + (c.qDim + c.kvDim) * c.dim)
-        let wo = FloatBuffer(count: c.dim * c.qDim)
-        try load(f, p + "attn_output.weight", dims: [c.qDim, c.dim], into: wo.pointer)
-        let gu = FloatBuffer(count: 2 * c.ffnDim * c.dim)
-        try load(f, p + "ffn_gate.weight", dims: [c.dim, c.ffnDim], into: gu.pointer)
-        try load(f, p + "ffn_up.weight", dims: [c.dim, c.ffnDim], into: gu.pointer + c.ffnDim * c.dim)
-        let down = FloatBuffer(count: c.dim * c.ffnDim)
-        try load(f, p + "ffn_down.weight", dims: [c.ffnDim, c.dim], into: down.pointer)
+        let qkv = try linear(f, [(p + "attn_q.weight", c.qDim), (p + "attn_k.weight", c.kvDim), (p + "attn_v.weight", c.kvDim)],
+                             inputs: c.dim)
+        let wo = try linear(f, [(p + "attn_output.weight", c.dim)], inputs: c.qDim)
+        let gu = try linear(f, [(p + "ffn_gate.weight", c.ffnDim), (p + "ffn_up.weight", c.ffnDim)], inputs: c.dim)
+        let down = try linear(f, [(p + "ffn_down.weight", c.dim)], inputs: c.ffnDim)
         return LlamaLayerWeights(attnNorm: try vector(f, p + "attn_norm.weight", c.dim), wqkv: qkv, wo: wo,
                                  ffnNorm: try vector(f, p + "ffn_norm.weight", c.dim), wGateUp: gu, wDown: down)
     }
@@ -94,10 +128,12 @@ enum WeightLoader {
         let embd = FloatBuffer(count: c.vocabSize * c.dim)
         try load(f, "token_embd.weight", dims: [c.dim, c.vocabSize], into: embd.pointer)
         let norm = try vector(f, "output_norm.weight", c.dim)
-        var out = embd
+        let out: Linear
         if f.tensor("output.weight") != nil {
-            out = FloatBuffer(count: c.vocabSize * c.dim)
-            try load(f, "output.weight", dims: [c.dim, c.vocabSize], into: out.pointer)
+            out = try linear(f, [("output.weight", c.vocabSize)], inputs: c.dim)
+        } else {
+            let q = QuantizedMatrix(tensors: [try f.requireTensor("token_embd.weight")], file: f)
+            out = Linear(fp32: embd, quantized: q, outputs: c.vocabSize, inputs: c.dim)
         }
         return LlamaHeadWeights(tokenEmbedding: embd, outputNorm: norm, output: out)
     }

@@ -1,0 +1,38 @@
+// Quantised matrix × vector kernels for the decode hot path. Weights stay 4 or 8 bits per value (the bytes
+// per token a decode step streams from memory are what bound its speed); activations stay fp32, so results
+// equal an fp32 product over the dequantised weights up to summation order.
+//
+// Layouts (repacked at load from GGUF blocks of 32; nb = columns / 32):
+//   Q4: qs[rows][nb][16] nibbles (low nibble = element j, high = element j+16), d[rows][nb], m[rows][nb];
+//       value = q * d + m   (GGUF Q4_1 as is; Q4_0 becomes d, m = -8d, which is exact)
+//   Q8: qs[rows][nb][32] int8, d[rows][nb]; value = q * d   (GGUF Q8_0)
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// y[i*ldy + r] = sum_c W[r][c] * x[i*ldx + c] for rows r in [row_begin, row_end) and inputs i in [0, n_inputs).
+void radial_matmul_q4(const uint8_t *qs, const float *d, const float *m, int nb,
+                      int row_begin, int row_end, const float *x, int ldx, int n_inputs,
+                      float *y, int ldy, int accumulate);
+void radial_matmul_q8(const int8_t *qs, const float *d, int nb,
+                      int row_begin, int row_end, const float *x, int ldx, int n_inputs,
+                      float *y, int ldy, int accumulate);
+
+// Attention of `g` query heads (q: g rows of hd, contiguous) sharing one K/V head, over positions [0, npos):
+// keys[p*kv_stride .. +hd], values likewise. present[p] == 0 excludes a position (NULL: all present).
+// scores: scratch of g*npos floats. out: g rows of hd.
+void radial_attend(const float *q, int g, int hd, const float *keys, const float *values, int kv_stride,
+                   int npos, const uint8_t *present, float scale, float *scores, float *out);
+
+// 1 when the AVX2/FMA versions run on this CPU (otherwise portable C).
+int radial_kernels_simd(void);
+// Tests: 1 forces the portable versions, 0 restores detection.
+void radial_kernels_force_generic(int on);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,335 @@
+#include "radial_kernels.h"
+#include <math.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define RADIAL_X86 1
+#endif
+
+// ---- portable versions (any CPU; also the reference the SIMD versions are tested against) ----
+
+static void matmul_q4_generic(const uint8_t *qs, const float *d, const float *m, int nb, int r0, int r1,
+                              const float *x, int ldx, int n, float *y, int ldy, int acc) {
+    for (int r = r0; r < r1; r++) {
+        for (int i = 0; i < n; i++) {
+            const float *xi = x + (size_t)i * ldx;
+            float sum = 0;
+            for (int b = 0; b < nb; b++) {
+                const uint8_t *q = qs + ((size_t)r * nb + b) * 16;
+                const float *xb = xi + b * 32;
+                float s = 0, xs = 0;
+                for (int j = 0; j < 16; j++) {
+                    s += (float)(q[j] & 15) * xb[j] + (float)(q[j] >> 4) * xb[j + 16];
+                    xs += xb[j] + xb[j + 16];
+                }
+                sum += d[(size_t)r * nb + b] * s + m[(size_t)r * nb + b] * xs;
+            }
+            float *out = y + (size_t)i * ldy + r;
+            *out = acc ? *out + sum : sum;
+        }
+    }
+}
+
+static void matmul_q8_generic(const int8_t *qs, const float *d, int nb, int r0, int r1,
+                              const float *x, int ldx, int n, float *y, int ldy, int acc) {
+    for (int r = r0; r < r1; r++) {
+        for (int i = 0; i < n; i++) {
+            const float *xi = x + (size_t)i * ldx;
+            float sum = 0;
+            for (int b = 0; b < nb; b++) {
+                const int8_t *q = qs + ((size_t)r * nb + b) * 32;
+                float s = 0;
+                for (int j = 0; j < 32; j++) s += (float)q[j] * xi[b * 32 + j];
+                sum += d[(size_t)r * nb + b] * s;
+            }
+            float *out = y + (size_t)i * ldy + r;
+            *out = acc ? *out + sum : sum;
+        }
+    }
+}
+
+
+static void attend_generic(const float *q, int g, int hd, const float *keys, const float *values, int ks,
+                           int npos, const uint8_t *present, float scale, float *scores, float *out) {
+    for (int h = 0; h < g; h++) {
+        const float *qh = q + (size_t)h * hd;
+        float *sc = scores + (size_t)h * npos;
+        float mx = -INFINITY;
+        for (int p = 0; p < npos; p++) {
+            if (present && !present[p]) { sc[p] = -INFINITY; continue; }
+            const float *k = keys + (size_t)p * ks;
+            float s = 0;
+            for (int j = 0; j < hd; j++) s += qh[j] * k[j];
+            sc[p] = s * scale;
+            if (sc[p] > mx) mx = sc[p];
+        }
+        float sum = 0;
+        for (int p = 0; p < npos; p++) { sc[p] = sc[p] == -INFINITY ? 0 : expf(sc[p] - mx); sum += sc[p]; }
+        float inv = sum > 0 ? 1 / sum : 0;
+        float *o = out + (size_t)h * hd;
+        for (int j = 0; j < hd; j++) o[j] = 0;
+        for (int p = 0; p < npos; p++) {
+            float w = sc[p] * inv;
+            if (w == 0) continue;
+            const float *v = values + (size_t)p * ks;
+            for (int j = 0; j < hd; j++) o[j] += w * v[j];
+        }
+    }
+}
+
+#ifdef RADIAL_X86
+// ---- AVX2 + FMA: each weight block is widened to fp32 once and used for up to 4 inputs ----
+
+#define SIMD_FN __attribute__((target("avx2,fma")))
+
+SIMD_FN static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// The 32 values of a Q4 block as four vectors of 8 (before scale and offset).
+SIMD_FN static inline void widen_q4(const uint8_t *q, __m256 w[4]) {
+    __m128i v = _mm_loadu_si128((const __m128i *)q);
+    __m128i lo = _mm_and_si128(v, _mm_set1_epi8(15));
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(15));
+    w[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+    w[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
+    w[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+    w[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+}
+
+SIMD_FN static inline void widen_q8(const int8_t *q, __m256 w[4]) {
+    __m256i v = _mm256_loadu_si256((const __m256i *)q);
+    __m128i a = _mm256_castsi256_si128(v), b = _mm256_extracti128_si256(v, 1);
+    w[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(a));
+    w[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(a, 8)));
+    w[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
+    w[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b, 8)));
+}
+
+// Dot products of one row with its offset term: sum over blocks of m[b] * (sum of x over block b).
+SIMD_FN static inline float offset_dot(const float *m, const float *xs, int nb) {
+    __m256 a = _mm256_setzero_ps();
+    int b = 0;
+    for (; b + 8 <= nb; b += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(m + b), _mm256_loadu_ps(xs + b), a);
+    float t = hsum(a);
+    for (; b < nb; b++) t += m[b] * xs[b];
+    return t;
+}
+
+// One input: four independent accumulators, so FMA latency does not serialise the block loop.
+SIMD_FN static void q4_rows_1(const uint8_t *qs, const float *d, const float *m, int nb, int r0, int r1,
+                              const float *x, const float *xsum, float *y, int acc) {
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *qr = qs + (size_t)r * nb * 16;
+        const float *dr = d + (size_t)r * nb;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        for (int b = 0; b < nb; b++) {
+            __m256 w[4];
+            widen_q4(qr + b * 16, w);
+            __m256 db = _mm256_set1_ps(dr[b]);
+            const float *xb = x + b * 32;
+            a0 = _mm256_fmadd_ps(_mm256_mul_ps(w[0], db), _mm256_loadu_ps(xb), a0);
+            a1 = _mm256_fmadd_ps(_mm256_mul_ps(w[1], db), _mm256_loadu_ps(xb + 8), a1);
+            a2 = _mm256_fmadd_ps(_mm256_mul_ps(w[2], db), _mm256_loadu_ps(xb + 16), a2);
+            a3 = _mm256_fmadd_ps(_mm256_mul_ps(w[3], db), _mm256_loadu_ps(xb + 24), a3);
+        }
+        float v = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) + offset_dot(m + (size_t)r * nb, xsum, nb);
+        y[r] = acc ? y[r] + v : v;
+    }
+}
+
+SIMD_FN static void q8_rows_1(const int8_t *qs, const float *d, int nb, int r0, int r1,
+                              const float *x, float *y, int acc) {
+    for (int r = r0; r < r1; r++) {
+        const int8_t *qr = qs + (size_t)r * nb * 32;
+        const float *dr = d + (size_t)r * nb;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        for (int b = 0; b < nb; b++) {
+            __m256 w[4];
+            widen_q8(qr + b * 32, w);
+            __m256 db = _mm256_set1_ps(dr[b]);
+            const float *xb = x + b * 32;
+            a0 = _mm256_fmadd_ps(_mm256_mul_ps(w[0], db), _mm256_loadu_ps(xb), a0);
+            a1 = _mm256_fmadd_ps(_mm256_mul_ps(w[1], db), _mm256_loadu_ps(xb + 8), a1);
+            a2 = _mm256_fmadd_ps(_mm256_mul_ps(w[2], db), _mm256_loadu_ps(xb + 16), a2);
+            a3 = _mm256_fmadd_ps(_mm256_mul_ps(w[3], db), _mm256_loadu_ps(xb + 24), a3);
+        }
+        float v = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        y[r] = acc ? y[r] + v : v;
+    }
+}
+
+// Several inputs (a batch of sequences): each block of weights is widened and scaled once, then used by all
+// K inputs, so the batch streams the weights once. One accumulator per input; K independent chains hide
+// FMA latency. K is a constant in each generated copy, which keeps the accumulators in registers.
+#define MULTI_BODY(K, WIDEN, QSTRIDE, QTYPE) \
+    for (int r = r0; r < r1; r++) { \
+        const QTYPE *qr = qs + (size_t)r * nb * QSTRIDE; \
+        const float *dr = d + (size_t)r * nb; \
+        __m256 sum[K]; \
+        for (int i = 0; i < K; i++) sum[i] = _mm256_setzero_ps(); \
+        for (int b = 0; b < nb; b++) { \
+            __m256 w[4]; \
+            WIDEN(qr + b * QSTRIDE, w); \
+            __m256 db = _mm256_set1_ps(dr[b]); \
+            w[0] = _mm256_mul_ps(w[0], db); w[1] = _mm256_mul_ps(w[1], db); \
+            w[2] = _mm256_mul_ps(w[2], db); w[3] = _mm256_mul_ps(w[3], db); \
+            const float *xb = x + b * 32; \
+            for (int i = 0; i < K; i++) { \
+                const float *xk = xb + (size_t)i * ldx; \
+                __m256 s = _mm256_mul_ps(w[0], _mm256_loadu_ps(xk)); \
+                s = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(xk + 8), s); \
+                s = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(xk + 16), s); \
+                s = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xk + 24), s); \
+                sum[i] = _mm256_add_ps(sum[i], s); \
+            } \
+        } \
+        for (int i = 0; i < K; i++) { \
+            float v = hsum(sum[i]) + OFFSET(i); \
+            float *out = y + (size_t)i * ldy + r; \
+            *out = acc ? *out + v : v; \
+        } \
+    }
+
+#define OFFSET(i) offset_dot(m + (size_t)r * nb, xsum + (i) * nb, nb)
+#define Q4_MULTI(K) \
+SIMD_FN static void q4_rows_##K(const uint8_t *qs, const float *d, const float *m, int nb, int r0, int r1, \
+                                const float *x, int ldx, const float *xsum, float *y, int ldy, int acc) { \
+    MULTI_BODY(K, widen_q4, 16, uint8_t) }
+Q4_MULTI(2) Q4_MULTI(3) Q4_MULTI(4) Q4_MULTI(5) Q4_MULTI(6) Q4_MULTI(7) Q4_MULTI(8)
+#undef OFFSET
+
+#define OFFSET(i) 0.0f
+#define Q8_MULTI(K) \
+SIMD_FN static void q8_rows_##K(const int8_t *qs, const float *d, int nb, int r0, int r1, \
+                                const float *x, int ldx, float *y, int ldy, int acc) { \
+    MULTI_BODY(K, widen_q8, 32, int8_t) }
+Q8_MULTI(2) Q8_MULTI(3) Q8_MULTI(4) Q8_MULTI(5) Q8_MULTI(6) Q8_MULTI(7) Q8_MULTI(8)
+#undef OFFSET
+
+SIMD_FN static void matmul_q4_avx2(const uint8_t *qs, const float *d, const float *m, int nb, int r0, int r1,
+                                   const float *x, int ldx, int n, float *y, int ldy, int acc) {
+    float xsum[8 * nb];
+    for (int i0 = 0; i0 < n; i0 += 8) {
+        int k = n - i0 < 8 ? n - i0 : 8;
+        const float *xi = x + (size_t)i0 * ldx;
+        for (int i = 0; i < k; i++) {
+            for (int b = 0; b < nb; b++) {
+                const float *xb = xi + (size_t)i * ldx + b * 32;
+                __m256 t = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(xb), _mm256_loadu_ps(xb + 8)),
+                                         _mm256_add_ps(_mm256_loadu_ps(xb + 16), _mm256_loadu_ps(xb + 24)));
+                xsum[i * nb + b] = hsum(t);
+            }
+        }
+        float *yi = y + (size_t)i0 * ldy;
+        switch (k) {
+        case 1: q4_rows_1(qs, d, m, nb, r0, r1, xi, xsum, yi, acc); break;
+        case 2: q4_rows_2(qs, d, m, nb, r0, r1, xi, ldx, xsum, yi, ldy, acc); break;
+        case 3: q4_rows_3(qs, d, m, nb, r0, r1, xi, ldx, xsum, yi, ldy, acc); break;
+        case 4: q4_rows_4(qs, d, m, nb, r0, r1, xi, ldx, xsum, yi, ldy, acc); break;
+        case 5: q4_rows_5(qs, d, m, nb, r0, r1, xi, ldx, xsum, yi, ldy, acc); break;
+        case 6: q4_rows_6(qs, d, m, nb, r0, r1, xi, ldx, xsum, yi, ldy, acc); break;
+        case 7: q4_rows_7(qs, d, m, nb, r0, r1, xi, ldx, xsum, yi, ldy, acc); break;
+        default: q4_rows_8(qs, d, m, nb, r0, r1, xi, ldx, xsum, yi, ldy, acc); break;
+        }
+    }
+}
+
+SIMD_FN static void matmul_q8_avx2(const int8_t *qs, const float *d, int nb, int r0, int r1,
+                                   const float *x, int ldx, int n, float *y, int ldy, int acc) {
+    for (int i0 = 0; i0 < n; i0 += 8) {
+        int k = n - i0 < 8 ? n - i0 : 8;
+        const float *xi = x + (size_t)i0 * ldx;
+        float *yi = y + (size_t)i0 * ldy;
+        switch (k) {
+        case 1: q8_rows_1(qs, d, nb, r0, r1, xi, yi, acc); break;
+        case 2: q8_rows_2(qs, d, nb, r0, r1, xi, ldx, yi, ldy, acc); break;
+        case 3: q8_rows_3(qs, d, nb, r0, r1, xi, ldx, yi, ldy, acc); break;
+        case 4: q8_rows_4(qs, d, nb, r0, r1, xi, ldx, yi, ldy, acc); break;
+        case 5: q8_rows_5(qs, d, nb, r0, r1, xi, ldx, yi, ldy, acc); break;
+        case 6: q8_rows_6(qs, d, nb, r0, r1, xi, ldx, yi, ldy, acc); break;
+        case 7: q8_rows_7(qs, d, nb, r0, r1, xi, ldx, yi, ldy, acc); break;
+        default: q8_rows_8(qs, d, nb, r0, r1, xi, ldx, yi, ldy, acc); break;
+        }
+    }
+}
+
+// Attention for head dimensions that are multiples of 8: the same arithmetic as attend_generic.
+SIMD_FN static void attend_avx2(const float *q, int g, int hd, const float *keys, const float *values, int ks,
+                                int npos, const uint8_t *present, float scale, float *scores, float *out) {
+    for (int h = 0; h < g; h++) {
+        const float *qh = q + (size_t)h * hd;
+        float *sc = scores + (size_t)h * npos;
+        float mx = -INFINITY;
+        for (int p = 0; p < npos; p++) {
+            if (present && !present[p]) { sc[p] = -INFINITY; continue; }
+            const float *k = keys + (size_t)p * ks;
+            __m256 a = _mm256_setzero_ps();
+            for (int j = 0; j < hd; j += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(qh + j), _mm256_loadu_ps(k + j), a);
+            sc[p] = hsum(a) * scale;
+            if (sc[p] > mx) mx = sc[p];
+        }
+        float sum = 0;
+        for (int p = 0; p < npos; p++) { sc[p] = sc[p] == -INFINITY ? 0 : expf(sc[p] - mx); sum += sc[p]; }
+        float inv = sum > 0 ? 1 / sum : 0;
+        float *o = out + (size_t)h * hd;
+        for (int j0 = 0; j0 < hd; j0 += 32) {
+            int w8 = hd - j0 < 32 ? (hd - j0) / 8 : 4;
+            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+            for (int p = 0; p < npos; p++) {
+                if (sc[p] == 0) continue;
+                __m256 w = _mm256_set1_ps(sc[p] * inv);
+                const float *v = values + (size_t)p * ks + j0;
+                for (int t = 0; t < w8; t++) acc[t] = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8 * t), acc[t]);
+            }
+            for (int t = 0; t < w8; t++) _mm256_storeu_ps(o + j0 + 8 * t, acc[t]);
+        }
+    }
+}
+#endif
+
+static int simd_state = -1;  // benign race: every thread computes the same answer
+
+void radial_kernels_force_generic(int on) { simd_state = on ? 0 : -1; }
+
+int radial_kernels_simd(void) {
+#ifdef RADIAL_X86
+    if (simd_state < 0) {
+        __builtin_cpu_init();
+        simd_state = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return simd_state;
+#else
+    return 0;
+#endif
+}
+
+void radial_matmul_q4(const uint8_t *qs, const float *d, const float *m, int nb, int r0, int r1,
+                      const float *x, int ldx, int n, float *y, int ldy, int acc) {
+#ifdef RADIAL_X86
+    if (radial_kernels_simd()) { matmul_q4_avx2(qs, d, m, nb, r0, r1, x, ldx, n, y, ldy, acc); return; }
+#endif
+    matmul_q4_generic(qs, d, m, nb, r0, r1, x, ldx, n, y, ldy, acc);
+}
+
+void radial_matmul_q8(const int8_t *qs, const float *d, int nb, int r0, int r1,
+                      const float *x, int ldx, int n, float *y, int ldy, int acc) {
+#ifdef RADIAL_X86
+    if (radial_kernels_simd()) { matmul_q8_avx2(qs, d, nb, r0, r1, x, ldx, n, y, ldy, acc); return; }
+#endif
+    matmul_q8_generic(qs, d, nb, r0, r1, x, ldx, n, y, ldy, acc);
+}
+
+void radial_attend(const float *q, int g, int hd, const float *keys, const float *values, int kv_stride,
+                   int npos, const uint8_t *present, float scale, float *scores, float *out) {
+#ifdef RADIAL_X86
+    if (hd % 8 == 0 && radial_kernels_simd()) {
+        attend_avx2(q, g, hd, keys, values, kv_stride, npos, present, scale, scores, out);
+        return;
+    }
+#endif
+    attend_generic(q, g, hd, keys, values, kv_stride, npos, present, scale, scores, out);
+}

@@ -1,0 +1,112 @@
+import CRadialKernels
+import Dispatch
+
+/// A weight matrix kept at 4 or 8 bits per value for the decode hot path (see radial_kernels.h for layouts).
+/// Decode streams every weight once per step, so bytes per weight, not FLOPs, set its speed: fp32 weights
+/// would cap SmolLM2 at ~25 tokens/s on this machine's ~12 GB/s, Q4 at ~5x that.
+///
+/// Read-only after init (hence `@unchecked Sendable`).
+public final class QuantizedMatrix: @unchecked Sendable {
+    public enum Format: Sendable { case q4, q8 }
+    public let format: Format
+    public let rows: Int
+    public let columns: Int
+    let blocksPerRow: Int
+    let qs: UnsafeMutableRawPointer
+    let scales: UnsafeMutablePointer<Float>
+    let offsets: UnsafeMutablePointer<Float>?
+
+    /// Repacks GGUF tensors (all Q4_0/Q4_1, or all Q8_0, with equal column counts) stacked by rows; nil when
+    /// the types do not allow an exact quantised form (the caller then uses fp32).
+    public init?(tensors: [GGUFTensorInfo], file: GGUFFile) {
+        guard let first = tensors.first else { return nil }
+        let cols = first.columns
+        guard cols % 32 == 0, tensors.allSatisfy({ $0.columns == cols && $0.dimensions.count <= 2 }) else { return nil }
+        let types = Set(tensors.map(\.type))
+        if types.isSubset(of: [.q4_0, .q4_1]) { format = .q4 } else if types == [.q8_0] { format = .q8 } else { return nil }
+        rows = tensors.reduce(0) { $0 + $1.rows }
+        columns = cols
+        blocksPerRow = cols / 32
+        let totalBlocks = rows * blocksPerRow
+        let qBytes = format == .q4 ? 16 : 32
+        qs = .allocate(byteCount: totalBlocks * qBytes, alignment: 64)
+        scales = .allocate(capacity: totalBlocks)
+        offsets = format == .q4 ? .allocate(capacity: totalBlocks) : nil
+        var block = 0
+        for t in tensors {
+            let src = file.data(of: t).baseAddress!
+            let srcBlockBytes = t.type.bytesPerBlock
+            for b in 0..<(t.rows * blocksPerRow) {
+                let p = src + b * srcBlockBytes
+                let d = Dequantize.half(p, 0)
+                switch t.type {
+                case .q4_1:
+                    scales[block] = d
+                    offsets![block] = Dequantize.half(p, 2)
+                    (qs + block * 16).copyMemory(from: p + 4, byteCount: 16)
+                case .q4_0:
+                    scales[block] = d
+                    offsets![block] = -8 * d  // (q - 8)·d = q·d + (-8d), exact in fp32
+                    (qs + block * 16).copyMemory(from: p + 2, byteCount: 16)
+                default: // q8_0
+                    scales[block] = d
+                    (qs + block * 32).copyMemory(from: p + 2, byteCount: 32)
+                }
+                block += 1
+            }
+        }
+    }
+
+    deinit {
+        qs.deallocate()
+        scales.deallocate()
+        offsets?.deallocate()
+    }
+
+    public var bytes: Int { rows * blocksPerRow * ((format == .q4 ? 16 : 32) + (format == .q4 ? 8 : 4)) }
+
+    /// y(n, rowCount) = x(n, columns) · W[rowStart ..< rowStart+rowCount]ᵀ (+ y when accumulating), rows split
+    /// across `threads` when the matrix is large enough to repay the hand-off.
+    public func multiply(_ x: UnsafePointer<Float>, inputs n: Int, ldx: Int? = nil,
+                         into y: UnsafeMutablePointer<Float>, ldy: Int? = nil, accumulate: Bool = false,
+                         rowStart: Int = 0, rowCount: Int? = nil, threads: Int = QuantizedMatrix.threads) {
+        let count = rowCount ?? rows - rowStart
+        precondition(rowStart >= 0 && rowStart + count <= rows)
+        let lx = Int32(ldx ?? columns), ly = Int32(ldy ?? count), nb = Int32(blocksPerRow)
+        let blockBase = rowStart * blocksPerRow
+        // Raw addresses as integers so the closure below is Sendable; they stay valid for this call.
+        let qsAddr = UInt(bitPattern: qs), dAddr = UInt(bitPattern: scales + blockBase)
+        let mAddr = offsets.map { UInt(bitPattern: $0 + blockBase) } ?? 0
+        let xAddr = UInt(bitPattern: x), yAddr = UInt(bitPattern: y)
+        let fmt = format, qBytes = format == .q4 ? 16 : 32
+        let acc: Int32 = accumulate ? 1 : 0
+        let run: @Sendable (Int, Int) -> Void = { r0, r1 in
+            let q = UnsafeRawPointer(bitPattern: qsAddr)! + blockBase * qBytes
+            let d = UnsafePointer<Float>(bitPattern: dAddr)!
+            let x = UnsafePointer<Float>(bitPattern: xAddr)!, y = UnsafeMutablePointer<Float>(bitPattern: yAddr)!
+            switch fmt {
+            case .q4:
+                radial_matmul_q4(q.assumingMemoryBound(to: UInt8.self), d, UnsafePointer<Float>(bitPattern: mAddr)!, nb,
+                                 Int32(r0), Int32(r1), x, lx, Int32(n), y, ly, acc)
+            case .q8:
+                radial_matmul_q8(q.assumingMemoryBound(to: Int8.self), d, nb, Int32(r0), Int32(r1), x, lx, Int32(n), y, ly, acc)
+            }
+        }
+        let work = count * columns * n
+        let t = work < 1 << 16 ? 1 : min(threads, count)
+        if t <= 1 {
+            run(0, count)
+        } else {
+            // Chunks end on multiples of 8 rows so threads do not share cache lines of y.
+            let chunk = ((count + t - 1) / t + 7) & ~7
+            DispatchQueue.concurrentPerform(iterations: t) { i in
+                let r0 = min(i * chunk, count), r1 = min(r0 + chunk, count)
+                if r0 < r1 { run(r0, r1) }
+            }
+        }
+    }
+
+    /// Threads the quantised kernels use (set with BLAS threads by the CLI).
+    nonisolated(unsafe) public static var threads = 2
+    public static var usesSIMD: Bool { radial_kernels_simd() != 0 }
+}

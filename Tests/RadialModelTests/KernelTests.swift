@@ -1,0 +1,99 @@
+import CRadialKernels
+import Foundation
+import Testing
+@testable import RadialModel
+
+/// The quantised decode kernels and the attention kernel against plain fp32 arithmetic on the same values.
+@Suite(.serialized) struct KernelTests {
+    func matrix(_ type: GGMLType, rows: Int, cols: Int, seed: UInt64) throws -> (QuantizedMatrix, [Float]) {
+        var rng = SplitMix64(seed: seed)
+        var w = GGUFWriter()
+        w.addTensor("a", dimensions: [cols, rows / 2], values: (0..<(rows / 2 * cols)).map { _ in Float(rng.nextDouble() * 2 - 1) }, as: type)
+        w.addTensor("b", dimensions: [cols, rows - rows / 2], values: (0..<((rows - rows / 2) * cols)).map { _ in Float(rng.nextDouble() - 0.3) }, as: type)
+        let path = try TestSupport.tempDir() + "/m.gguf"
+        try w.write(to: path)
+        let f = try GGUFFile(path: path)
+        let q = try #require(QuantizedMatrix(tensors: [try f.requireTensor("a"), try f.requireTensor("b")], file: f))
+        return (q, try f.floats("a") + f.floats("b"))
+    }
+
+    func reference(_ w: [Float], rows: Int, cols: Int, _ x: [Float], inputs: Int) -> [Float] {
+        var y = [Float](repeating: 0, count: inputs * rows)
+        for i in 0..<inputs { for r in 0..<rows {
+            var s: Double = 0
+            for c in 0..<cols { s += Double(w[r * cols + c]) * Double(x[i * cols + c]) }
+            y[i * rows + r] = Float(s)
+        } }
+        return y
+    }
+
+    @Test(arguments: [GGMLType.q4_0, .q4_1, .q8_0])
+    func quantizedMatmulMatchesFP32(_ type: GGMLType) throws {
+        let rows = 70, cols = 96
+        let (q, w) = try matrix(type, rows: rows, cols: cols, seed: 11)
+        var rng = SplitMix64(seed: 5)
+        for generic in [false, true] {
+            radial_kernels_force_generic(generic ? 1 : 0)
+            defer { radial_kernels_force_generic(0) }
+            for n in [1, 2, 3, 5, 8, 11] {
+                let x = (0..<(n * cols)).map { _ in Float(rng.nextDouble() * 2 - 1) }
+                let want = reference(w, rows: rows, cols: cols, x, inputs: n)
+                var y = [Float](repeating: 1, count: n * rows)
+                for threads in [1, 2] {
+                    x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
+                        q.multiply(xp.baseAddress!, inputs: n, into: yp.baseAddress!, threads: threads)
+                    } }
+                    #expect(TestSupport.maxAbsDiff(y, want) < 1e-4, "\(type) n=\(n) generic=\(generic) threads=\(threads)")
+                }
+                // accumulate into a row slice
+                var z = [Float](repeating: 0.5, count: n * 20)
+                x.withUnsafeBufferPointer { xp in z.withUnsafeMutableBufferPointer { zp in
+                    q.multiply(xp.baseAddress!, inputs: n, into: zp.baseAddress!, accumulate: true, rowStart: 30, rowCount: 20)
+                } }
+                for i in 0..<n { for r in 0..<20 {
+                    #expect(abs(z[i * 20 + r] - (0.5 + want[i * rows + 30 + r])) < 1e-4)
+                } }
+            }
+        }
+    }
+
+    @Test func unsupportedTypesHaveNoQuantizedForm() throws {
+        var w = GGUFWriter()
+        w.addTensor("f", dimensions: [32, 2], values: Array(repeating: 1, count: 64), as: .f16)
+        let path = try TestSupport.tempDir() + "/f.gguf"
+        try w.write(to: path)
+        let f = try GGUFFile(path: path)
+        #expect(QuantizedMatrix(tensors: [try f.requireTensor("f")], file: f) == nil)
+    }
+
+    @Test func attentionMatchesPlainSoftmax() throws {
+        let g = 3, hd = 64, ks = 200, npos = 37
+        var rng = SplitMix64(seed: 9)
+        let q = (0..<(g * hd)).map { _ in Float(rng.nextDouble() - 0.5) }
+        let k = (0..<(npos * ks)).map { _ in Float(rng.nextDouble() - 0.5) }
+        let v = (0..<(npos * ks)).map { _ in Float(rng.nextDouble() - 0.5) }
+        var present = [UInt8](repeating: 1, count: npos)
+        present[3] = 0; present[20] = 0
+        for generic in [false, true] {
+            radial_kernels_force_generic(generic ? 1 : 0)
+            defer { radial_kernels_force_generic(0) }
+            for mask in [false, true] {
+                var out = [Float](repeating: .nan, count: g * hd)
+                var scores = [Float](repeating: 0, count: g * npos)
+                radial_attend(q, Int32(g), Int32(hd), k, v, Int32(ks), Int32(npos), mask ? present : nil, 0.125, &scores, &out)
+                for h in 0..<g {
+                    var s = (0..<npos).map { p -> Double in
+                        (0..<hd).reduce(0) { $0 + Double(q[h * hd + $1]) * Double(k[p * ks + $1]) } * 0.125
+                    }
+                    if mask { s = s.enumerated().map { present[$0.offset] == 0 ? -.infinity : $0.element } }
+                    let mx = s.max()!
+                    let e = s.map { exp($0 - mx) }, z = e.reduce(0, +)
+                    for j in 0..<hd {
+                        let want = (0..<npos).reduce(0.0) { $0 + e[$1] / z * Double(v[$1 * ks + j]) }
+                        #expect(abs(Double(out[h * hd + j]) - want) < 1e-5, "generic=\(generic) mask=\(mask)")
+                    }
+                }
+            }
+        }
+    }
+}
