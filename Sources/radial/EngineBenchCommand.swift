@@ -24,6 +24,15 @@ struct EngineBenchCommand: ParsableCommand {
     var batch = 8
     @Flag(name: .long, help: "Print one JSON object as the last line.")
     var json = false
+    @Option(name: .long, help: "Measure only this part: prefill, decode or batch (for profiling).")
+    var only: String?
+
+    func validate() throws {
+        if let o = only, !["prefill", "decode", "batch"].contains(o) { throw ValidationError("--only takes prefill, decode or batch") }
+        if batch < 1 || decodeTokens < 1 || prefillTokens < 1 { throw ValidationError("counts must be at least 1") }
+    }
+
+    func wants(_ part: String) -> Bool { only == nil || only == part }
 
     func run() throws {
         let (llama, tokenizer) = try model.load(progress: !json)
@@ -34,22 +43,29 @@ struct EngineBenchCommand: ParsableCommand {
         let clock = ContinuousClock()
 
         // Prefill: warm-up, then best of 3.
-        _ = try llama.prefill(cache: llama.makeCache(initialCapacity: prompt.count), tokens: prompt)
         var best = Double.infinity
+        if wants("prefill") {
+        _ = try llama.prefill(cache: llama.makeCache(initialCapacity: prompt.count), tokens: prompt)
         for _ in 0..<3 {
             let cache = llama.makeCache(initialCapacity: prompt.count)
             let t = clock.now
             _ = try llama.prefill(cache: cache, tokens: prompt)
             best = min(best, (clock.now - t).seconds)
         }
+        }
         let prefillRate = Double(prompt.count) / best
 
-        // Batch-1 decode after a short prompt, greedy, timing only the decode steps.
-        let decodeRate = try decode(llama, prompts: [Array(all.prefix(16))], clock: clock)
+        // Batch-1 decode after the same prompt (as bench/llamacpp_bench.py does), greedy, timing only decode steps.
+        let decodeRate = wants("decode") ? try decode(llama, prompts: [prompt], clock: clock) : 0
 
-        // Batched decode: each sequence its own prompt (a different slice), all decoded in one step per token.
-        let prompts = (0..<batch).map { i in Array(all[(i * 7) % max(1, all.count - 16)..<(i * 7) % max(1, all.count - 16) + 16]) }
-        let batchRate = try decode(llama, prompts: prompts, clock: clock)
+        // Batched decode: each sequence its own prompt of the same length (a different window of the text, so the
+        // attention work per token matches batch 1), all decoded together one step per token.
+        let slack = all.count - prompt.count
+        let prompts = (0..<batch).map { i in
+            let start = slack > 0 ? (i * 5) % (slack + 1) : 0
+            return Array(all[start..<start + prompt.count])
+        }
+        let batchRate = wants("batch") ? try decode(llama, prompts: prompts, clock: clock) : 0
 
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
