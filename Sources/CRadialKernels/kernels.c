@@ -120,46 +120,33 @@ SIMD_FN static inline float offset_dot(const float *m, const float *xs, int nb) 
 }
 
 // One input: four independent accumulators, so FMA latency does not serialise the block loop.
+#define SINGLE_BODY(WIDEN, QSTRIDE, QTYPE, OFFSET_TERM) \
+    for (int r = r0; r < r1; r++) { \
+        const QTYPE *qr = qs + (size_t)r * nb * QSTRIDE; \
+        const float *dr = d + (size_t)r * nb; \
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps(); \
+        for (int b = 0; b < nb; b++) { \
+            __m256 w[4]; \
+            WIDEN(qr + b * QSTRIDE, w); \
+            __m256 db = _mm256_set1_ps(dr[b]); \
+            const float *xb = x + b * 32; \
+            a0 = _mm256_fmadd_ps(_mm256_mul_ps(w[0], db), _mm256_loadu_ps(xb), a0); \
+            a1 = _mm256_fmadd_ps(_mm256_mul_ps(w[1], db), _mm256_loadu_ps(xb + 8), a1); \
+            a2 = _mm256_fmadd_ps(_mm256_mul_ps(w[2], db), _mm256_loadu_ps(xb + 16), a2); \
+            a3 = _mm256_fmadd_ps(_mm256_mul_ps(w[3], db), _mm256_loadu_ps(xb + 24), a3); \
+        } \
+        float v = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) + OFFSET_TERM; \
+        y[r] = acc ? y[r] + v : v; \
+    }
+
 SIMD_FN static void q4_rows_1(const uint8_t *qs, const float *d, const float *m, int nb, int r0, int r1,
                               const float *x, const float *xsum, float *y, int acc) {
-    for (int r = r0; r < r1; r++) {
-        const uint8_t *qr = qs + (size_t)r * nb * 16;
-        const float *dr = d + (size_t)r * nb;
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-        for (int b = 0; b < nb; b++) {
-            __m256 w[4];
-            widen_q4(qr + b * 16, w);
-            __m256 db = _mm256_set1_ps(dr[b]);
-            const float *xb = x + b * 32;
-            a0 = _mm256_fmadd_ps(_mm256_mul_ps(w[0], db), _mm256_loadu_ps(xb), a0);
-            a1 = _mm256_fmadd_ps(_mm256_mul_ps(w[1], db), _mm256_loadu_ps(xb + 8), a1);
-            a2 = _mm256_fmadd_ps(_mm256_mul_ps(w[2], db), _mm256_loadu_ps(xb + 16), a2);
-            a3 = _mm256_fmadd_ps(_mm256_mul_ps(w[3], db), _mm256_loadu_ps(xb + 24), a3);
-        }
-        float v = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) + offset_dot(m + (size_t)r * nb, xsum, nb);
-        y[r] = acc ? y[r] + v : v;
-    }
+    SINGLE_BODY(widen_q4, 16, uint8_t, offset_dot(m + (size_t)r * nb, xsum, nb))
 }
 
 SIMD_FN static void q8_rows_1(const int8_t *qs, const float *d, int nb, int r0, int r1,
                               const float *x, float *y, int acc) {
-    for (int r = r0; r < r1; r++) {
-        const int8_t *qr = qs + (size_t)r * nb * 32;
-        const float *dr = d + (size_t)r * nb;
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-        for (int b = 0; b < nb; b++) {
-            __m256 w[4];
-            widen_q8(qr + b * 32, w);
-            __m256 db = _mm256_set1_ps(dr[b]);
-            const float *xb = x + b * 32;
-            a0 = _mm256_fmadd_ps(_mm256_mul_ps(w[0], db), _mm256_loadu_ps(xb), a0);
-            a1 = _mm256_fmadd_ps(_mm256_mul_ps(w[1], db), _mm256_loadu_ps(xb + 8), a1);
-            a2 = _mm256_fmadd_ps(_mm256_mul_ps(w[2], db), _mm256_loadu_ps(xb + 16), a2);
-            a3 = _mm256_fmadd_ps(_mm256_mul_ps(w[3], db), _mm256_loadu_ps(xb + 24), a3);
-        }
-        float v = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-        y[r] = acc ? y[r] + v : v;
-    }
+    SINGLE_BODY(widen_q8, 32, int8_t, 0.0f)
 }
 
 // Several inputs (a batch of sequences): each block of weights is widened and scaled once, then used by all
