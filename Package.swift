@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .executable(name: "radial", targets: ["radial"]),
         .library(name: "RadialModel", targets: ["RadialModel"]),
+        .library(name: "RadialRPC", targets: ["RadialRPC"]),
+        .library(name: "RadialProtocol", targets: ["RadialProtocol"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -25,10 +27,23 @@ let package = Package(
         // SIMD integer-to-float conversions compile to out-of-line scalar calls (measured 4x slower).
         .target(name: "CRadialKernels", cSettings: [.unsafeFlags(["-O3"])]),
 
+        // Tiny C: slice/byte-buffer helpers and macro values gRPC core's headers do not export to Swift.
+        .target(name: "CGRPCShim", dependencies: ["CGRPC"],
+                linkerSettings: [.linkedLibrary("grpc"), .linkedLibrary("gpr")]),
+        // protoc-c output for Protos/, committed; regenerate with scripts/gen-protos.sh (CI checks it is current).
+        .target(name: "CRadialProto", dependencies: ["CProtobufC"],
+                linkerSettings: [.linkedLibrary("protobuf-c")]),
+        // Async Swift over gRPC core: server, channel, unary + server streaming, deadlines, status, TLS, auth.
+        // Bytes in, bytes out; no C type crosses its public API.
+        .target(name: "RadialRPC", dependencies: ["CGRPCShim"]),
+        // Radial's messages as Swift value types, converted to and from the protobuf-c structs in one place,
+        // with validation; the Health and Diagnostics services.
+        .target(name: "RadialProtocol", dependencies: ["RadialRPC", "RadialModel", "CRadialProto"]),
+
         .executableTarget(
             name: "radial",
             dependencies: [
-                "RadialModel",
+                "RadialModel", "RadialRPC", "RadialProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 

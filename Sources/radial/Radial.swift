@@ -1,7 +1,7 @@
 import ArgumentParser
 
 @main
-struct Radial: ParsableCommand {
+struct Radial: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "radial",
         abstract: "Radial: distributed LLM serving with dynamic depth.",
@@ -9,5 +9,6 @@ struct Radial: ParsableCommand {
             Local tools run a GGUF model in this process; no cluster is needed.
             Example: radial run --model models/SmolLM2-135M-Instruct.Q4_1.gguf --chat "What is the capital of France?"
             """,
-        subcommands: [RunCommand.self, TokenizeCommand.self, EngineBenchCommand.self])
+        subcommands: [RunCommand.self, TokenizeCommand.self, EngineBenchCommand.self,
+                      HealthCommand.self, ServeEchoCommand.self, RPCBenchCommand.self])
 }

@@ -1,0 +1,74 @@
+/// A message with a wire form: generated protobuf-c structs are converted to and from Swift value types in
+/// RadialProtocol, which conforms its types to this.
+public protocol WireMessage: Sendable {
+    /// Decodes and validates; throws INVALID_ARGUMENT naming the field when the bytes or shapes are wrong.
+    init(wire bytes: [UInt8]) throws
+    func wireBytes() -> [UInt8]
+}
+
+extension RPCServer {
+    /// A typed unary method. A request that does not decode is INVALID_ARGUMENT without running the handler.
+    public func addUnary<Request: WireMessage, Response: WireMessage>(
+        _ path: String, _ type: Request.Type = Request.self,
+        _ handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
+    ) {
+        addUnary(path) { (bytes: [UInt8], context: ServerContext) async throws -> [UInt8] in
+            try await handler(try Request(wire: bytes), context).wireBytes()
+        }
+    }
+
+    /// A typed server-streaming method; `send` each response.
+    public func addServerStreaming<Request: WireMessage, Response: WireMessage>(
+        _ path: String, _ type: Request.Type = Request.self, response: Response.Type = Response.self,
+        _ handler: @escaping @Sendable (Request, ServerContext, TypedResponseWriter<Response>) async throws -> Void
+    ) {
+        addServerStreaming(path) { (bytes: [UInt8], context: ServerContext, writer: ResponseWriter) async throws in
+            try await handler(try Request(wire: bytes), context, TypedResponseWriter(writer: writer))
+        }
+    }
+}
+
+public struct TypedResponseWriter<Response: WireMessage>: Sendable {
+    let writer: ResponseWriter
+    public func send(_ response: Response) async throws { try await writer.send(response.wireBytes()) }
+}
+
+extension RPCChannel {
+    /// A typed unary call. A response that does not decode is INTERNAL (the server broke the protocol).
+    public func unary<Request: WireMessage, Response: WireMessage>(
+        _ path: String, _ request: Request, response: Response.Type = Response.self, options: CallOptions = CallOptions()
+    ) async throws -> Response {
+        let bytes = try await unary(path, request: request.wireBytes(), options: options)
+        do { return try Response(wire: bytes) } catch let error as RPCError {
+            throw RPCError(.internal, "bad response from \(config.target) for \(path): \(error.message)")
+        }
+    }
+
+    /// A typed server-streaming call.
+    public func serverStreaming<Request: WireMessage, Response: WireMessage>(
+        _ path: String, _ request: Request, response: Response.Type = Response.self, options: CallOptions = CallOptions()
+    ) throws -> TypedResponseStream<Response> {
+        TypedResponseStream(raw: try serverStreaming(path, request: request.wireBytes(), options: options), target: config.target)
+    }
+}
+
+public struct TypedResponseStream<Response: WireMessage>: AsyncSequence, Sendable {
+    public typealias Element = Response
+    let raw: ResponseStream
+    let target: String
+
+    public func cancel() { raw.cancel() }
+
+    public func makeAsyncIterator() -> Iterator { Iterator(raw: raw.makeAsyncIterator(), target: target) }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        var raw: ResponseStream.Iterator
+        let target: String
+        public mutating func next() async throws -> Response? {
+            guard let bytes = try await raw.next() else { return nil }
+            do { return try Response(wire: bytes) } catch let error as RPCError {
+                throw RPCError(.internal, "bad response from \(target): \(error.message)")
+            }
+        }
+    }
+}

@@ -1,0 +1,222 @@
+import CGRPCShim
+import Synchronization
+
+/// How a server listens.
+public struct ServerConfig: Sendable {
+    /// "host:port"; port 0 picks a free port (read it from `RPCServer.port` after `start`).
+    public var address: String
+    public var tls: ServerTLS?
+    /// When set, every call except those to `unauthenticatedServices` must carry `authorization: Bearer TOKEN`.
+    public var bearerToken: String?
+    /// Health probes (Kubernetes, grpc_health_probe) cannot usually send a token.
+    public var unauthenticatedServices: Set<String> = ["grpc.health.v1.Health"]
+    /// Largest message sent or received, in bytes.
+    public var maxMessageBytes = 64 << 20
+    /// Calls accepted ahead per method before a handler has picked them up.
+    public var pendingCallsPerMethod = 8
+
+    public init(address: String, tls: ServerTLS? = nil, bearerToken: String? = nil) {
+        self.address = address
+        self.tls = tls
+        self.bearerToken = bearerToken
+    }
+}
+
+/// A unary handler: request bytes in, response bytes out. Throw `RPCError` to choose the status.
+public typealias UnaryHandler = @Sendable (_ request: [UInt8], _ context: ServerContext) async throws -> [UInt8]
+/// A server-streaming handler: send any number of responses through `responses`, then return.
+public typealias StreamingHandler = @Sendable (_ request: [UInt8], _ context: ServerContext, _ responses: ResponseWriter) async throws -> Void
+
+enum MethodKind: Sendable {
+    case unary(UnaryHandler)
+    case serverStreaming(StreamingHandler)
+}
+
+/// A gRPC server over C core. Register methods, `start`, and `shutdown` to drain.
+public final class RPCServer: Sendable {
+    public let config: ServerConfig
+    private let server: ServerHandle
+    private let queue: CompletionQueue
+    private let state = Mutex(State())
+
+    private struct State {
+        var methods: [String: MethodKind] = [:]
+        var port: Int?
+        var shuttingDown = false
+    }
+
+    public init(config: ServerConfig) {
+        GRPCLibrary.ensureInitialised()
+        self.config = config
+        let args = ChannelArguments([
+            ("grpc.max_receive_message_length", .int(config.maxMessageBytes)),
+            ("grpc.max_send_message_length", .int(config.maxMessageBytes)),
+        ])
+        server = ServerHandle(grpc_server_create(args.pointer, nil))
+        queue = CompletionQueue(name: "radial-grpc-server")
+        grpc_server_register_completion_queue(server.pointer, queue.cq, nil)
+    }
+
+    /// Registers a unary method by its full path ("/package.Service/Method"). Before `start` only.
+    public func addUnary(_ path: String, _ handler: @escaping UnaryHandler) {
+        state.withLock { $0.methods[path] = .unary(handler) }
+    }
+
+    /// Registers a server-streaming method. Before `start` only.
+    public func addServerStreaming(_ path: String, _ handler: @escaping StreamingHandler) {
+        state.withLock { $0.methods[path] = .serverStreaming(handler) }
+    }
+
+    /// The bound port, once started.
+    public var port: Int? { state.withLock { $0.port } }
+
+    /// Binds and starts serving; returns the bound port (the real one when the address asked for port 0).
+    @discardableResult
+    public func start() throws -> Int {
+        let methods = state.withLock { $0.methods }
+        // Registered methods let core deliver the request message with the call itself: one batch fewer per call.
+        var registered: [(String, RegisteredMethod, MethodKind)] = []
+        for (path, kind) in methods.sorted(by: { $0.key < $1.key }) {
+            guard let handle = grpc_server_register_method(server.pointer, path, nil,
+                                                           GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0) else {
+                throw RPCError(.internal, "gRPC refused to register \(path)")
+            }
+            registered.append((path, RegisteredMethod(handle: handle), kind))
+        }
+        let credentials = config.tls?.credentials() ?? grpc_insecure_server_credentials_create()
+        let port = grpc_server_add_http2_port(server.pointer, config.address, credentials)
+        grpc_server_credentials_release(credentials)
+        guard port > 0 else {
+            throw RPCError(.unavailable, "cannot listen on \(config.address) (address in use, or not a host:port this machine has)")
+        }
+        grpc_server_start(server.pointer)
+        state.withLock { $0.port = Int(port) }
+        for (path, handle, kind) in registered {
+            for _ in 0..<max(1, config.pendingCallsPerMethod) { requestCall(path: path, method: handle, kind: kind) }
+        }
+        requestUnknownCall()
+        return Int(port)
+    }
+
+    /// Stops accepting calls, lets running calls finish for up to `grace`, cancels whatever is left, then frees
+    /// the server. Safe to call more than once.
+    public func shutdown(grace: Duration = .seconds(5)) async {
+        let first = state.withLock { s -> Bool in defer { s.shuttingDown = true }; return !s.shuttingDown }
+        guard first else { return }
+        let drained = DrainFlag()
+        let server = self.server
+        let overtime = Task {
+            try? await Task.sleep(for: grace)
+            if !drained.done.load(ordering: .acquiring) { grpc_server_cancel_all_calls(server.pointer) }
+        }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let tag = CompletionTag { _ in
+                drained.done.store(true, ordering: .releasing)
+                continuation.resume()
+            }
+            grpc_server_shutdown_and_notify(server.pointer, queue.cq, tag.retainedPointer())
+        }
+        overtime.cancel()
+        server.destroy()
+        queue.shutdown()
+    }
+
+    // MARK: accepting calls
+
+    /// Asks core for the next call to `path`; re-arms itself each time one arrives.
+    private func requestCall(path: String, method: RegisteredMethod, kind: MethodKind) {
+        let slot = IncomingCall()
+        let tag = CompletionTag { [self] success in
+            guard success, let call = slot.call.pointee else { return }  // false: the server is shutting down
+            if !state.withLock({ $0.shuttingDown }) { requestCall(path: path, method: method, kind: kind) }
+            let context = ServerContext(method: path, metadata: Metadata(slot.metadata.pointee),
+                                        deadlineSeconds: rgs_seconds_until(slot.deadline.pointee))
+            let payload = slot.takePayload()
+            let serverCall = ServerCall(call: CallHandle(call), context: context)
+            let auth = authCheck(for: path)
+            context.attach(Task { await serverCall.run(kind: kind, payload: payload, auth: auth) })
+        }
+        let pointer = tag.retainedPointer()
+        let error = grpc_server_request_registered_call(server.pointer, method.handle, slot.call, slot.deadline, slot.metadata,
+                                                        slot.payload, queue.cq, queue.cq, pointer)
+        if error != GRPC_CALL_OK { CompletionTag.cancel(pointer) }
+    }
+
+    /// Calls to methods nobody registered arrive here and get UNIMPLEMENTED.
+    private func requestUnknownCall() {
+        let slot = IncomingCall()
+        let tag = CompletionTag { [self] success in
+            guard success, let call = slot.call.pointee else { return }
+            if !state.withLock({ $0.shuttingDown }) { requestUnknownCall() }
+            let method = String(slice: slot.details.pointee.method)
+            let handle = CallHandle(call)
+            Task { await ServerCall.reject(handle, RPCError(.unimplemented, "method \(method) is not implemented by this server")) }
+        }
+        let pointer = tag.retainedPointer()
+        let error = grpc_server_request_call(server.pointer, slot.call, slot.details, slot.metadata, queue.cq, queue.cq, pointer)
+        if error != GRPC_CALL_OK { CompletionTag.cancel(pointer) }
+    }
+
+    private func authCheck(for path: String) -> BearerTokenCheck? {
+        guard let token = config.bearerToken else { return nil }
+        let service = path.split(separator: "/").first.map(String.init) ?? ""
+        return config.unauthenticatedServices.contains(service) ? nil : BearerTokenCheck(token: token)
+    }
+}
+
+/// Core's handle for a registered method: an opaque token, valid as long as the server.
+private struct RegisteredMethod: @unchecked Sendable {
+    let handle: UnsafeMutableRawPointer
+}
+
+/// Heap out-parameters of one request_call: core fills them in when a call arrives.
+private final class IncomingCall: @unchecked Sendable {
+    // Written by core before the tag fires, read once on the queue thread afterwards.
+    let call = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: 1)
+    let deadline = UnsafeMutablePointer<gpr_timespec>.allocate(capacity: 1)
+    let metadata = UnsafeMutablePointer<grpc_metadata_array>.allocate(capacity: 1)
+    let payload = UnsafeMutablePointer<UnsafeMutablePointer<grpc_byte_buffer>?>.allocate(capacity: 1)
+    let details = UnsafeMutablePointer<grpc_call_details>.allocate(capacity: 1)
+
+    init() {
+        call.initialize(to: nil)
+        deadline.initialize(to: gpr_timespec())
+        grpc_metadata_array_init(metadata)
+        payload.initialize(to: nil)
+        grpc_call_details_init(details)
+    }
+
+    /// The request message delivered with the call; nil when the client sent none.
+    func takePayload() -> [UInt8]?? {
+        guard let buffer = payload.pointee else { return .some(nil) }
+        defer { grpc_byte_buffer_destroy(buffer); payload.pointee = nil }
+        let length = rgs_byte_buffer_length(buffer)
+        var bytes = [UInt8](repeating: 0, count: length)
+        let copied = bytes.withUnsafeMutableBytes { rgs_byte_buffer_copy(buffer, $0.baseAddress, length) }
+        return copied == length ? .some(bytes) : nil  // nil: unreadable
+    }
+
+    deinit {
+        grpc_metadata_array_destroy(metadata)
+        if let buffer = payload.pointee { grpc_byte_buffer_destroy(buffer) }
+        grpc_call_details_destroy(details)
+        call.deallocate(); deadline.deallocate(); metadata.deallocate(); payload.deallocate(); details.deallocate()
+    }
+}
+
+private final class DrainFlag: Sendable {
+    let done = Atomic(false)
+}
+
+/// Owns the grpc_server pointer.
+private final class ServerHandle: @unchecked Sendable {
+    // grpc_server functions are thread-safe; destroy happens once, after shutdown completed.
+    let pointer: OpaquePointer
+    private let destroyed = Atomic(false)
+
+    init(_ pointer: OpaquePointer) { self.pointer = pointer }
+
+    func destroy() {
+        if !destroyed.exchange(true, ordering: .acquiringAndReleasing) { grpc_server_destroy(pointer) }
+    }
+}

@@ -1,0 +1,130 @@
+import CGRPCShim
+import Synchronization
+
+/// What a handler knows about its call: method, request metadata, deadline, and whether the client has gone.
+public final class ServerContext: Sendable {
+    public let method: String
+    public let metadata: Metadata
+    /// When the client's deadline expires (nil: no deadline). Core also cancels the call at that moment.
+    public let deadline: ContinuousClock.Instant?
+    private let state = Mutex(CancelState())
+
+    private struct CancelState {
+        var cancelled = false
+        var task: Task<Void, Never>?
+    }
+
+    init(method: String, metadata: Metadata, deadlineSeconds: Double) {
+        self.method = method
+        self.metadata = metadata
+        deadline = deadlineSeconds.isFinite
+            ? ContinuousClock.now.advanced(by: .microseconds(Int64(deadlineSeconds * 1e6))) : nil
+    }
+
+    /// True once the client cancelled, the deadline passed or the server is shutting down: the handler's Task is
+    /// cancelled at the same moment, so `Task.isCancelled` and `try Task.checkCancellation()` work too.
+    public var isCancelled: Bool { state.withLock { $0.cancelled } }
+
+    /// Time left before the deadline (nil: none).
+    public var timeRemaining: Duration? { deadline.map { ContinuousClock.now.duration(to: $0) } }
+
+    func attach(_ task: Task<Void, Never>) {
+        let cancelNow = state.withLock { s -> Bool in s.task = task; return s.cancelled }
+        if cancelNow { task.cancel() }
+    }
+
+    func markCancelled() {
+        let task = state.withLock { s -> Task<Void, Never>? in s.cancelled = true; return s.task }
+        task?.cancel()
+    }
+}
+
+/// Sends the responses of a server-streaming call. Await each `send` before the next.
+public final class ResponseWriter: Sendable {
+    private let call: CallHandle
+    private let headersSent = Atomic(false)
+
+    init(call: CallHandle) { self.call = call }
+
+    /// Sends one response; throws CANCELLED when the client has gone away.
+    public func send(_ message: [UInt8]) async throws {
+        let batch = Batch()
+        if !headersSent.exchange(true, ordering: .acquiringAndReleasing) { batch.sendInitialMetadata(Metadata()) }
+        batch.sendMessage(message)
+        let result = await batch.run(on: call)
+        if !result.success { throw RPCError(.cancelled, "the client is gone") }
+    }
+
+    func finish(_ status: RPCError) async {
+        let batch = Batch()
+        if !headersSent.exchange(true, ordering: .acquiringAndReleasing) { batch.sendInitialMetadata(Metadata()) }
+        batch.sendStatus(status)
+        _ = await batch.run(on: call)
+    }
+}
+
+/// One accepted call on the server: watches for cancellation, checks auth, runs the handler, sends the status.
+final class ServerCall: Sendable {
+    let call: CallHandle
+    let context: ServerContext
+
+    init(call: CallHandle, context: ServerContext) {
+        self.call = call
+        self.context = context
+    }
+
+    /// `payload`: .some(bytes) the request, .some(nil) none sent, nil unreadable.
+    func run(kind: MethodKind, payload: [UInt8]??, auth: BearerTokenCheck?) async {
+        // RECV_CLOSE_ON_SERVER completes when the call is over; `cancelled` says the client (or the deadline, or
+        // shutdown) ended it early.
+        let close = Batch()
+        close.receiveCloseOnServer()
+        close.start(on: call) { [context] result in
+            if result.cancelled || !result.success { context.markCancelled() }
+        }
+
+        if let auth, let error = auth.check(context.metadata) { return await Self.reject(call, error, watchClose: false) }
+        guard let payload else {
+            return await Self.reject(call, .invalidArgument("the request message could not be read (bad compression?)"), watchClose: false)
+        }
+        guard let request = payload else {
+            return await Self.reject(call, .invalidArgument("the call carried no request message"), watchClose: false)
+        }
+
+        switch kind {
+        case .unary(let handler):
+            let batch = Batch()
+            batch.sendInitialMetadata(Metadata())
+            do {
+                let response = try await handler(request, context)
+                batch.sendMessage(response)
+                batch.sendStatus(RPCError(.ok, ""))
+            } catch {
+                batch.sendStatus(context.isCancelled && error is CancellationError
+                                 ? RPCError(.cancelled, "cancelled") : RPCError.from(handlerError: error))
+            }
+            _ = await batch.run(on: call)
+        case .serverStreaming(let handler):
+            let writer = ResponseWriter(call: call)
+            do {
+                try await handler(request, context, writer)
+                await writer.finish(RPCError(.ok, ""))
+            } catch {
+                await writer.finish(RPCError.from(handlerError: error))
+            }
+        }
+    }
+
+    /// Ends a call with an error status without running a handler.
+    static func reject(_ call: CallHandle, _ status: RPCError, watchClose: Bool = true) async {
+        let batch = Batch()
+        batch.sendInitialMetadata(Metadata())
+        batch.sendStatus(status)
+        if watchClose {  // every server call needs its close received once, or core never frees it
+            let close = Batch()
+            close.receiveCloseOnServer()
+            close.start(on: call) { _ in }
+        }
+        _ = await batch.run(on: call)
+    }
+}
