@@ -51,6 +51,9 @@ let package = Package(
             name: "RadialModelTests",
             dependencies: ["RadialModel"],
             resources: [.copy("Resources")]),
+        .testTarget(
+            name: "RadialRPCTests",
+            dependencies: ["RadialRPC", "RadialProtocol"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -9,20 +9,20 @@ public protocol WireMessage: Sendable {
 extension RPCServer {
     /// A typed unary method. A request that does not decode is INVALID_ARGUMENT without running the handler.
     public func addUnary<Request: WireMessage, Response: WireMessage>(
-        _ path: String, _ type: Request.Type = Request.self,
+        _ path: String, _ type: Request.Type = Request.self, offloaded: Bool = false,
         _ handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
     ) {
-        addUnary(path) { (bytes: [UInt8], context: ServerContext) async throws -> [UInt8] in
+        addUnary(path, offloaded: offloaded) { (bytes: [UInt8], context: ServerContext) async throws -> [UInt8] in
             try await handler(try Request(wire: bytes), context).wireBytes()
         }
     }
 
     /// A typed server-streaming method; `send` each response.
     public func addServerStreaming<Request: WireMessage, Response: WireMessage>(
-        _ path: String, _ type: Request.Type = Request.self, response: Response.Type = Response.self,
+        _ path: String, _ type: Request.Type = Request.self, response: Response.Type = Response.self, offloaded: Bool = false,
         _ handler: @escaping @Sendable (Request, ServerContext, TypedResponseWriter<Response>) async throws -> Void
     ) {
-        addServerStreaming(path) { (bytes: [UInt8], context: ServerContext, writer: ResponseWriter) async throws in
+        addServerStreaming(path, offloaded: offloaded) { (bytes: [UInt8], context: ServerContext, writer: ResponseWriter) async throws in
             try await handler(try Request(wire: bytes), context, TypedResponseWriter(writer: writer))
         }
     }

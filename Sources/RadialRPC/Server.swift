@@ -32,6 +32,12 @@ enum MethodKind: Sendable {
     case serverStreaming(StreamingHandler)
 }
 
+struct MethodEntry: Sendable {
+    let kind: MethodKind
+    /// Run on the global pool rather than on the server's queue thread (for handlers that compute for long).
+    let offloaded: Bool
+}
+
 /// A gRPC server over C core. Register methods, `start`, and `shutdown` to drain.
 public final class RPCServer: Sendable {
     public let config: ServerConfig
@@ -40,7 +46,7 @@ public final class RPCServer: Sendable {
     private let state = Mutex(State())
 
     private struct State {
-        var methods: [String: MethodKind] = [:]
+        var methods: [String: MethodEntry] = [:]
         var port: Int?
         var shuttingDown = false
     }
@@ -58,13 +64,16 @@ public final class RPCServer: Sendable {
     }
 
     /// Registers a unary method by its full path ("/package.Service/Method"). Before `start` only.
-    public func addUnary(_ path: String, _ handler: @escaping UnaryHandler) {
-        state.withLock { $0.methods[path] = .unary(handler) }
+    ///
+    /// Handlers start on the server's completion-queue thread, which saves a thread wake-up per call; one that
+    /// computes for long (milliseconds) should pass `offloaded: true`, or it delays every other call's I/O.
+    public func addUnary(_ path: String, offloaded: Bool = false, _ handler: @escaping UnaryHandler) {
+        state.withLock { $0.methods[path] = MethodEntry(kind: .unary(handler), offloaded: offloaded) }
     }
 
     /// Registers a server-streaming method. Before `start` only.
-    public func addServerStreaming(_ path: String, _ handler: @escaping StreamingHandler) {
-        state.withLock { $0.methods[path] = .serverStreaming(handler) }
+    public func addServerStreaming(_ path: String, offloaded: Bool = false, _ handler: @escaping StreamingHandler) {
+        state.withLock { $0.methods[path] = MethodEntry(kind: .serverStreaming(handler), offloaded: offloaded) }
     }
 
     /// The bound port, once started.
@@ -75,13 +84,13 @@ public final class RPCServer: Sendable {
     public func start() throws -> Int {
         let methods = state.withLock { $0.methods }
         // Registered methods let core deliver the request message with the call itself: one batch fewer per call.
-        var registered: [(String, RegisteredMethod, MethodKind)] = []
-        for (path, kind) in methods.sorted(by: { $0.key < $1.key }) {
+        var registered: [(String, RegisteredMethod, MethodEntry)] = []
+        for (path, entry) in methods.sorted(by: { $0.key < $1.key }) {
             guard let handle = grpc_server_register_method(server.pointer, path, nil,
                                                            GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0) else {
                 throw RPCError(.internal, "gRPC refused to register \(path)")
             }
-            registered.append((path, RegisteredMethod(handle: handle), kind))
+            registered.append((path, RegisteredMethod(handle: handle), entry))
         }
         let credentials = config.tls?.credentials() ?? grpc_insecure_server_credentials_create()
         let port = grpc_server_add_http2_port(server.pointer, config.address, credentials)
@@ -91,8 +100,8 @@ public final class RPCServer: Sendable {
         }
         grpc_server_start(server.pointer)
         state.withLock { $0.port = Int(port) }
-        for (path, handle, kind) in registered {
-            for _ in 0..<max(1, config.pendingCallsPerMethod) { requestCall(path: path, method: handle, kind: kind) }
+        for (path, handle, entry) in registered {
+            for _ in 0..<max(1, config.pendingCallsPerMethod) { requestCall(path: path, method: handle, entry: entry) }
         }
         requestUnknownCall()
         return Int(port)
@@ -124,17 +133,20 @@ public final class RPCServer: Sendable {
     // MARK: accepting calls
 
     /// Asks core for the next call to `path`; re-arms itself each time one arrives.
-    private func requestCall(path: String, method: RegisteredMethod, kind: MethodKind) {
+    private func requestCall(path: String, method: RegisteredMethod, entry: MethodEntry) {
         let slot = IncomingCall()
         let tag = CompletionTag { [self] success in
             guard success, let call = slot.call.pointee else { return }  // false: the server is shutting down
-            if !state.withLock({ $0.shuttingDown }) { requestCall(path: path, method: method, kind: kind) }
+            if !state.withLock({ $0.shuttingDown }) { requestCall(path: path, method: method, entry: entry) }
             let context = ServerContext(method: path, metadata: Metadata(slot.metadata.pointee),
                                         deadlineSeconds: rgs_seconds_until(slot.deadline.pointee))
             let payload = slot.takePayload()
             let serverCall = ServerCall(call: CallHandle(call), context: context)
             let auth = authCheck(for: path)
-            context.attach(Task { await serverCall.run(kind: kind, payload: payload, auth: auth) })
+            let executor: any TaskExecutor = entry.offloaded ? globalConcurrentExecutor : queue
+            context.attach(Task(executorPreference: executor) {
+                await serverCall.run(kind: entry.kind, payload: payload, auth: auth)
+            })
         }
         let pointer = tag.retainedPointer()
         let error = grpc_server_request_registered_call(server.pointer, method.handle, slot.call, slot.deadline, slot.metadata,
@@ -150,7 +162,7 @@ public final class RPCServer: Sendable {
             if !state.withLock({ $0.shuttingDown }) { requestUnknownCall() }
             let method = String(slice: slot.details.pointee.method)
             let handle = CallHandle(call)
-            Task { await ServerCall.reject(handle, RPCError(.unimplemented, "method \(method) is not implemented by this server")) }
+            Task(executorPreference: queue) { await ServerCall.reject(handle, RPCError(.unimplemented, "method \(method) is not implemented by this server")) }
         }
         let pointer = tag.retainedPointer()
         let error = grpc_server_request_call(server.pointer, slot.call, slot.details, slot.metadata, queue.cq, queue.cq, pointer)

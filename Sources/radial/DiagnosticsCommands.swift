@@ -119,7 +119,7 @@ struct RPCBenchCommand: AsyncParsableCommand {
         let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
             for worker in 0..<inFlight {
                 let share = calls / inFlight + (worker < calls % inFlight ? 1 : 0)
-                group.addTask {
+                group.addTask(executorPreference: RPCClientExecutor.shared) {
                     var mine: [Double] = []
                     mine.reserveCapacity(share)
                     for _ in 0..<share {
