@@ -50,9 +50,10 @@ model() {
 }
 
 test_deps() {
-  if python3 -c "import numpy, gguf" 2>/dev/null; then say "python test packages present"; return; fi
+  if python3 -c "import numpy, gguf, grpc, grpc_tools, grpc_health" 2>/dev/null; then say "python test packages present"; return; fi
   say "installing numpy and gguf from PyPI"
-  python3 -m pip install --quiet numpy gguf==0.19.0 || die "pip install numpy gguf failed"
+  python3 -m pip install --quiet numpy gguf==0.19.0 grpcio grpcio-tools grpcio-health-checking \
+    || die "pip install of the test references (numpy gguf grpcio grpcio-tools grpcio-health-checking) failed"
 }
 
 case "${1:-all}" in

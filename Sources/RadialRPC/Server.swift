@@ -57,6 +57,8 @@ public final class RPCServer: Sendable {
         let args = ChannelArguments([
             ("grpc.max_receive_message_length", .int(config.maxMessageBytes)),
             ("grpc.max_send_message_length", .int(config.maxMessageBytes)),
+            // Core sets SO_REUSEPORT by default, so a second server on a busy port would "succeed" and share it.
+            ("grpc.so_reuseport", .int(0)),
         ])
         server = ServerHandle(grpc_server_create(args.pointer, nil))
         queue = CompletionQueue(name: "radial-grpc-server")
