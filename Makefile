@@ -27,6 +27,7 @@ demo:
 
 test:
 	scripts/setup.sh all
+	scripts/gen-protos.sh --check
 	swift build --build-tests
 	swift test
 

@@ -35,7 +35,7 @@ import Testing
         #expect(unknown.hasPrefix("UNIMPLEMENTED"), "got \(unknown)")
     }
 
-    @Test(.disabled("hangs waiting for the grpcio server under the test runner (works by hand: radial rpc-bench against grpcio_peer.py serve); to investigate"))
+    @Test
     func swiftClientCallsGrpcioServer() async throws {
         let server = try ServerProcess("/usr/bin/env", ["python3", Self.peer, "serve"])
         defer { server.stop() }

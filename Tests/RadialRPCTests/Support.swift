@@ -133,6 +133,9 @@ final class ServerProcess: @unchecked Sendable {
     @discardableResult
     func stop() -> Int32 {
         if process.isRunning { process.terminate() }
+        // A child that does not die on SIGTERM within 20 s gets SIGKILL, so a test never hangs on it.
+        for _ in 0..<400 where process.isRunning { usleep(50_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
         return process.terminationStatus
     }

@@ -15,6 +15,7 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -141,6 +142,10 @@ def bench(args):
 
 
 def main():
+    # A parent that ignores or blocks SIGTERM (a test runner may) passes that on through exec: restore the default,
+    # so `serve` dies when its test stops it.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve"); s.add_argument("--port", type=int, default=0); s.set_defaults(fn=serve)
