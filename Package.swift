@@ -6,6 +6,8 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "radial", targets: ["radial"]),
+        .executable(name: "radial-worker", targets: ["radial-worker"]),
+        .executable(name: "radial-coordinator", targets: ["radial-coordinator"]),
         .library(name: "RadialModel", targets: ["RadialModel"]),
         .library(name: "RadialRPC", targets: ["RadialRPC"]),
         .library(name: "RadialProtocol", targets: ["RadialProtocol"]),
@@ -40,12 +42,27 @@ let package = Package(
         // with validation; the Health and Diagnostics services.
         .target(name: "RadialProtocol", dependencies: ["RadialRPC", "RadialModel", "CRadialProto"]),
 
+        // A worker: one shard of layers, a KV cache per session, radial.Worker over gRPC.
+        .target(name: "RadialWorker", dependencies: ["RadialModel", "RadialRPC", "RadialProtocol"]),
+        // The coordinator: sessions, continuous batching, the pipeline over workers, radial.Coordinator.
+        .target(name: "RadialCoordinator", dependencies: ["RadialModel", "RadialRPC", "RadialProtocol"]),
+        // Flags and process plumbing the three executables share (TLS/auth options, serving until SIGTERM).
+        .target(name: "RadialCommandLine", dependencies: [
+            "RadialModel", "RadialRPC", "RadialProtocol", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
         .executableTarget(
             name: "radial",
             dependencies: [
-                "RadialModel", "RadialRPC", "RadialProtocol",
+                "RadialModel", "RadialRPC", "RadialProtocol", "RadialCoordinator", "RadialCommandLine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        .executableTarget(
+            name: "radial-worker",
+            dependencies: ["RadialWorker", "RadialCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(
+            name: "radial-coordinator",
+            dependencies: ["RadialCoordinator", "RadialCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .testTarget(
             name: "RadialModelTests",

@@ -1,47 +1,7 @@
 import ArgumentParser
+import RadialCommandLine
 import Foundation
 import RadialModel
-
-/// The model file, and how it is loaded.
-struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: "Path to a Llama-family GGUF model file.")
-    var model: String
-
-    @Option(name: .long, help: "BLAS threads (default: 2, or RADIAL_THREADS).")
-    var threads: Int?
-
-    func validate() throws {
-        if let t = threads, t < 1 || t > 256 { throw ValidationError("--threads must be between 1 and 256") }
-    }
-
-    func applyThreads() {
-        let env = ProcessInfo.processInfo.environment["RADIAL_THREADS"].flatMap(Int.init)
-        let n = threads ?? env ?? 2
-        BLAS.setThreads(n)
-        QuantizedMatrix.threads = n
-    }
-
-    func openFile() throws -> GGUFFile {
-        guard FileManager.default.fileExists(atPath: model) else {
-            throw CLIError("model file not found: \(model) (run `make model` to fetch SmolLM2-135M-Instruct)")
-        }
-        return try GGUFFile(path: model)
-    }
-
-    /// Loads model and tokenizer, with a progress bar on stderr when it is a terminal.
-    func load(progress: Bool = true) throws -> (LlamaModel, Tokenizer) {
-        applyThreads()
-        let file = try openFile()
-        let tokenizer = try Tokenizer(gguf: file)
-        let show = progress && isatty(2) != 0
-        let name = "loading " + URL(fileURLWithPath: model).lastPathComponent
-        let llama = try LlamaModel(file: file, progress: { done, total in
-            if show { Progress.report(name, done, total) }
-        })
-        if show { Progress.finish() }
-        return (llama, tokenizer)
-    }
-}
 
 /// Sampling flags shared by every command that generates.
 struct SamplingOptions: ParsableArguments {
@@ -86,32 +46,6 @@ struct SamplingOptions: ParsableArguments {
     func validate() throws {
         guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1") }
         do { try parameters.validate() } catch { throw ValidationError("\(error)") }
-    }
-}
-
-struct CLIError: Error, CustomStringConvertible {
-    let description: String
-    init(_ d: String) { description = d }
-}
-
-enum Progress {
-    nonisolated(unsafe) static var lastShown = -1
-    static let lock = NSLock()
-
-    static func report(_ what: String, _ done: Int, _ total: Int) {
-        lock.lock(); defer { lock.unlock() }
-        let pct = total > 0 ? done * 100 / total : 100
-        guard pct != lastShown else { return }
-        lastShown = pct
-        let width = 30, filled = width * pct / 100
-        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-        FileHandle.standardError.write("\r\(what) [\(bar)] \(done)/\(total)".data(using: .utf8)!)
-    }
-
-    static func finish() {
-        lock.lock(); defer { lock.unlock() }
-        if lastShown >= 0 { FileHandle.standardError.write("\n".data(using: .utf8)!) }
-        lastShown = -1
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import RadialCommandLine
 
 @main
 struct Radial: AsyncParsableCommand {
@@ -10,5 +11,6 @@ struct Radial: AsyncParsableCommand {
             Example: radial run --model models/SmolLM2-135M-Instruct.Q4_1.gguf --chat "What is the capital of France?"
             """,
         subcommands: [RunCommand.self, TokenizeCommand.self, EngineBenchCommand.self,
+                      GenerateCommand.self, ChatCommand.self, StatusCommand.self,
                       HealthCommand.self, ServeEchoCommand.self, RPCBenchCommand.self])
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import RadialCommandLine
 import Foundation
 import RadialModel
 

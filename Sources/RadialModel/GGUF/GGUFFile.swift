@@ -20,7 +20,7 @@ public final class GGUFFile: @unchecked Sendable {
     public let dataOffset: Int
     public let fileSize: Int
     private let tensorIndex: [String: Int]
-    private let base: UnsafeRawPointer
+    let base: UnsafeRawPointer
     private let mappedLength: Int
 
     // Sanity limits: far above any real model, far below what a corrupt count would ask for.

@@ -75,44 +75,23 @@ public struct LocalGenerator: Sendable {
     /// Runs one generation; `onText` receives text as soon as it is complete (UTF-8 and stop-string safe).
     public func generate(promptIDs: [Int], sampling: SamplingParameters, stop: StopConditions,
                          onText: (String) -> Void = { _ in }) throws -> GenerationResult {
-        try sampling.validate()
-        guard !promptIDs.isEmpty else { throw ModelError.badBatch("the prompt is empty") }
-        guard promptIDs.count < model.config.contextLength else {
-            throw ModelError.contextOverflow(position: promptIDs.count, limit: model.config.contextLength)
-        }
+        var state = try GenerationState(promptIDs: promptIDs, sampling: sampling, stop: stop,
+                                        contextLength: model.config.contextLength)
         let clock = ContinuousClock()
         let cache = model.makeCache(initialCapacity: promptIDs.count + stop.maxTokens)
-        var sampler = Sampler(sampling)
-        var history = promptIDs
-        var generated: [Int] = []
-        var decoder = StreamingDecoder()
-        var matcher = StopStringMatcher(stop.stopStrings)
-        var reason = FinishReason.maxTokens
-
         let t0 = clock.now
         var logits = try model.prefill(cache: cache, tokens: promptIDs)[0]
         let prefill = clock.now - t0
         let t1 = clock.now
-        while generated.count < stop.maxTokens {
-            let next = sampler.sample(logits, history: history)
-            if stop.stopAtEndOfGeneration && tokenizer.isEndOfGeneration(next) { reason = .endOfGeneration; break }
-            generated.append(next)
-            history.append(next)
-            let (release, stopped) = matcher.push(decoder.push(tokenizer.bytes(of: next)))
-            if !release.isEmpty { onText(release) }
-            if stopped { reason = .stopString; break }
-            if generated.count == stop.maxTokens { break }
-            let position = history.count - 1
-            if position >= model.config.contextLength { reason = .contextFull; break }
-            logits = try model.step([(cache: cache, position: position, token: next, layers: nil)])[0]
+        while true {
+            let step = state.accept(logits: logits, tokenizer: tokenizer)
+            if !step.text.isEmpty { onText(step.text) }
+            guard let next = step.feed else { break }
+            logits = try model.step([(cache: cache, position: step.position, token: next, layers: nil)])[0]
         }
         let decode = clock.now - t1
-        if reason != .stopString {
-            let (release, _) = matcher.push(decoder.flush())
-            let rest = release + matcher.flush()
-            if !rest.isEmpty { onText(rest) }
-        }
-        return GenerationResult(promptIDs: promptIDs, generatedIDs: generated, text: matcher.fullText, finishReason: reason,
+        return GenerationResult(promptIDs: promptIDs, generatedIDs: state.generated, text: state.text,
+                                finishReason: state.finishReason ?? .maxTokens,
                                 prefillSeconds: prefill.seconds, decodeSeconds: decode.seconds)
     }
 }

@@ -57,15 +57,26 @@ public final class KVCache: @unchecked Sendable {
         2 * layers * positions * kvDim * MemoryLayout<Float>.size
     }
 
+    /// The capacity `reserve(position:)` would grow to (doubling, capped at the context limit).
+    func capacity(reserving position: Int) -> Int {
+        guard position >= capacity else { return capacity }
+        var newCap = capacity
+        while newCap <= position { newCap *= 2 }
+        return min(newCap, maxPositions)
+    }
+
+    /// Bytes held after `reserve(position:)`: what admitting a position would cost, checked before running it.
+    public func bytes(reserving position: Int) -> Int {
+        2 * layers.count * capacity(reserving: position) * kvDim * MemoryLayout<Float>.size
+    }
+
     /// Makes room for `position`, doubling capacity.
     public func reserve(position: Int) throws {
         guard position >= 0 && position < maxPositions else {
             throw ModelError.contextOverflow(position: position, limit: maxPositions)
         }
         guard position >= capacity else { return }
-        var newCap = capacity
-        while newCap <= position { newCap *= 2 }
-        newCap = min(newCap, maxPositions)
+        let newCap = capacity(reserving: position)
         for l in 0..<layers.count {
             for store in [0, 1] {
                 let old = store == 0 ? keys[l] : values[l]

@@ -98,6 +98,14 @@ public struct LayerRange: Sendable, Hashable, Codable, CustomStringConvertible {
     public func contains(_ l: Int) -> Bool { l >= lowerBound && l < upperBound }
     /// As written on the command line: inclusive.
     public var description: String { count == 0 ? "none" : "\(lowerBound)-\(upperBound - 1)" }
+
+    /// The `index`-th of `count` contiguous slices of `layers` layers, sizes differing by at most one (earlier
+    /// slices take the remainder): 30 layers in 3 are 0-9, 10-19, 20-29.
+    public static func evenSlice(_ index: Int, of count: Int, layers: Int) -> LayerRange {
+        let base = layers / count, extra = layers % count
+        let start = index * base + min(index, extra)
+        return LayerRange(start, start + base + (index < extra ? 1 : 0))
+    }
 }
 
 public enum ModelError: Error, CustomStringConvertible, Equatable {
@@ -107,6 +115,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     case contextOverflow(position: Int, limit: Int)
     case tokenOutOfVocabulary(Int, vocab: Int)
     case badBatch(String)
+    case invalidRequest(String)
 
     public var description: String {
         switch self {
@@ -117,6 +126,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
         case .contextOverflow(let p, let l): "position \(p) is beyond the context limit of \(l) tokens"
         case .tokenOutOfVocabulary(let t, let v): "token id \(t) is outside the vocabulary of \(v) tokens"
         case .badBatch(let w): "invalid batch: \(w)"
+        case .invalidRequest(let w): w
         }
     }
 }

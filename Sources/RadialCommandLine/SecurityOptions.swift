@@ -3,22 +3,23 @@ import Foundation
 import RadialRPC
 
 /// TLS and bearer-token flags for a server process. Both are off unless given.
-struct ServerSecurityOptions: ParsableArguments {
+public struct ServerSecurityOptions: ParsableArguments {
+    public init() {}
     @Option(name: .customLong("tls-cert"), help: "PEM certificate chain: serve TLS (needs --tls-key).")
-    var tlsCert: String?
+    public var tlsCert: String?
     @Option(name: .customLong("tls-key"), help: "PEM private key for --tls-cert.")
-    var tlsKey: String?
+    public var tlsKey: String?
     @Option(name: .customLong("tls-client-ca"), help: "PEM CA: require client certificates it signed (mutual TLS).")
-    var tlsClientCA: String?
+    public var tlsClientCA: String?
     @Option(name: .customLong("auth-token"), help: "Require 'authorization: Bearer TOKEN' on every call except health checks (or set RADIAL_AUTH_TOKEN).")
-    var authToken: String?
+    public var authToken: String?
 
-    func validate() throws {
+    public func validate() throws {
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
         if tlsClientCA != nil && tlsCert == nil { throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key") }
     }
 
-    func serverConfig(address: String) throws -> ServerConfig {
+    public func serverConfig(address: String) throws -> ServerConfig {
         var config = ServerConfig(address: address)
         if let tlsCert, let tlsKey {
             config.tls = try ServerTLS(certificateFile: tlsCert, keyFile: tlsKey, clientCAFile: tlsClientCA)
@@ -29,23 +30,24 @@ struct ServerSecurityOptions: ParsableArguments {
 }
 
 /// TLS and bearer-token flags for a client.
-struct ClientSecurityOptions: ParsableArguments {
+public struct ClientSecurityOptions: ParsableArguments {
+    public init() {}
     @Flag(name: .customLong("tls"), help: "Connect with TLS, verifying the server against the system's CAs (or --tls-ca).")
-    var tls = false
+    public var tls = false
     @Option(name: .customLong("tls-ca"), help: "PEM CA that signed the server's certificate (implies --tls).")
-    var tlsCA: String?
+    public var tlsCA: String?
     @Option(name: .customLong("tls-cert"), help: "PEM client certificate for mutual TLS (needs --tls-key).")
-    var tlsCert: String?
+    public var tlsCert: String?
     @Option(name: .customLong("tls-key"), help: "PEM private key for --tls-cert.")
-    var tlsKey: String?
+    public var tlsKey: String?
     @Option(name: .customLong("auth-token"), help: "Send 'authorization: Bearer TOKEN' (or set RADIAL_AUTH_TOKEN).")
-    var authToken: String?
+    public var authToken: String?
 
-    func validate() throws {
+    public func validate() throws {
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
     }
 
-    func channelConfig(target: String) throws -> ChannelConfig {
+    public func channelConfig(target: String) throws -> ChannelConfig {
         var config = ChannelConfig(target: target)
         if tls || tlsCA != nil || tlsCert != nil {
             config.tls = try ClientTLS(caFile: tlsCA, certificateFile: tlsCert, keyFile: tlsKey)
@@ -56,8 +58,8 @@ struct ClientSecurityOptions: ParsableArguments {
 }
 
 /// Prints an RPC failure the way gRPC tools do and exits non-zero.
-func exitWithRPCError(_ error: any Error, _ what: String) -> Never {
+public func exitWithRPCError(_ error: any Error, _ what: String) -> Never {
     let text = (error as? RPCError).map { "\($0.code): \($0.message)" } ?? String(describing: error)
-    FileHandle.standardError.write(Data("radial: \(what): \(text)\n".utf8))
+    FileHandle.standardError.write(Data("\(Serving.program): \(what): \(text)\n".utf8))
     exit(1)
 }

@@ -1,0 +1,28 @@
+import Foundation
+
+/// Process-level plumbing of the servers: the "listening on" line scripts wait for, and timestamped log lines on
+/// standard error.
+public enum Serving {
+    /// The executable's name, for log and error lines.
+    public static let program = CommandLine.arguments.first.map { ($0 as NSString).lastPathComponent } ?? "radial"
+
+    /// Prints "listening on HOST:PORT" on standard output once bound (port 0 in `listen` becomes the real port).
+    public static func announce(listen: String, port: Int) {
+        let host = listen.split(separator: ":").dropLast().joined(separator: ":")
+        FileHandle.standardOutput.write(Data("listening on \(host):\(port)\n".utf8))
+        FileHandle.standardOutput.synchronizeFile()
+    }
+
+    /// One log line on standard error: time, program, message.
+    public static func log(_ message: String) {
+        let stamp = ISO8601DateFormatter.string(from: Date(), timeZone: .current,
+                                                formatOptions: [.withTime, .withColonSeparatorInTime, .withFractionalSeconds])
+        FileHandle.standardError.write(Data("\(stamp) \(program): \(message)\n".utf8))
+    }
+
+    /// Prints a fatal error and exits 1.
+    public static func fail(_ message: String) -> Never {
+        FileHandle.standardError.write(Data("\(program): error: \(message)\n".utf8))
+        exit(1)
+    }
+}

@@ -1,0 +1,132 @@
+import RadialModel
+import RadialProtocol
+import RadialRPC
+
+/// radial.Coordinator: Generate (streaming), Status, Tokenize. Turns requests into token ids, checks them against
+/// the limits, and hands them to the scheduler.
+public final class CoordinatorService: Sendable {
+    public let scheduler: Scheduler
+    let tokenizer: Tokenizer
+    let template: ChatTemplate?
+    let config: LlamaConfig
+    let modelName: String
+    public let defaultMaxTokens: Int
+    /// Longest prompt accepted; longer is INVALID_ARGUMENT (the context limit applies regardless).
+    public let maxPromptTokens: Int
+
+    public init(scheduler: Scheduler, tokenizer: Tokenizer, config: LlamaConfig, modelName: String,
+                defaultMaxTokens: Int = 128, maxPromptTokens: Int? = nil) {
+        self.maxPromptTokens = min(maxPromptTokens ?? config.contextLength - 1, config.contextLength - 1)
+        self.scheduler = scheduler
+        self.tokenizer = tokenizer
+        self.template = ChatTemplate(tokenizer: tokenizer)
+        self.config = config
+        self.modelName = modelName
+        self.defaultMaxTokens = defaultMaxTokens
+    }
+
+    public func register(on server: RPCServer) {
+        server.addServerStreaming(Method.generate, GenerateRequest.self, response: GenerateReply.self) { [self] request, context, writer in
+            try await generate(request, context: context, writer: writer)
+        }
+        server.addUnary(Method.status, StatusRequest.self) { [self] _, _ in await status() }
+        server.addUnary(Method.tokenize, TokenizeRequest.self) { [self] request, _ in
+            let ids = tokenizer.encode(request.text, parseSpecial: request.parseSpecial)
+            return TokenizeReply(ids: ids, pieces: ids.map { String(decoding: tokenizer.bytes(of: $0, special: true), as: UTF8.self) })
+        }
+    }
+
+    /// The prompt as token ids: INVALID_ARGUMENT for ids outside the vocabulary or chat without a template.
+    func promptIDs(_ input: PromptInput) throws -> [Int] {
+        switch input {
+        case .text(let text):
+            return tokenizer.encode(text)
+        case .ids(let ids):
+            if let bad = ids.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
+                throw RPCError.invalidArgument("GenerateRequest.prompt_ids: token id \(bad) is outside the vocabulary of \(config.vocabSize)")
+            }
+            return ids
+        case .chat(let messages):
+            guard let template else {
+                throw RPCError(.failedPrecondition, "this model has no chat template tokens (<|im_start|>, <|im_end|>); send a plain prompt")
+            }
+            if let bad = messages.first(where: { !["system", "user", "assistant"].contains($0.role) }) {
+                throw RPCError.invalidArgument("GenerateRequest.messages: unknown role '\(bad.role)' (system, user or assistant)")
+            }
+            return tokenizer.encode(template.render(messages))
+        }
+    }
+
+    func generate(_ request: GenerateRequest, context: ServerContext, writer: TypedResponseWriter<GenerateReply>) async throws {
+        let ids = try promptIDs(request.input)
+        guard ids.count <= maxPromptTokens else {
+            throw RPCError.invalidArgument("the prompt has \(ids.count) tokens; this coordinator accepts at most \(maxPromptTokens)")
+        }
+        let maxTokens = request.maxTokens == 0 ? defaultMaxTokens : request.maxTokens
+        let state: GenerationState
+        do {
+            state = try GenerationState(promptIDs: ids, sampling: request.sampling,
+                                        stop: StopConditions(maxTokens: maxTokens, stopStrings: request.stop),
+                                        contextLength: config.contextLength)
+        } catch ModelError.contextOverflow(let n, let limit) {
+            throw RPCError.invalidArgument("the prompt has \(n) tokens; this model's context holds \(limit), and at least one must be left to generate")
+        } catch {
+            throw RPCError.invalidArgument("\(error)")
+        }
+        let (id, events) = try scheduler.submit(state)
+        defer { scheduler.cancel(id) }  // a no-op once finished; frees the session when the client went away
+        var first = GenerateReply()
+        first.promptIDs = ids
+        try await writer.send(first)
+        for await event in events {
+            var reply = GenerateReply()
+            switch event {
+            case .token(let trace, let text):
+                reply.tokens = [trace]
+                reply.text = text
+            case .text(let text):
+                reply.text = text
+            case .finished(let reason, let prefill, let decode):
+                reply.finishReason = reason
+                reply.prefillTokensPerSecond = prefill
+                reply.decodeTokensPerSecond = decode
+            case .failed(let error):
+                throw error
+            }
+            try await writer.send(reply)
+        }
+        if context.isCancelled { throw RPCError(.cancelled, "the client cancelled") }
+    }
+
+    func status() async -> StatusReply {
+        var reply = StatusReply(handshake: scheduler.handshake)
+        reply.model = modelName
+        reply.modelLayers = config.layerCount
+        let metrics = scheduler.currentMetrics
+        reply.sessionsRunning = metrics.running
+        reply.sessionsQueued = metrics.queued
+        reply.tokensGenerated = metrics.tokensGenerated
+        reply.tokensPerSecond = metrics.tokensPerSecond
+        reply.layerSkipRate = Array(repeating: 0, count: config.layerCount)
+        reply.hopsPerToken = Double(scheduler.cluster.stages.count)
+        reply.kvPolicy = .fill
+        let workers = scheduler.cluster.stages + scheduler.cluster.replicas
+        let handshake = scheduler.handshake
+        reply.workers = await withTaskGroup(of: (Int, WorkerStatus).self) { group in
+            for (i, w) in workers.enumerated() {
+                group.addTask {
+                    let info = await w.currentInfo(handshake: handshake, timeout: .seconds(2))
+                    var status = WorkerStatus(address: w.address, healthy: info != nil, info: info ?? w.info)
+                    let s = w.snapshot()
+                    status.visits = s.visits
+                    status.rttP50ms = s.latency.quantile(0.5) * 1000
+                    return (i, status)
+                }
+            }
+            var out: [(Int, WorkerStatus)] = []
+            for await r in group { out.append(r) }
+            return out.sorted { $0.0 < $1.0 }.map(\.1)
+        }
+        return reply
+    }
+}

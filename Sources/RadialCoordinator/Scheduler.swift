@@ -1,0 +1,314 @@
+import RadialModel
+import RadialProtocol
+import RadialRPC
+import Synchronization
+
+/// Limits of the scheduler, each refused with its own status code (see CoordinatorService).
+public struct SchedulerLimits: Sendable {
+    /// Sessions decoding at once; more wait in the queue.
+    public var maxSessions = 16
+    /// Requests waiting for a slot; beyond this Generate is RESOURCE_EXHAUSTED.
+    public var maxQueued = 64
+    /// Rows per step: a long prompt is prefilled in chunks of this size, between other sessions' decode steps.
+    public var maxBatchTokens = 512
+    /// How long one Forward may take before the step fails.
+    public var forwardTimeout: Duration = .seconds(60)
+    public init() {}
+}
+
+/// What a running generation reports to its Generate call.
+public enum SessionEvent: Sendable {
+    /// A generated token: what it cost (layers, hops) and the text it completed.
+    case token(TokenTrace, text: String)
+    /// Text released without a new token (held-back text at the end).
+    case text(String)
+    case finished(FinishReason, prefillTokensPerSecond: Double, decodeTokensPerSecond: Double)
+    case failed(RPCError)
+}
+
+/// Continuous batching over the worker pipeline. One loop owns the running sessions; each step it admits queued
+/// requests, takes one decode token from every running session plus prompt chunks of new ones (up to
+/// `maxBatchTokens` rows), sends the batch through every stage as ONE Forward per worker, samples each session
+/// that produced logits, and frees the KV of finished or cancelled sessions on every worker.
+public final class Scheduler: Sendable {
+    let head: LlamaHead
+    let tokenizer: Tokenizer
+    let cluster: Cluster
+    let handshake: Handshake
+    public let limits: SchedulerLimits
+    private let shared = Mutex(Shared())
+    private let metrics = Mutex(Metrics())
+
+    private struct Shared {
+        var queue: [LiveSession] = []
+        var cancelled: Set<UInt64> = []
+        var wake: CheckedContinuation<Void, Never>?
+        var stopping = false
+        var nextID = UInt64.random(in: 1...(UInt64.max >> 2))
+        var running = 0
+    }
+
+    /// Counters for Status.
+    public struct Metrics: Sendable {
+        public var tokensGenerated: UInt64 = 0
+        public var steps: UInt64 = 0
+        public var tokenHops: UInt64 = 0
+        public var running = 0
+        public var queued = 0
+        var recent: [(at: ContinuousClock.Instant, tokens: Int)] = []
+
+        /// Generated tokens per second over the last five seconds.
+        public var tokensPerSecond: Double {
+            let now = ContinuousClock.now
+            let window = recent.filter { now - $0.at <= .seconds(5) }
+            guard let first = window.first else { return 0 }
+            let span = max((now - first.at).seconds, 1)
+            return Double(window.reduce(0) { $0 + $1.tokens }) / span
+        }
+    }
+
+    public init(head: LlamaHead, tokenizer: Tokenizer, cluster: Cluster, handshake: Handshake, limits: SchedulerLimits) {
+        self.head = head
+        self.tokenizer = tokenizer
+        self.cluster = cluster
+        self.handshake = handshake
+        self.limits = limits
+    }
+
+    public var currentMetrics: Metrics {
+        var m = metrics.withLock { $0 }
+        shared.withLock { m.queued = $0.queue.count; m.running = $0.running }
+        return m
+    }
+
+    /// Queues a generation; its events arrive on the returned stream. RESOURCE_EXHAUSTED when the queue is full,
+    /// UNAVAILABLE while shutting down.
+    public func submit(_ state: GenerationState) throws -> (id: UInt64, events: AsyncStream<SessionEvent>) {
+        let (stream, continuation) = AsyncStream<SessionEvent>.makeStream()
+        let (id, wake) = try shared.withLock { s throws -> (UInt64, CheckedContinuation<Void, Never>?) in
+            if s.stopping { throw RPCError(.unavailable, "the coordinator is shutting down") }
+            guard s.queue.count < limits.maxQueued else {
+                throw RPCError(.resourceExhausted, "the queue is full (\(limits.maxQueued) requests waiting, \(limits.maxSessions) running); retry later")
+            }
+            let id = s.nextID
+            s.nextID &+= 1
+            s.queue.append(LiveSession(id: id, state: state, continuation: continuation))
+            defer { s.wake = nil }
+            return (id, s.wake)
+        }
+        wake?.resume()
+        return (id, stream)
+    }
+
+    /// Stops a session at the next step boundary (or at once when still queued) and frees its KV.
+    public func cancel(_ id: UInt64) {
+        let (queued, wake) = shared.withLock { s -> (LiveSession?, CheckedContinuation<Void, Never>?) in
+            if let i = s.queue.firstIndex(where: { $0.id == id }) { return (s.queue.remove(at: i), nil) }
+            s.cancelled.insert(id)
+            defer { s.wake = nil }
+            return (nil, s.wake)
+        }
+        if let queued { queued.finish(.cancelled) }
+        wake?.resume()
+    }
+
+    /// Refuse new requests from now on; the loop returns once running and queued sessions are done.
+    public func stopAccepting() {
+        let wake = shared.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.stopping = true
+            defer { s.wake = nil }
+            return s.wake
+        }
+        wake?.resume()
+    }
+
+    /// Cancels everything still queued or running (after the shutdown grace period).
+    public func cancelAll() {
+        let (queued, wake) = shared.withLock { s -> ([LiveSession], CheckedContinuation<Void, Never>?) in
+            defer { s.queue.removeAll(); s.wake = nil }
+            s.cancelled.insert(UInt64.max)  // marker: cancel every running session
+            return (s.queue, s.wake)
+        }
+        for q in queued { q.finish(.cancelled) }
+        wake?.resume()
+    }
+
+    /// The batching loop; returns after `stopAccepting` once no work is left.
+    public func run() async {
+        var running: [LiveSession] = []
+        while true {
+            let (admitted, cancelled, stopping) = shared.withLock { s -> ([LiveSession], Set<UInt64>, Bool) in
+                let take = min(max(limits.maxSessions - running.count, 0), s.queue.count)
+                let admitted = Array(s.queue.prefix(take))
+                s.queue.removeFirst(take)
+                defer { s.cancelled.removeAll() }
+                return (admitted, s.cancelled, s.stopping)
+            }
+            running += admitted
+            if !cancelled.isEmpty {
+                let gone = running.filter { cancelled.contains($0.id) || cancelled.contains(UInt64.max) }
+                for s in gone { s.finish(.cancelled) }
+                running.removeAll { $0.isFinished }
+                release(gone.map(\.id))
+            }
+            shared.withLock { $0.running = running.count }
+            if running.isEmpty {
+                if stopping && shared.withLock({ $0.queue.isEmpty }) { return }
+                await waitForWork()
+                continue
+            }
+            await step(&running)
+        }
+    }
+
+    private func waitForWork() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = shared.withLock { s -> Bool in
+                if !s.queue.isEmpty || !s.cancelled.isEmpty || s.stopping { return true }
+                s.wake = c
+                return false
+            }
+            if now { c.resume() }
+        }
+    }
+
+    /// One batch through the pipeline.
+    private func step(_ running: inout [LiveSession]) async {
+        struct Row { let session: LiveSession; let position: Int; let token: Int; let wantsLogits: Bool }
+        var rows: [Row] = []
+        var budget = limits.maxBatchTokens
+        // Sessions with the least pending input first: every decode token goes out before prompt chunks.
+        for s in running.sorted(by: { $0.pending.count < $1.pending.count }) where budget > 0 {
+            let k = min(s.pending.count, budget)
+            for j in 0..<k {
+                rows.append(Row(session: s, position: s.nextPosition + j, token: s.pending[j], wantsLogits: j == k - 1 && k == s.pending.count))
+            }
+            budget -= k
+        }
+        let clock = ContinuousClock()
+        let stepStart = clock.now
+        for r in rows where r.session.startedAt == nil { r.session.startedAt = stepStart }
+        let dim = head.config.dim
+        do {
+            var hidden = WireTensor(try head.embed(rows.map(\.token)), shape: [rows.count, dim])
+            let entries = rows.map { TokenEntry(sessionID: $0.session.id, position: $0.position) }
+            for stage in cluster.stages {
+                let reply = try await stage.forward(ForwardRequest(handshake: handshake, tokens: entries, hidden: hidden),
+                                                    timeout: limits.forwardTimeout)
+                guard reply.hidden.shape == [rows.count, dim] else {
+                    throw RPCError(.internal, "worker \(stage.address) answered \(reply.hidden.shape) for \(rows.count) rows of \(dim)")
+                }
+                hidden = reply.hidden
+            }
+            let final = hidden.floats()
+            let picked = rows.indices.filter { rows[$0].wantsLogits }
+            var selected = [Float](repeating: 0, count: picked.count * dim)
+            for (j, i) in picked.enumerated() {
+                selected.withUnsafeMutableBufferPointer { out in
+                    final.withUnsafeBufferPointer { src in
+                        (out.baseAddress! + j * dim).update(from: src.baseAddress! + i * dim, count: dim)
+                    }
+                }
+            }
+            let logits = selected.withUnsafeBufferPointer { head.logits($0.baseAddress!, rows: picked.count) }
+            // Every session in the batch consumed its rows.
+            var consumed: [ObjectIdentifier: Int] = [:]
+            for r in rows { consumed[ObjectIdentifier(r.session), default: 0] += 1 }
+            for s in running { if let k = consumed[ObjectIdentifier(s)] { s.consume(k) } }
+
+            let v = head.config.vocabSize
+            let now = clock.now
+            let layersRun = Array(0..<head.config.layerCount)
+            var produced = 0
+            for (j, i) in picked.enumerated() {
+                let s = rows[i].session
+                if s.firstTokenAt == nil { s.firstTokenAt = now }
+                let step = s.state.accept(logits: Array(logits[j * v..<(j + 1) * v]), tokenizer: tokenizer)
+                if let token = step.emitted {
+                    produced += 1
+                    s.emit(.token(TokenTrace(tokenID: token, layersRun: layersRun, hops: cluster.stages.count), text: step.text))
+                } else if !step.text.isEmpty {
+                    s.emit(.text(step.text))
+                }
+                if let feed = step.feed { s.pending = [feed] } else { s.finish(s.state.finishReason ?? .maxTokens, at: now) }
+            }
+            metrics.withLock { m in
+                m.steps += 1
+                m.tokensGenerated += UInt64(produced)
+                m.tokenHops += UInt64(rows.count * cluster.stages.count)
+                m.recent.append((now, produced))
+                if m.recent.count > 4096 { m.recent.removeFirst(2048) }
+            }
+        } catch {
+            // A failed step leaves the sessions' KV on the workers in an unknown state: fail them all.
+            let rpc = (error as? RPCError) ?? RPCError(.internal, "\(error)")
+            let failure = RPCError(rpc.code == .deadlineExceeded ? .unavailable : rpc.code,
+                                   "a worker failed during the batch: \(rpc.message)")
+            for s in running { s.fail(failure) }
+        }
+        let done = running.filter(\.isFinished)
+        running.removeAll { $0.isFinished }
+        release(done.map(\.id))
+    }
+
+    /// Frees finished sessions' KV on every worker, off the loop's critical path.
+    private func release(_ ids: [UInt64]) {
+        guard !ids.isEmpty else { return }
+        let workers = cluster.stages + cluster.replicas, handshake = handshake
+        Task {
+            await withTaskGroup(of: Void.self) { group in
+                for w in workers { group.addTask { await w.closeSessions(ids, handshake: handshake) } }
+            }
+        }
+    }
+}
+
+/// A generation inside the scheduler. Only the batching loop touches it after admission.
+final class LiveSession: @unchecked Sendable {
+    let id: UInt64
+    var state: GenerationState
+    /// Tokens not yet fed to the model (the prompt, then each sampled token).
+    var pending: [Int]
+    var nextPosition = 0
+    var startedAt: ContinuousClock.Instant?
+    var firstTokenAt: ContinuousClock.Instant?
+    private let continuation: AsyncStream<SessionEvent>.Continuation
+    private(set) var isFinished = false
+
+    init(id: UInt64, state: GenerationState, continuation: AsyncStream<SessionEvent>.Continuation) {
+        self.id = id
+        self.state = state
+        self.continuation = continuation
+        pending = state.promptIDs
+    }
+
+    func consume(_ k: Int) {
+        pending.removeFirst(k)
+        nextPosition += k
+    }
+
+    func emit(_ event: SessionEvent) { continuation.yield(event) }
+
+    func finish(_ reason: FinishReason, at now: ContinuousClock.Instant = .now) {
+        guard !isFinished else { return }
+        isFinished = true
+        let rest = state.isFinished ? "" : state.finish(reason)
+        if !rest.isEmpty { continuation.yield(.text(rest)) }
+        var prefill = 0.0, decode = 0.0
+        if let start = startedAt, let first = firstTokenAt {
+            let p = (first - start).seconds
+            prefill = p > 0 ? Double(state.promptIDs.count) / p : 0
+            let d = (now - first).seconds
+            decode = d > 0 ? Double(max(state.generated.count - 1, 0)) / d : 0
+        }
+        continuation.yield(.finished(reason, prefillTokensPerSecond: prefill, decodeTokensPerSecond: decode))
+        continuation.finish()
+    }
+
+    func fail(_ error: RPCError) {
+        guard !isFinished else { return }
+        isFinished = true
+        continuation.yield(.failed(error))
+        continuation.finish()
+    }
+}

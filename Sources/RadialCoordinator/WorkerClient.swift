@@ -1,0 +1,63 @@
+import RadialModel
+import RadialProtocol
+import RadialRPC
+import Synchronization
+
+/// The coordinator's connection to one worker: its channel, what it said about itself at the handshake, and how
+/// often and how fast the coordinator has called it.
+public final class WorkerClient: Sendable {
+    public let address: String
+    public let info: WorkerInfo
+    let channel: RPCChannel
+    private let stats = Mutex(Stats())
+
+    struct Stats {
+        var visits: UInt64 = 0
+        var tokenVisits: UInt64 = 0
+        var latency = LatencyWindow()
+        var healthy = true
+    }
+
+    init(address: String, channel: RPCChannel, info: WorkerInfo) {
+        self.address = address
+        self.channel = channel
+        self.info = info
+    }
+
+    public var layers: LayerRange { info.layers }
+
+    /// One Forward round trip; records its latency.
+    func forward(_ request: ForwardRequest, timeout: Duration) async throws -> ForwardReply {
+        let clock = ContinuousClock(), start = clock.now
+        do {
+            let reply = try await channel.unary(Method.workerForward, request, response: ForwardReply.self,
+                                                options: CallOptions(timeout: timeout))
+            let elapsed = (clock.now - start).seconds
+            stats.withLock { s in
+                s.visits += 1
+                s.tokenVisits += UInt64(request.tokens.count)
+                s.latency.add(elapsed)
+                s.healthy = true
+            }
+            return reply
+        } catch let error as RPCError {
+            if error.code == .unavailable || error.code == .deadlineExceeded { stats.withLock { $0.healthy = false } }
+            throw error
+        }
+    }
+
+    func closeSessions(_ ids: [UInt64], handshake: Handshake) async {
+        _ = try? await channel.unary(Method.workerCloseSession, CloseSessionRequest(handshake: handshake, sessionIDs: ids),
+                                     response: CloseSessionReply.self, options: CallOptions(timeout: .seconds(10)))
+    }
+
+    /// The worker's current Info (nil when it does not answer within `timeout`).
+    func currentInfo(handshake: Handshake, timeout: Duration) async -> WorkerInfo? {
+        let info = try? await channel.unary(Method.workerInfo, InfoRequest(handshake: handshake), response: WorkerInfo.self,
+                                            options: CallOptions(timeout: timeout))
+        stats.withLock { $0.healthy = info != nil }
+        return info
+    }
+
+    func snapshot() -> Stats { stats.withLock { $0 } }
+}

@@ -1,0 +1,126 @@
+import RadialModel
+import RadialRPC
+
+/// The KV caches of the sessions a worker holds, within a byte budget; sessions idle longer than the TTL are
+/// evicted. Not thread-safe: the worker touches it only from its compute queue.
+final class SessionStore {
+    private struct Entry {
+        let cache: KVCache
+        var lastUsed: ContinuousClock.Instant
+    }
+
+    let budgetBytes: Int
+    let ttl: Duration
+    private let shard: LlamaShard
+    private static let initialCapacity = 64
+    private var sessions: [UInt64: Entry] = [:]
+    /// Sessions closed or evicted recently, so a late request for one is NOT_FOUND with the reason instead of
+    /// silently starting an empty cache (the coordinator then restores it). Bounded.
+    private var gone: [UInt64: String] = [:]
+    private var goneOrder: [UInt64] = []
+
+    init(shard: LlamaShard, budgetBytes: Int, ttl: Duration) {
+        self.shard = shard
+        self.budgetBytes = budgetBytes
+        self.ttl = ttl
+    }
+
+    private func makeCache() -> KVCache { shard.makeCache(initialCapacity: Self.initialCapacity) }
+
+    /// Bytes a new session's cache holds once it has room for `position` (the same doubling as KVCache).
+    private func freshBytes(reserving position: Int) -> Int {
+        var capacity = Self.initialCapacity
+        while capacity <= position { capacity *= 2 }
+        return KVCache.bytes(layers: shard.range.count, kvDim: shard.config.kvDim,
+                             positions: min(capacity, shard.config.contextLength))
+    }
+
+    var count: Int { sessions.count }
+    var usedBytes: Int { sessions.values.reduce(0) { $0 + $1.cache.bytes } }
+
+    /// Caches for a batch's rows (in row order), creating sessions seen for the first time, after checking that
+    /// every row appends to its session and that the growth fits the budget. Nothing changes when it throws.
+    func caches(for rows: [(session: UInt64, position: Int)]) throws -> [KVCache] {
+        let maxPositions = shard.config.contextLength
+        var next: [UInt64: Int] = [:]  // per session: the next position this batch may write
+        var highest: [UInt64: Int] = [:]
+        for (i, row) in rows.enumerated() {
+            guard row.position < maxPositions else {
+                throw RPCError(.outOfRange, "row \(i): position \(row.position) is beyond the context limit of \(maxPositions) tokens")
+            }
+            if let reason = gone[row.session], sessions[row.session] == nil {
+                throw RPCError(.notFound, "session \(row.session) is not on this worker: \(reason)")
+            }
+            let minimum = next[row.session] ?? sessions[row.session]?.cache.length ?? 0
+            guard row.position >= minimum else {
+                let held = sessions[row.session]?.cache.length ?? 0
+                throw RPCError(.failedPrecondition,
+                               "row \(i): session \(row.session) position \(row.position) is behind the session (it holds \(held) positions, and rows of a session must increase); rebuild it with RestoreSession")
+            }
+            next[row.session] = row.position + 1
+            highest[row.session] = row.position
+        }
+        var growth = 0
+        for (session, position) in highest {
+            if let cache = sessions[session]?.cache {
+                growth += cache.bytes(reserving: position) - cache.bytes
+            } else {
+                growth += freshBytes(reserving: position)
+            }
+        }
+        let used = usedBytes
+        if used + growth > budgetBytes {
+            throw RPCError(.resourceExhausted,
+                           "KV budget full: \(mib(budgetBytes)) MiB, \(sessions.count) sessions hold \(mib(used)) MiB, this batch needs \(mib(growth)) MiB more (close sessions or raise --kv-budget-mb)")
+        }
+        let now = ContinuousClock.now
+        return rows.map { row in
+            if sessions[row.session] == nil { sessions[row.session] = Entry(cache: makeCache(), lastUsed: now) }
+            sessions[row.session]!.lastUsed = now
+            return sessions[row.session]!.cache
+        }
+    }
+
+    /// A fresh, empty cache for `session` (RestoreSession replaces whatever was there).
+    func reset(_ session: UInt64) -> KVCache {
+        let cache = makeCache()
+        sessions[session] = Entry(cache: cache, lastUsed: .now)
+        gone[session] = nil
+        return cache
+    }
+
+    /// Drops sessions; returns how many existed and the bytes freed.
+    func close(_ ids: [UInt64]) -> (closed: Int, freed: Int) {
+        var closed = 0, freed = 0
+        for id in ids {
+            if let entry = sessions.removeValue(forKey: id) {
+                closed += 1
+                freed += entry.cache.bytes
+            }
+            remember(id, "it was closed")
+        }
+        return (closed, freed)
+    }
+
+    /// Evicts sessions idle longer than the TTL; returns how many.
+    func evictIdle(now: ContinuousClock.Instant = .now) -> Int {
+        let stale = sessions.filter { now - $0.value.lastUsed > ttl }.map(\.key)
+        for id in stale {
+            sessions[id] = nil
+            remember(id, "it was evicted after \(ttl) idle")
+        }
+        return stale.count
+    }
+
+    private func remember(_ id: UInt64, _ reason: String) {
+        if gone.updateValue(reason, forKey: id) == nil { goneOrder.append(id) }
+        if goneOrder.count > 4096 {
+            gone[goneOrder.removeFirst()] = nil
+        }
+    }
+}
+
+func mib(_ bytes: Int) -> String {
+    let m = Double(bytes) / 1_048_576
+    return m >= 10 ? String(Int(m.rounded())) : String((m * 10).rounded() / 10)
+}

@@ -1,0 +1,198 @@
+import Dispatch
+import RadialModel
+import RadialProtocol
+import RadialRPC
+import Synchronization
+
+/// What a worker is: one model's shard, its identity on the wire, and its limits.
+public struct WorkerConfig: Sendable {
+    public var workerID: String
+    public var kvBudgetBytes: Int
+    public var sessionTTL: Duration
+    /// Largest number of rows (tokens plus fills) one Forward may carry.
+    public var maxBatchTokens: Int
+    /// The protocol version this worker speaks (tests set another to check that coordinators refuse it).
+    public var protocolVersion: UInt32 = ProtocolVersion.current
+
+    public init(workerID: String, kvBudgetBytes: Int = 2 << 30, sessionTTL: Duration = .seconds(600), maxBatchTokens: Int = 4096) {
+        self.workerID = workerID
+        self.kvBudgetBytes = kvBudgetBytes
+        self.sessionTTL = sessionTTL
+        self.maxBatchTokens = maxBatchTokens
+    }
+}
+
+/// radial.Worker: runs Forward batches through a shard, keeping each session's K/V for the shard's layers.
+///
+/// All model work and every session-table change happen on one serial queue: a shard computes one batch at a
+/// time (its matmuls already use every core), and a session's cache must only be advanced by one call at a time.
+/// Info reads a snapshot, so status never waits for a batch.
+public final class WorkerService: Sendable {
+    public let shard: LlamaShard
+    public let config: WorkerConfig
+    public let handshake: Handshake
+    private let queue = DispatchQueue(label: "radial-worker-compute")
+    // Touched only on `queue`.
+    nonisolated(unsafe) private let store: SessionStore
+    private let stats = Mutex(Stats())
+
+    private struct Stats {
+        var counters = WorkerCounters()
+        var latency = LatencyWindow()
+        var sessions = 0
+        var kvUsedBytes = 0
+    }
+
+    public init(shard: LlamaShard, fingerprint: String, config: WorkerConfig) {
+        self.shard = shard
+        self.config = config
+        handshake = Handshake(protocolVersion: config.protocolVersion, modelFingerprint: fingerprint)
+        store = SessionStore(shard: shard, budgetBytes: config.kvBudgetBytes, ttl: config.sessionTTL)
+    }
+
+    public func register(on server: RPCServer) {
+        server.addUnary(Method.workerInfo, InfoRequest.self) { [self] request, _ in try info(request) }
+        server.addUnary(Method.workerForward, ForwardRequest.self, offloaded: true) { [self] request, _ in try await forward(request) }
+        server.addUnary(Method.workerCloseSession, CloseSessionRequest.self) { [self] request, _ in try await closeSessions(request) }
+        server.addUnary(Method.workerRestoreSession, RestoreSessionRequest.self, offloaded: true) { [self] request, _ in
+            try await restore(request)
+        }
+    }
+
+    /// Evicts idle sessions every quarter TTL until the task is cancelled.
+    public func evictIdleSessions() async {
+        let period = max(config.sessionTTL / 4, .milliseconds(100))
+        while !Task.isCancelled {
+            try? await Task.sleep(for: period)
+            _ = try? await onQueue { [self] in store.evictIdle() }
+        }
+    }
+
+    // MARK: - Methods
+
+    func info(_ request: InfoRequest) throws -> WorkerInfo {
+        // Info answers any peer (so a coordinator can say what is wrong), but names the mismatch in its reply.
+        var info = WorkerInfo(handshake: handshake, workerID: config.workerID, layers: shard.range,
+                              modelLayers: shard.config.layerCount, hiddenSize: shard.config.dim)
+        let s = stats.withLock { $0 }
+        info.kvBudgetBytes = UInt64(config.kvBudgetBytes)
+        info.kvUsedBytes = UInt64(s.kvUsedBytes)
+        info.sessions = s.sessions
+        info.maxBatchTokens = config.maxBatchTokens
+        info.rssBytes = ProcessMemory.residentBytes
+        info.counters = s.counters
+        info.counters.forwardP50ms = s.latency.quantile(0.5) * 1000
+        info.counters.forwardP99ms = s.latency.quantile(0.99) * 1000
+        return info
+    }
+
+    func forward(_ request: ForwardRequest) async throws -> ForwardReply {
+        try request.handshake.check(against: handshake, peer: "the coordinator")
+        let dim = shard.config.dim
+        let rows = request.fills.count + request.tokens.count
+        guard rows <= config.maxBatchTokens else {
+            throw RPCError(.resourceExhausted, "a batch of \(rows) rows is over this worker's limit of \(config.maxBatchTokens)")
+        }
+        for (name, tensor) in [("hidden", request.hidden), ("fill_hidden", request.fillHidden)] where tensor.shape[0] > 0 {
+            guard tensor.shape[1] == dim else {
+                throw RPCError.invalidArgument("ForwardRequest.\(name): rows are \(tensor.shape[1]) wide, this model's hidden size is \(dim)")
+            }
+        }
+        var plans: [LayerSet?] = Array(repeating: LayerSet(), count: request.fills.count)
+        for (i, t) in request.tokens.enumerated() {
+            if let layers = t.layers {
+                if let outside = layers.first(where: { !shard.range.contains($0) }) {
+                    throw RPCError.invalidArgument("ForwardRequest.tokens[\(i)]: layer \(outside) is not on this worker (it holds \(shard.range))")
+                }
+                plans.append(LayerSet(layers))
+            } else {
+                plans.append(nil)
+            }
+        }
+        // Fills first: they are earlier positions of their sessions, which later rows attend to.
+        let keys = request.fills.map { (session: $0.sessionID, position: $0.position) }
+            + request.tokens.map { (session: $0.sessionID, position: $0.position) }
+        let policy = request.kvPolicy, fillRows = request.fills.count
+        let clock = ContinuousClock()
+        let (seconds, runs, out) = try await onQueue { [self, plans] () throws -> (Double, Int, [Float]) in
+            let start = clock.now
+            let caches = try store.caches(for: keys)
+            let tokens = (0..<rows).map { ShardToken(cache: caches[$0], position: keys[$0].position, layers: plans[$0]) }
+            var hidden = request.fillHidden.floats() + request.hidden.floats()
+            do {
+                try hidden.withUnsafeMutableBufferPointer { try shard.forward($0.baseAddress!, tokens: tokens, kvPolicy: policy) }
+            } catch let error as ModelError {
+                throw RPCError.invalidArgument(error.description)
+            }
+            publishStore()
+            let runs = plans[fillRows...].reduce(0) { $0 + ($1?.count ?? shard.range.count) }
+            return ((clock.now - start).seconds, runs, Array(hidden[(fillRows * dim)...]))
+        }
+        stats.withLock { s in
+            s.counters.forwardCalls += 1
+            s.counters.tokens += UInt64(request.tokens.count)
+            s.counters.kvFills += UInt64(request.fills.count)
+            s.counters.layerRuns += UInt64(runs)
+            s.counters.layerSkips += UInt64(request.tokens.count * shard.range.count - runs)
+            s.counters.busySeconds += seconds
+            s.latency.add(seconds)
+        }
+        return ForwardReply(hidden: WireTensor(out, shape: [request.tokens.count, dim], dtype: request.hidden.dtype),
+                            computeSeconds: seconds)
+    }
+
+    func closeSessions(_ request: CloseSessionRequest) async throws -> CloseSessionReply {
+        try request.handshake.check(against: handshake, peer: "the coordinator")
+        let ids = request.sessionIDs
+        let (closed, freed) = try await onQueue { [self] in
+            let result = store.close(ids)
+            publishStore()
+            return result
+        }
+        return CloseSessionReply(closed: closed, freedBytes: UInt64(freed))
+    }
+
+    /// Rebuilds a session from the hidden states that entered this worker at each of its positions.
+    func restore(_ request: RestoreSessionRequest) async throws -> RestoreSessionReply {
+        try request.handshake.check(against: handshake, peer: "the coordinator")
+        let dim = shard.config.dim
+        guard request.hidden.shape[0] == 0 || request.hidden.shape[1] == dim else {
+            throw RPCError.invalidArgument("RestoreSessionRequest.hidden: rows are \(request.hidden.shape[1]) wide, this model's hidden size is \(dim)")
+        }
+        let positions = request.history.map(\.position)
+        guard zip(positions, positions.dropFirst()).allSatisfy({ $0 < $1 }) else {
+            throw RPCError.invalidArgument("RestoreSessionRequest.history: positions must increase")
+        }
+        let session = request.sessionID, history = request.history, policy = request.kvPolicy
+        let bytes = try await onQueue { [self] () throws -> Int in
+            var hidden = request.hidden.floats()
+            let cache = store.reset(session)
+            let tokens = history.map { ShardToken(cache: cache, position: $0.position, layers: $0.layers.map { LayerSet($0) }) }
+            if !tokens.isEmpty {
+                do {
+                    try hidden.withUnsafeMutableBufferPointer { try shard.forward($0.baseAddress!, tokens: tokens, kvPolicy: policy) }
+                } catch let error as ModelError {
+                    _ = store.close([session])
+                    throw RPCError.invalidArgument(error.description)
+                }
+            }
+            publishStore()
+            return cache.bytes
+        }
+        return RestoreSessionReply(positions: history.count, kvBytes: UInt64(bytes))
+    }
+
+    // MARK: - Compute queue
+
+    private func onQueue<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { continuation.resume(with: Result { try body() }) }
+        }
+    }
+
+    /// Copies the session table's size into the snapshot Info reads (on the queue).
+    private func publishStore() {
+        let sessions = store.count, used = store.usedBytes
+        stats.withLock { $0.sessions = sessions; $0.kvUsedBytes = used }
+    }
+}

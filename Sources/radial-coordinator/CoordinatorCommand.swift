@@ -1,0 +1,134 @@
+import ArgumentParser
+import Foundation
+import RadialCommandLine
+import RadialCoordinator
+import RadialModel
+import RadialProtocol
+import RadialRPC
+
+@main
+struct CoordinatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "radial-coordinator",
+        abstract: "Serve a model across radial-worker processes: tokenizer, embeddings, LM head, sampler and scheduler.",
+        discussion: """
+            Loads only the tokenizer, token embedding, final norm and LM head. At start it handshakes with every
+            worker (protocol version, model fingerprint, layer range) and refuses to serve, naming the problem,
+            when layers are missing, ranges overlap or a worker has another model. Then it serves
+            radial.Coordinator (Generate, Status, Tokenize) and batches all running sessions into one Forward per
+            worker per step. Prints 'listening on HOST:PORT' once ready; SIGTERM lets running generations finish
+            (up to --drain-seconds), then exits 0.
+            Example: radial-coordinator --model models/SmolLM2-135M-Instruct.Q4_1.gguf \\
+                       --workers 127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103 --listen 127.0.0.1:7100
+            """)
+
+    @OptionGroup var model: ModelOptions
+    @Option(name: .long, help: "Workers' HOST:PORT, comma-separated (any order; their layer ranges decide the pipeline).")
+    var workers: String
+    @Option(name: .long, help: "HOST:PORT to listen on (port 0 picks a free port).")
+    var listen = "127.0.0.1:7100"
+    @Option(name: .customLong("max-sessions"), help: "Generations decoding at once; more wait in the queue.")
+    var maxSessions = 16
+    @Option(name: .customLong("max-queue"), help: "Requests waiting for a slot; beyond this Generate fails with RESOURCE_EXHAUSTED.")
+    var maxQueue = 64
+    @Option(name: .customLong("max-prompt-tokens"), help: "Longest prompt accepted (default: the model's context length - 1); longer ones are INVALID_ARGUMENT.")
+    var maxPromptTokens: Int?
+    @Option(name: .customLong("max-batch-tokens"), help: "Rows per step; longer prompts are prefilled in chunks of this size.")
+    var maxBatchTokens = 512
+    @Option(name: .customLong("default-max-tokens"), help: "Tokens to generate when a request does not say.")
+    var defaultMaxTokens = 128
+    @Option(name: .customLong("connect-timeout"), help: "Seconds to wait for every worker to answer its handshake.")
+    var connectTimeout: Double = 60
+    @Option(name: .customLong("drain-seconds"), help: "On SIGTERM, how long running generations may take to finish before they are cancelled.")
+    var drainSeconds: Double = 30
+    @OptionGroup var security: ServerSecurityOptions
+    @OptionGroup(title: "Connecting to workers") var workerSecurity: WorkerSecurityOptions
+
+    func validate() throws {
+        if workerList.isEmpty { throw ValidationError("--workers needs at least one HOST:PORT") }
+        guard maxSessions >= 1, maxQueue >= 0, maxBatchTokens >= 1, defaultMaxTokens >= 1 else {
+            throw ValidationError("--max-sessions, --max-batch-tokens and --default-max-tokens must be at least 1, --max-queue at least 0")
+        }
+        if let m = maxPromptTokens, m < 1 { throw ValidationError("--max-prompt-tokens must be at least 1") }
+    }
+
+    var workerList: [String] { workers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+
+    func run() async throws {
+        model.applyThreads()
+        let file: GGUFFile, config: LlamaConfig, head: LlamaHead, tokenizer: Tokenizer
+        do {
+            file = try model.openFile()
+            config = try LlamaConfig(gguf: file)
+            head = try LlamaHead(file: file, config: config)
+            tokenizer = try Tokenizer(gguf: file)
+        } catch { Serving.fail("\(error)") }
+        let handshake = Handshake(modelFingerprint: file.fingerprint)
+        Serving.log("model \(config.layerCount) layers × \(config.dim); head \(head.weightBytes >> 20) MiB; connecting to \(workerList.count) workers")
+        let cluster: Cluster
+        do {
+            cluster = try await Cluster.connect(addresses: workerList, handshake: handshake, config: config,
+                                                channel: { try workerSecurity.channelConfig(target: $0) },
+                                                timeout: .milliseconds(Int64(connectTimeout * 1000)), log: Serving.log)
+        } catch { Serving.fail("refusing to serve: \(error)") }
+        Serving.log("pipeline: " + cluster.stages.map { "\($0.address) [\($0.layers)]" }.joined(separator: " -> ")
+                    + (cluster.replicas.isEmpty ? "" : "; replicas: " + cluster.replicas.map(\.address).joined(separator: ", ")))
+
+        var limits = SchedulerLimits()
+        limits.maxSessions = maxSessions
+        limits.maxQueued = maxQueue
+        limits.maxBatchTokens = maxBatchTokens
+        let scheduler = Scheduler(head: head, tokenizer: tokenizer, cluster: cluster, handshake: handshake, limits: limits)
+        let name = (try? file.string("general.name")) ?? URL(fileURLWithPath: model.model).lastPathComponent
+        let service = CoordinatorService(scheduler: scheduler, tokenizer: tokenizer, config: config, modelName: name,
+                                         defaultMaxTokens: defaultMaxTokens, maxPromptTokens: maxPromptTokens)
+        let server: RPCServer
+        do { server = RPCServer(config: try security.serverConfig(address: listen)) } catch { Serving.fail("\(error)") }
+        service.register(on: server)
+        let health = HealthService()
+        health.set("radial.Coordinator", .serving)
+        health.register(on: server)
+        DiagnosticsService().register(on: server)
+        let loop = Task { await scheduler.run() }
+        let port: Int
+        do { port = try server.start() } catch { exitWithRPCError(error, "listen on \(listen)") }
+        Serving.announce(listen: listen, port: port)
+
+        let signal = await TerminationSignal.wait()
+        Serving.log("signal \(signal): refusing new requests, letting running generations finish (up to \(drainSeconds) s)")
+        health.enterShutdown()
+        scheduler.stopAccepting()
+        let drainMillis = Int64(drainSeconds * 1000)
+        let drained = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { await loop.value; return true }
+            group.addTask { try? await Task.sleep(for: .milliseconds(drainMillis)); return false }
+            let first = await group.next()!
+            group.cancelAll()
+            return first
+        }
+        if !drained {
+            Serving.log("cancelling generations still running")
+            scheduler.cancelAll()
+            await loop.value
+        }
+        await server.shutdown(grace: .seconds(5))
+        Serving.log("stopped")
+    }
+}
+
+/// How the coordinator reaches its workers: TLS and token, like any client.
+struct WorkerSecurityOptions: ParsableArguments {
+    @Flag(name: .customLong("worker-tls"), help: "Connect to workers with TLS.")
+    var tls = false
+    @Option(name: .customLong("worker-tls-ca"), help: "PEM CA that signed the workers' certificates (implies --worker-tls).")
+    var tlsCA: String?
+    @Option(name: .customLong("worker-auth-token"), help: "Bearer token the workers require (or RADIAL_WORKER_AUTH_TOKEN).")
+    var authToken: String?
+
+    func channelConfig(target: String) throws -> ChannelConfig {
+        var config = ChannelConfig(target: target)
+        if tls || tlsCA != nil { config.tls = try ClientTLS(caFile: tlsCA, certificateFile: nil, keyFile: nil) }
+        config.bearerToken = authToken ?? ProcessInfo.processInfo.environment["RADIAL_WORKER_AUTH_TOKEN"]
+        return config
+    }
+}

@@ -1,0 +1,109 @@
+import ArgumentParser
+import Foundation
+import RadialCommandLine
+import RadialModel
+import RadialProtocol
+import RadialRPC
+import RadialWorker
+
+@main
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "radial-worker",
+        abstract: "Serve a range of a model's layers (a shard) to a radial-coordinator.",
+        discussion: """
+            Loads only the tensors of its layers, keeps a KV cache per session within --kv-budget-mb, and runs the
+            coordinator's Forward batches. Prints 'listening on HOST:PORT' once ready; SIGTERM finishes the batches
+            in flight and exits 0.
+            Example: radial-worker --model models/SmolLM2-135M-Instruct.Q4_1.gguf --layers 0-9 --listen 127.0.0.1:7101
+            """)
+
+    @OptionGroup var model: ModelOptions
+    @Option(name: .long, help: "Layers to serve, inclusive: 0-9 (see also --shard).")
+    var layers: String?
+    @Option(name: .long, help: "Serve the INDEX-th of COUNT even slices of the layers, 0-based: 1/3 (instead of --layers).")
+    var shard: String?
+    @Option(name: .long, help: "HOST:PORT to listen on (port 0 picks a free port).")
+    var listen = "127.0.0.1:7101"
+    @Option(name: .customLong("kv-budget-mb"), help: "Memory for all sessions' KV caches, in MiB; a batch that would exceed it is refused with RESOURCE_EXHAUSTED.")
+    var kvBudgetMB = 2048
+    @Option(name: .customLong("session-ttl"), help: "Seconds after which an idle session's KV cache is freed.")
+    var sessionTTL: Double = 600
+    @Option(name: .customLong("max-batch-tokens"), help: "Most rows one Forward batch may carry.")
+    var maxBatchTokens = 4096
+    @Option(name: .customLong("worker-id"), help: "Name in status output (default: the listen address).")
+    var workerID: String?
+    @Option(name: .customLong("protocol-version"), help: .hidden)
+    var protocolVersion: UInt32 = ProtocolVersion.current
+    @OptionGroup var security: ServerSecurityOptions
+
+    func validate() throws {
+        if (layers == nil) == (shard == nil) { throw ValidationError("give exactly one of --layers A-B or --shard INDEX/COUNT") }
+        if let layers, LayerRange(parsing: layers) == nil { throw ValidationError("--layers must look like 0-9 (inclusive), got '\(layers)'") }
+        if let shard, Self.parseShard(shard) == nil { throw ValidationError("--shard must look like 1/3 (index below count), got '\(shard)'") }
+        guard kvBudgetMB >= 1 else { throw ValidationError("--kv-budget-mb must be at least 1") }
+        guard sessionTTL > 0 else { throw ValidationError("--session-ttl must be positive") }
+        guard maxBatchTokens >= 1 else { throw ValidationError("--max-batch-tokens must be at least 1") }
+    }
+
+    static func parseShard(_ s: String) -> (index: Int, count: Int)? {
+        let parts = s.split(separator: "/").compactMap { Int($0) }
+        guard parts.count == 2, parts[1] >= 1, parts[0] >= 0, parts[0] < parts[1] else { return nil }
+        return (parts[0], parts[1])
+    }
+
+    func run() async throws {
+        model.applyThreads()
+        let file: GGUFFile, config: LlamaConfig
+        do {
+            file = try model.openFile()
+            config = try LlamaConfig(gguf: file)
+        } catch { Serving.fail("\(error)") }
+        let range: LayerRange
+        if let layers {
+            range = LayerRange(parsing: layers)!
+        } else {
+            let (i, n) = Self.parseShard(shard!)!
+            guard n <= config.layerCount else { Serving.fail("--shard \(shard!): the model has only \(config.layerCount) layers") }
+            range = LayerRange.evenSlice(i, of: n, layers: config.layerCount)
+        }
+        guard range.upperBound <= config.layerCount, range.count > 0 else {
+            Serving.fail("--layers \(range) is outside the model's \(config.layerCount) layers (0-\(config.layerCount - 1))")
+        }
+        let rssBefore = ProcessMemory.residentBytes
+        let show = isatty(2) != 0
+        let loaded: LlamaShard
+        do {
+            loaded = try LlamaShard(file: file, config: config, range: range, progress: { done, total in
+                if show { Progress.report("loading layers \(range)", done, total) }
+            })
+        } catch { Serving.fail("\(error)") }
+        if show { Progress.finish() }
+
+        let server: RPCServer
+        do { server = RPCServer(config: try security.serverConfig(address: listen)) } catch { Serving.fail("\(error)") }
+        let service = WorkerService(shard: loaded, fingerprint: file.fingerprint, config: {
+            var c = WorkerConfig(workerID: workerID ?? listen, kvBudgetBytes: kvBudgetMB << 20,
+                                 sessionTTL: .milliseconds(Int64(sessionTTL * 1000)), maxBatchTokens: maxBatchTokens)
+            c.protocolVersion = protocolVersion
+            return c
+        }())
+        service.register(on: server)
+        let health = HealthService()
+        health.set("radial.Worker", .serving)
+        health.register(on: server)
+        DiagnosticsService().register(on: server)
+        let port: Int
+        do { port = try server.start() } catch { exitWithRPCError(error, "listen on \(listen)") }
+        let eviction = Task { await service.evictIdleSessions() }
+        Serving.log("layers \(range) of \(config.layerCount), weights \(loaded.weightBytes >> 20) MiB, RSS \(ProcessMemory.residentBytes >> 20) MiB (+\((ProcessMemory.residentBytes - min(rssBefore, ProcessMemory.residentBytes)) >> 20) MiB for the shard)")
+        Serving.announce(listen: listen, port: port)
+
+        let signal = await TerminationSignal.wait()
+        Serving.log("signal \(signal): finishing batches in flight")
+        health.enterShutdown()
+        eviction.cancel()
+        await server.shutdown(grace: .seconds(10))
+        Serving.log("stopped")
+    }
+}

@@ -1,0 +1,218 @@
+import ArgumentParser
+import Foundation
+import RadialCommandLine
+import RadialModel
+import RadialProtocol
+import RadialRPC
+
+/// Where the coordinator is, and how to reach it.
+struct CoordinatorOptions: ParsableArguments {
+    @Option(name: .long, help: "Coordinator HOST:PORT (default: RADIAL_COORDINATOR or 127.0.0.1:7100).")
+    var coordinator: String?
+    @Option(name: .long, help: "Give up after this many seconds (0: no deadline).")
+    var timeout: Double = 0
+    @OptionGroup var security: ClientSecurityOptions
+
+    var target: String { coordinator ?? ProcessInfo.processInfo.environment["RADIAL_COORDINATOR"] ?? "127.0.0.1:7100" }
+
+    func channel() throws -> RPCChannel { RPCChannel(try security.channelConfig(target: target)) }
+
+    var callOptions: CallOptions {
+        CallOptions(timeout: timeout > 0 ? .milliseconds(Int64(timeout * 1000)) : nil)
+    }
+}
+
+/// What one streamed generation came to.
+struct StreamedGeneration {
+    var promptIDs: [Int] = []
+    var traces: [TokenTrace] = []
+    var text = ""
+    var finish: FinishReason?
+    var prefillTPS = 0.0, decodeTPS = 0.0
+    var seconds = 0.0
+
+    var json: [String: Any] {
+        [
+            "prompt_ids": promptIDs,
+            "generated_ids": traces.map(\.tokenID),
+            "text": text,
+            "finish_reason": finish?.rawValue ?? "none",
+            "tokens": traces.map { ["id": $0.tokenID, "layers_run": $0.layersRun, "hops": $0.hops] as [String: Any] },
+            "hops": traces.reduce(0) { $0 + $1.hops },
+            "hops_per_token": traces.isEmpty ? 0 : Double(traces.reduce(0) { $0 + $1.hops }) / Double(traces.count),
+            "prefill_tokens_per_s": prefillTPS,
+            "decode_tokens_per_s": decodeTPS,
+            "seconds": seconds,
+        ]
+    }
+}
+
+/// Sends one Generate and streams its text to `onText`.
+func streamGeneration(_ channel: RPCChannel, _ request: GenerateRequest, options: CallOptions,
+                      onText: (String) -> Void) async throws -> StreamedGeneration {
+    var out = StreamedGeneration()
+    let clock = ContinuousClock(), start = clock.now
+    for try await reply in try channel.serverStreaming(Method.generate, request, response: GenerateReply.self, options: options) {
+        if !reply.promptIDs.isEmpty { out.promptIDs = reply.promptIDs }
+        out.traces += reply.tokens
+        if !reply.text.isEmpty {
+            out.text += reply.text
+            onText(reply.text)
+        }
+        if let f = reply.finishReason {
+            out.finish = f
+            out.prefillTPS = reply.prefillTokensPerSecond
+            out.decodeTPS = reply.decodeTokensPerSecond
+        }
+    }
+    out.seconds = (clock.now - start).seconds
+    return out
+}
+
+extension SamplingOptions {
+    func request(_ input: PromptInput) throws -> GenerateRequest {
+        if ignoreEOS { throw ValidationError("--ignore-eos is only available with `radial run`") }
+        return GenerateRequest(input: input, sampling: parameters, maxTokens: maxTokens, stop: stop)
+    }
+}
+
+/// `radial generate`: one prompt, streamed from the coordinator.
+struct GenerateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Generate text on a Radial cluster, streaming it to stdout.",
+        discussion: """
+            With --json the last line is one JSON object: prompt_ids, generated_ids, text, finish_reason, and per
+            token the layers it ran and the worker hops it made.
+            Example: radial generate --greedy --chat "What is the capital of France?"
+            """)
+
+    @OptionGroup var target: CoordinatorOptions
+    @OptionGroup var sampling: SamplingOptions
+    @Flag(name: .long, help: "Wrap the prompt as a user message in the model's chat template.")
+    var chat = false
+    @Option(name: .long, help: "System prompt for --chat.")
+    var system: String?
+    @Option(name: .customLong("prompt-ids"), help: "Use these token ids as the prompt (comma-separated).")
+    var promptIDs: String?
+    @Flag(name: .long, help: "Print a JSON summary as the last line.")
+    var json = false
+    @Flag(name: .long, help: "Do not stream the text (useful with --json).")
+    var quiet = false
+    @Argument(help: "The prompt text.")
+    var prompt: String?
+
+    func validate() throws {
+        if (promptIDs == nil) == (prompt == nil) { throw ValidationError("give a prompt, or --prompt-ids (not both)") }
+        if promptIDs != nil && chat { throw ValidationError("--chat needs a text prompt") }
+    }
+
+    func run() async throws {
+        let input: PromptInput
+        if let p = promptIDs {
+            input = .ids(try parseIDs(p))
+        } else if chat {
+            input = .chat((system.map { [ChatMessage(role: "system", content: $0)] } ?? []) + [ChatMessage(role: "user", content: prompt!)])
+        } else {
+            input = .text(prompt!)
+        }
+        let request = try sampling.request(input)
+        let channel = try target.channel()
+        let out = FileHandle.standardOutput
+        do {
+            let result = try await streamGeneration(channel, request, options: target.callOptions) { text in
+                if !quiet { out.write(Data(text.utf8)) }
+            }
+            if !quiet { print("") }
+            if json { try printJSON(result.json) }
+        } catch {
+            exitWithRPCError(error, "generate on \(target.target)")
+        }
+    }
+}
+
+/// `radial chat`: an interactive, multi-turn conversation.
+struct ChatCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chat",
+        abstract: "Chat with the model on a Radial cluster (multi-turn, streaming). Empty line or Ctrl-D ends.")
+
+    @OptionGroup var target: CoordinatorOptions
+    @OptionGroup var sampling: SamplingOptions
+    @Option(name: .long, help: "System prompt.")
+    var system: String?
+
+    func run() async throws {
+        let channel = try target.channel()
+        var messages = system.map { [ChatMessage(role: "system", content: $0)] } ?? []
+        let out = FileHandle.standardOutput
+        let interactive = isatty(0) != 0
+        while true {
+            if interactive { out.write(Data("> ".utf8)) }
+            guard let line = readLine(), !line.trimmingCharacters(in: .whitespaces).isEmpty else { break }
+            messages.append(ChatMessage(role: "user", content: line))
+            do {
+                let result = try await streamGeneration(channel, try sampling.request(.chat(messages)), options: target.callOptions) {
+                    out.write(Data($0.utf8))
+                }
+                print("")
+                messages.append(ChatMessage(role: "assistant", content: result.text))
+            } catch {
+                exitWithRPCError(error, "chat on \(target.target)")
+            }
+        }
+    }
+}
+
+/// `radial status`: the cluster as the coordinator sees it.
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show the cluster: workers, layer ranges, sessions, KV use, tokens/s.")
+
+    @OptionGroup var target: CoordinatorOptions
+    @Flag(name: .long, help: "Print one JSON object instead of a table.")
+    var json = false
+
+    func run() async throws {
+        let channel = try target.channel()
+        let s: StatusReply
+        do {
+            s = try await channel.unary(Method.status, StatusRequest(), response: StatusReply.self,
+                                        options: CallOptions(timeout: .seconds(target.timeout > 0 ? Int64(target.timeout) : 10)))
+        } catch { exitWithRPCError(error, "status of \(target.target)") }
+        if json {
+            try printJSON([
+                "model": s.model, "model_layers": s.modelLayers, "sessions_running": s.sessionsRunning,
+                "sessions_queued": s.sessionsQueued, "tokens_generated": s.tokensGenerated, "tokens_per_s": s.tokensPerSecond,
+                "hops_per_token": s.hopsPerToken, "kv_policy": s.kvPolicy.rawValue,
+                "workers": s.workers.map { w -> [String: Any] in
+                    let i = w.info
+                    return ["address": w.address, "healthy": w.healthy, "layers": i.map { "\($0.layers)" } ?? "",
+                            "sessions": i?.sessions ?? 0, "kv_used_bytes": i?.kvUsedBytes ?? 0, "kv_budget_bytes": i?.kvBudgetBytes ?? 0,
+                            "rss_bytes": i?.rssBytes ?? 0, "forward_calls": i?.counters.forwardCalls ?? 0,
+                            "tokens": i?.counters.tokens ?? 0, "forward_p50_ms": i?.counters.forwardP50ms ?? 0,
+                            "forward_p99_ms": i?.counters.forwardP99ms ?? 0, "visits": w.visits, "rtt_p50_ms": w.rttP50ms]
+                },
+            ])
+            return
+        }
+        print("model \(s.model), \(s.modelLayers) layers; \(s.sessionsRunning) running, \(s.sessionsQueued) queued; "
+              + "\(s.tokensGenerated) tokens generated, \(String(format: "%.1f", s.tokensPerSecond)) tokens/s now; "
+              + "\(String(format: "%.2f", s.hopsPerToken)) hops/token; KV policy \(s.kvPolicy.rawValue)")
+        let header = ["worker", "layers", "health", "sessions", "KV used/budget MiB", "RSS MiB", "forwards", "tokens", "p50 ms", "p99 ms", "rtt p50 ms"]
+        var rows = [header]
+        for w in s.workers {
+            let i = w.info
+            rows.append([
+                w.address, i.map { "\($0.layers)" } ?? "?", w.healthy ? "ok" : "DOWN", "\(i?.sessions ?? 0)",
+                "\(String(format: "%.1f", Double(i?.kvUsedBytes ?? 0) / 1_048_576))/\((i?.kvBudgetBytes ?? 0) >> 20)",
+                "\((i?.rssBytes ?? 0) >> 20)", "\(i?.counters.forwardCalls ?? 0)", "\(i?.counters.tokens ?? 0)",
+                String(format: "%.2f", i?.counters.forwardP50ms ?? 0), String(format: "%.2f", i?.counters.forwardP99ms ?? 0),
+                String(format: "%.2f", w.rttP50ms),
+            ])
+        }
+        let widths = header.indices.map { c in rows.map { $0[c].count }.max()! }
+        for r in rows { print(r.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ")) }
+    }
+}
