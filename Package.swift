@@ -70,7 +70,13 @@ let package = Package(
             resources: [.copy("Resources")]),
         .testTarget(
             name: "RadialRPCTests",
-            dependencies: ["RadialRPC", "RadialProtocol"]),
+            dependencies: ["RadialRPC", "RadialProtocol", "RadialTestSupport"]),
+        // Workers, coordinator and CLI as real processes on loopback, against the in-process engine.
+        .testTarget(
+            name: "RadialClusterTests",
+            dependencies: ["RadialModel", "RadialRPC", "RadialProtocol", "RadialWorker", "RadialCoordinator", "RadialTestSupport"]),
+        // Starting and stopping the executables from tests.
+        .target(name: "RadialTestSupport", path: "Tests/RadialTestSupport"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -87,7 +87,8 @@ public final class Scheduler: Sendable {
         let (stream, continuation) = AsyncStream<SessionEvent>.makeStream()
         let (id, wake) = try shared.withLock { s throws -> (UInt64, CheckedContinuation<Void, Never>?) in
             if s.stopping { throw RPCError(.unavailable, "the coordinator is shutting down") }
-            guard s.queue.count < limits.maxQueued else {
+            // Room for maxSessions running plus maxQueued waiting.
+            guard s.queue.count + s.running < limits.maxSessions + limits.maxQueued else {
                 throw RPCError(.resourceExhausted, "the queue is full (\(limits.maxQueued) requests waiting, \(limits.maxSessions) running); retry later")
             }
             let id = s.nextID

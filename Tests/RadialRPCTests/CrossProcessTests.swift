@@ -1,6 +1,7 @@
 import Foundation
 import RadialProtocol
 import RadialRPC
+import RadialTestSupport
 import Testing
 
 /// The transport between two processes: `radial serve-echo` in a child process, this process as the client.

@@ -1,6 +1,7 @@
 import Foundation
 import RadialProtocol
 import RadialRPC
+import RadialTestSupport
 import Testing
 
 /// Interop with a gRPC implementation nobody here wrote: Python grpcio (Tests/interop/grpcio_peer.py).

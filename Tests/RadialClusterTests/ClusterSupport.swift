@@ -1,0 +1,97 @@
+import Foundation
+import RadialModel
+import RadialProtocol
+import RadialRPC
+import RadialTestSupport
+import Testing
+
+/// Workers and a coordinator as real processes on loopback ports the OS picks.
+final class LocalCluster: @unchecked Sendable {
+    let workers: [ServerProcess]
+    let coordinator: ServerProcess
+    let channel: RPCChannel
+
+    /// One worker per inclusive range ("0-0", "1-2"), then the coordinator over them.
+    init(model: String, layers: [String], workerArgs: [String] = [], coordinatorArgs: [String] = []) throws {
+        let bin = TestPaths.binDir
+        var started: [ServerProcess] = []
+        do {
+            for range in layers {
+                started.append(try ServerProcess(bin + "/radial-worker",
+                                                 ["--model", model, "--layers", range, "--listen", "127.0.0.1:0", "--threads", "1"] + workerArgs))
+            }
+            coordinator = try ServerProcess(bin + "/radial-coordinator",
+                                            ["--model", model, "--workers", started.map(\.address).joined(separator: ","),
+                                             "--listen", "127.0.0.1:0", "--threads", "1", "--connect-timeout", "20"] + coordinatorArgs)
+        } catch {
+            for w in started { w.stop() }
+            throw error
+        }
+        workers = started
+        channel = RPCChannel(ChannelConfig(target: coordinator.address))
+    }
+
+    /// SIGTERM to the coordinator, then the workers; every exit status (0 means a graceful stop).
+    @discardableResult
+    func stop() -> [Int32] {
+        channel.close()
+        let c = coordinator.stop()
+        return [c] + workers.map { $0.stop() }
+    }
+
+    func status() async throws -> StatusReply {
+        try await channel.unary(Method.status, StatusRequest(), response: StatusReply.self, options: CallOptions(timeout: .seconds(10)))
+    }
+
+    /// One Generate, collected.
+    func generate(_ request: GenerateRequest) async throws -> (ids: [Int], text: String, finish: FinishReason?, hops: [Int]) {
+        var ids: [Int] = [], text = "", finish: FinishReason?, hops: [Int] = []
+        for try await reply in try channel.serverStreaming(Method.generate, request, response: GenerateReply.self,
+                                                           options: CallOptions(timeout: .seconds(300))) {
+            ids += reply.tokens.map(\.tokenID)
+            hops += reply.tokens.map(\.hops)
+            text += reply.text
+            if let f = reply.finishReason { finish = f }
+        }
+        return (ids, text, finish, hops)
+    }
+}
+
+/// The in-process engine: the reference every distributed result must equal.
+struct Reference {
+    let generator: LocalGenerator
+
+    init(path: String) throws {
+        let file = try GGUFFile(path: path)
+        generator = LocalGenerator(model: try LlamaModel(file: file), tokenizer: try Tokenizer(gguf: file))
+    }
+
+    func generate(_ ids: [Int], _ sampling: SamplingParameters, maxTokens: Int) throws -> GenerationResult {
+        try generator.generate(promptIDs: ids, sampling: sampling, stop: StopConditions(maxTokens: maxTokens))
+    }
+}
+
+enum ClusterTestSupport {
+    static func writeTinyModel(seed: UInt64 = 42, layers: Int = 3) throws -> String {
+        var spec = TinyModelSpec()
+        spec.seed = seed
+        spec.layers = layers
+        let path = try TestPaths.tempDir() + "/tiny.gguf"
+        try spec.write(to: path)
+        return path
+    }
+
+    static var realModelPath: String { TestPaths.packageRoot + "/models/SmolLM2-135M-Instruct.Q4_1.gguf" }
+
+    static func sampling(seed: UInt64?) -> SamplingParameters {
+        guard let seed else { return .greedy }
+        var p = SamplingParameters()
+        p.temperature = 0.9
+        p.seed = seed
+        return p
+    }
+
+    static func rpcError(_ body: () async throws -> Void) async -> RPCError? {
+        do { try await body(); return nil } catch let e as RPCError { return e } catch { return RPCError(.unknown, "\(error)") }
+    }
+}

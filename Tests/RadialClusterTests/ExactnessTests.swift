@@ -1,0 +1,59 @@
+import Foundation
+import RadialModel
+import RadialProtocol
+import RadialRPC
+import RadialTestSupport
+import Testing
+
+/// Coordinator + 3 worker processes on loopback produce exactly the in-process engine's tokens.
+@Suite struct ExactnessTests {
+    /// Eight concurrent requests (greedy and seeded sampling, prompts of different lengths) and one alone.
+    func checkCluster(model: String, prompts: [[Int]], layers: [String], maxTokens: Int) async throws {
+        let reference = try Reference(path: model)
+        let cluster = try LocalCluster(model: model, layers: layers)
+        let cases = prompts.enumerated().map { (i, p) in (prompt: p, sampling: ClusterTestSupport.sampling(seed: i % 2 == 0 ? nil : UInt64(1000 + i))) }
+        let expected = try cases.map { try reference.generate($0.prompt, $0.sampling, maxTokens: maxTokens) }
+        #expect(expected.filter { $0.generatedIDs.count >= maxTokens / 2 }.count >= 4, "most references generate real text, so equality means something")
+
+        let alone = try await cluster.generate(GenerateRequest(input: .ids(cases[0].prompt), sampling: cases[0].sampling, maxTokens: maxTokens))
+        #expect(alone.ids == expected[0].generatedIDs, "one request alone")
+        #expect(alone.text == expected[0].text)
+        #expect(alone.hops.allSatisfy { $0 == layers.count }, "every token visits every worker (no routing yet)")
+
+        let together = try await withThrowingTaskGroup(of: (Int, [Int], String).self) { group in
+            for (i, c) in cases.enumerated() {
+                group.addTask {
+                    let r = try await cluster.generate(GenerateRequest(input: .ids(c.prompt), sampling: c.sampling, maxTokens: maxTokens))
+                    return (i, r.ids, r.text)
+                }
+            }
+            var out: [(Int, [Int], String)] = []
+            for try await r in group { out.append(r) }
+            return out.sorted { $0.0 < $1.0 }
+        }
+        for (i, ids, text) in together {
+            #expect(ids == expected[i].generatedIDs, "request \(i) of \(cases.count) concurrent (\(cases[i].sampling.isGreedy ? "greedy" : "seeded"))")
+            #expect(text == expected[i].text)
+        }
+        let status = try await cluster.status()
+        #expect(status.workers.allSatisfy { ($0.info?.counters.forwardCalls ?? 0) > 0 })
+        let exits = cluster.stop()
+        #expect(exits.allSatisfy { $0 == 0 }, "every process stops gracefully on SIGTERM, got \(exits)")
+    }
+
+    @Test func tinyModelAcrossThreeWorkers() async throws {
+        let model = try ClusterTestSupport.writeTinyModel(layers: 3)
+        let prompts = (0..<8).map { i in (0..<(3 + 5 * i)).map { 3 + ($0 * 7 + i * 13) % 250 } }
+        try await checkCluster(model: model, prompts: prompts, layers: ["0-0", "1-1", "2-2"], maxTokens: 24)
+    }
+
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: ClusterTestSupport.realModelPath), "the real model is fetched by scripts/setup.sh model"))
+    func realModelAcrossThreeWorkers() async throws {
+        let model = ClusterTestSupport.realModelPath
+        let file = try GGUFFile(path: model)
+        let tokenizer = try Tokenizer(gguf: file)
+        let texts = ["The capital of France is", "Once upon a time", "def fibonacci(n):", "The three primary colors are",
+                     "Water boils at", "My favourite food is", "In 1969, astronauts", "The quick brown fox"]
+        try await checkCluster(model: model, prompts: texts.map { tokenizer.encode($0) }, layers: ["0-9", "10-19", "20-29"], maxTokens: 24)
+    }
+}

@@ -1,0 +1,129 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Paths and processes shared by the test targets that start real executables.
+public enum TestPaths {
+    public static let packageRoot: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    /// Where `swift build` put the executables (beside the test bundle), or RADIAL_BIN_DIR.
+    public static var binDir: String {
+        if let dir = ProcessInfo.processInfo.environment["RADIAL_BIN_DIR"] { return dir }
+        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for candidate in [beside.path, beside.deletingLastPathComponent().path, packageRoot + "/.build/debug"]
+        where FileManager.default.isExecutableFile(atPath: candidate + "/radial") {
+            return candidate
+        }
+        return packageRoot + "/.build/debug"
+    }
+
+    public static func tempDir() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("radial-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir.path
+    }
+
+    /// Runs a command to completion; stdout as text.
+    @discardableResult
+    public static func run(_ executable: String, _ args: [String]) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = [executable] + args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            throw TestProcessFailure("\(executable) \(args.joined(separator: " ")) exited \(p.terminationStatus): \(String(decoding: errData, as: UTF8.self))")
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// A finished process: exit status and its output.
+public struct ProcessResult: Sendable {
+    public let status: Int32
+    public let stdout: String
+    public let stderr: String
+}
+
+extension TestPaths {
+    /// Runs a command to completion whatever its exit status (output through files, so neither pipe can fill).
+    public static func execute(_ executable: String, _ args: [String]) throws -> ProcessResult {
+        let dir = try tempDir()
+        FileManager.default.createFile(atPath: dir + "/out", contents: nil)
+        FileManager.default.createFile(atPath: dir + "/err", contents: nil)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = args
+        p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/out"))
+        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/err"))
+        try p.run()
+        p.waitUntilExit()
+        let read = { (name: String) in (try? String(contentsOfFile: dir + "/" + name, encoding: .utf8)) ?? "" }
+        return ProcessResult(status: p.terminationStatus, stdout: read("out"), stderr: read("err"))
+    }
+}
+
+/// A server in another process: started, its "listening on HOST:PORT" line read, terminated on `stop`. Its
+/// standard error goes to a file (a pipe nobody reads would block a chatty server).
+public final class ServerProcess: @unchecked Sendable {
+    public let process = Process()
+    /// HOST:PORT from its "listening on" line.
+    public let address: String
+    public let stderrPath: String
+    private let stdout = Pipe()
+
+    public init(_ executable: String, _ args: [String]) throws {
+        stderrPath = try TestPaths.tempDir() + "/stderr"
+        FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = args
+        process.standardOutput = stdout
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
+        try process.run()
+        // Read the first line (the bound address) byte by byte, so nothing after it is lost.
+        var line = [UInt8]()
+        let handle = stdout.fileHandleForReading
+        while true {
+            let byte = handle.readData(ofLength: 1)
+            if byte.isEmpty || byte.first == UInt8(ascii: "\n") { break }
+            line.append(byte.first!)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard let range = text.range(of: "listening on ") else {
+            process.waitUntilExit()
+            let err = (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
+            throw TestProcessFailure("\(executable) did not start: '\(text)' \(err)")
+        }
+        address = String(text[range.upperBound...])
+    }
+
+    /// What it wrote to standard error so far.
+    public var stderrText: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    /// SIGTERM, then the exit status. A child that does not exit within 20 s gets SIGKILL, so a test never hangs.
+    @discardableResult
+    public func stop() -> Int32 {
+        if process.isRunning { process.terminate() }
+        for _ in 0..<400 where process.isRunning { usleep(50_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    deinit { if process.isRunning { process.terminate() } }
+}
+
+public struct TestProcessFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
