@@ -1,0 +1,121 @@
+import Foundation
+import RadialModel
+import RadialProtocol
+import RadialRPC
+import RadialTestSupport
+import Testing
+
+/// The coordinator refuses clusters it cannot serve correctly, frees KV when a client cancels, and answers bad
+/// requests with the right status codes.
+@Suite struct ClusterControlTests {
+    /// Starts workers, runs a coordinator over them to its exit, and returns what it printed.
+    func coordinatorRefusal(model: String, workers: [(model: String, layers: String, extra: [String])]) throws -> ProcessResult {
+        let bin = TestPaths.binDir
+        let started = try workers.map {
+            try ServerProcess(bin + "/radial-worker", ["--model", $0.model, "--layers", $0.layers, "--listen", "127.0.0.1:0"] + $0.extra)
+        }
+        defer { for w in started { w.stop() } }
+        return try TestPaths.execute(bin + "/radial-coordinator",
+                                     ["--model", model, "--workers", started.map(\.address).joined(separator: ","),
+                                      "--listen", "127.0.0.1:0", "--connect-timeout", "20"])
+    }
+
+    @Test func refusesAWorkerWithAnotherModel() throws {
+        let mine = try ClusterTestSupport.writeTinyModel(seed: 42)
+        let other = try ClusterTestSupport.writeTinyModel(seed: 7)  // same shapes and metadata, other weights
+        let r = try coordinatorRefusal(model: mine, workers: [(mine, "0-1", []), (other, "2-2", [])])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("serves another model"), "got: \(r.stderr)")
+    }
+
+    @Test func refusesMissingLayers() throws {
+        let model = try ClusterTestSupport.writeTinyModel()
+        let r = try coordinatorRefusal(model: model, workers: [(model, "0-0", []), (model, "2-2", [])])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("layers 1-1 are served by no worker"), "got: \(r.stderr)")
+    }
+
+    @Test func refusesOverlappingRanges() throws {
+        let model = try ClusterTestSupport.writeTinyModel()
+        let r = try coordinatorRefusal(model: model, workers: [(model, "0-1", []), (model, "1-2", [])])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("overlap"), "got: \(r.stderr)")
+    }
+
+    @Test func refusesAnotherProtocolVersion() throws {
+        let model = try ClusterTestSupport.writeTinyModel()
+        let r = try coordinatorRefusal(model: model, workers: [(model, "0-2", ["--protocol-version", "99"])])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("protocol version 99"), "got: \(r.stderr)")
+    }
+
+    /// A client that goes away mid-generation: the session's KV is freed on every worker (seen in Status).
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: ClusterTestSupport.realModelPath), "needs the real model"))
+    func clientCancelFreesKVOnEveryWorker() async throws {
+        let cluster = try LocalCluster(model: ClusterTestSupport.realModelPath, layers: ["0-14", "15-29"])
+        defer { cluster.stop() }
+        let request = GenerateRequest(input: .chat([ChatMessage(role: "user", content: "Write a very long story about a dragon and a knight.")]),
+                                      sampling: .greedy, maxTokens: 400)
+        let stream = try cluster.channel.serverStreaming(Method.generate, request, response: GenerateReply.self)
+        var tokens = 0
+        for try await reply in stream {
+            tokens += reply.tokens.count
+            if tokens >= 3 { break }
+        }
+        let during = try await cluster.status()
+        #expect(during.sessionsRunning == 1)
+        #expect(during.workers.allSatisfy { $0.info?.sessions == 1 && ($0.info?.kvUsedBytes ?? 0) > 0 }, "the session holds KV on every worker")
+        stream.cancel()
+        var after = during
+        for _ in 0..<100 {
+            after = try await cluster.status()
+            if after.sessionsRunning == 0 && after.workers.allSatisfy({ $0.info?.sessions == 0 }) { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(after.sessionsRunning == 0)
+        #expect(after.workers.allSatisfy { $0.info?.sessions == 0 && $0.info?.kvUsedBytes == 0 }, "KV freed: \(after.workers.map { $0.info?.kvUsedBytes ?? 99 })")
+    }
+
+    @Test func badRequestsGetClearStatusCodes() async throws {
+        let model = try ClusterTestSupport.writeTinyModel()  // context 256
+        let cluster = try LocalCluster(model: model, layers: ["0-1", "2-2"], coordinatorArgs: ["--max-prompt-tokens", "100"])
+        defer { cluster.stop() }
+        let tooLong = await ClusterTestSupport.rpcError {
+            _ = try await cluster.generate(GenerateRequest(input: .ids(Array(repeating: 5, count: 150))))
+        }
+        #expect(tooLong?.code == .invalidArgument)
+        #expect(tooLong?.message.contains("150 tokens") == true, "\(String(describing: tooLong))")
+        let badID = await ClusterTestSupport.rpcError {
+            _ = try await cluster.generate(GenerateRequest(input: .ids([1, 2, 100_000])))
+        }
+        #expect(badID?.code == .invalidArgument)
+        // The coordinator keeps serving after all of that.
+        let ok = try await cluster.generate(GenerateRequest(input: .ids([5, 6, 7]), maxTokens: 4))
+        #expect(ok.finish != nil)
+    }
+
+    /// One running and one waiting fill a coordinator with --max-sessions 1 --max-queue 1; a third request is
+    /// RESOURCE_EXHAUSTED. (The real model, so the first two are still generating when the third arrives.)
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: ClusterTestSupport.realModelPath), "needs the real model"))
+    func fullQueueIsResourceExhausted() async throws {
+        let cluster = try LocalCluster(model: ClusterTestSupport.realModelPath, layers: ["0-29"],
+                                       coordinatorArgs: ["--max-sessions", "1", "--max-queue", "1"])
+        defer { cluster.stop() }
+        let long = GenerateRequest(input: .chat([ChatMessage(role: "user", content: "Write a very long story about a dragon.")]),
+                                   sampling: .greedy, maxTokens: 400)
+        let a = try cluster.channel.serverStreaming(Method.generate, long, response: GenerateReply.self)
+        let b = try cluster.channel.serverStreaming(Method.generate, long, response: GenerateReply.self)
+        var ia = a.makeAsyncIterator(), ib = b.makeAsyncIterator()
+        _ = try await ia.next()
+        _ = try await ib.next()  // both accepted: the first reply carries the prompt ids
+        let third = await ClusterTestSupport.rpcError {
+            _ = try await cluster.generate(GenerateRequest(input: .ids([5, 6]), maxTokens: 2))
+        }
+        #expect(third?.code == .resourceExhausted, "\(String(describing: third))")
+        #expect(third?.message.contains("queue is full") == true)
+        a.cancel()
+        b.cancel()
+        let ok = try await cluster.generate(GenerateRequest(input: .ids([5, 6, 7]), maxTokens: 4))
+        #expect(ok.ids.count == 4 || ok.finish == .endOfGeneration, "serves again once the queue drains")
+    }
+}
