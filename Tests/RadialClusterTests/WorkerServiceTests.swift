@@ -1,0 +1,127 @@
+import Foundation
+import RadialModel
+import RadialProtocol
+import RadialRPC
+import RadialTestSupport
+import RadialWorker
+import Testing
+
+/// radial.Worker in-process over real loopback gRPC: sessions, KV budget, fills, and the errors a coordinator sees.
+@Suite struct WorkerServiceTests {
+    struct Setup {
+        let server: RPCServer
+        let channel: RPCChannel
+        let handshake: Handshake
+        let model: LlamaModel
+        let service: WorkerService
+    }
+
+    func withWorker(budgetBytes: Int = 64 << 20, _ body: (Setup) async throws -> Void) async throws {
+        let path = try ClusterTestSupport.writeTinyModel()
+        let file = try GGUFFile(path: path)
+        let model = try LlamaModel(file: file)
+        let shard = try LlamaShard(file: file, config: model.config, range: LayerRange(0, 3))
+        let service = WorkerService(shard: shard, fingerprint: file.fingerprint,
+                                    config: WorkerConfig(workerID: "test", kvBudgetBytes: budgetBytes, maxBatchTokens: 64))
+        let server = RPCServer(config: ServerConfig(address: "127.0.0.1:0"))
+        service.register(on: server)
+        let port = try server.start()
+        let channel = RPCChannel(ChannelConfig(target: "127.0.0.1:\(port)"))
+        do {
+            try await body(Setup(server: server, channel: channel, handshake: service.handshake, model: model, service: service))
+        } catch {
+            channel.close(); await server.shutdown(); throw error
+        }
+        channel.close()
+        await server.shutdown()
+    }
+
+    func forward(_ s: Setup, _ tokens: [TokenEntry], _ ids: [Int], fills: [KVFillEntry] = [], fillIDs: [Int] = [],
+                 handshake: Handshake? = nil) async throws -> [Float] {
+        let dim = s.model.config.dim
+        let fillHidden = fillIDs.isEmpty ? nil : WireTensor(try s.model.head.embed(fillIDs), shape: [fillIDs.count, dim])
+        let request = ForwardRequest(handshake: handshake ?? s.handshake, tokens: tokens,
+                                     hidden: WireTensor(try s.model.head.embed(ids), shape: [ids.count, dim]),
+                                     fills: fills, fillHidden: fillHidden)
+        return try await s.channel.unary(Method.workerForward, request, response: ForwardReply.self).hidden.floats()
+    }
+
+    @Test func forwardEqualsTheShardInProcess() async throws {
+        try await withWorker { s in
+            let ids = [5, 9, 30, 41]
+            let remote = try await forward(s, ids.indices.map { TokenEntry(sessionID: 1, position: $0) }, ids)
+            var local = try s.model.head.embed(ids)
+            let cache = s.model.makeCache()
+            try local.withUnsafeMutableBufferPointer { try s.model.shard.forward($0.baseAddress!, tokens: ids.indices.map { ShardToken(cache: cache, position: $0) }) }
+            #expect(remote == local, "same arithmetic, bit for bit")
+            // The next position continues the session.
+            _ = try await forward(s, [TokenEntry(sessionID: 1, position: 4)], [7])
+            let info = try await s.channel.unary(Method.workerInfo, InfoRequest(handshake: s.handshake), response: WorkerInfo.self)
+            #expect(info.sessions == 1 && info.kvUsedBytes > 0 && info.counters.tokens == 5)
+        }
+    }
+
+    @Test func aFillGivesTheSameKVAsRunningWithNoLayers() async throws {
+        try await withWorker { s in
+            // Session 1: position 0 runs, position 1 skips the worker (a fill), position 2 runs.
+            _ = try await forward(s, [TokenEntry(sessionID: 1, position: 0)], [5])
+            let viaFill = try await forward(s, [TokenEntry(sessionID: 1, position: 2)], [30], fills: [KVFillEntry(sessionID: 1, position: 1)], fillIDs: [9])
+            // Reference: the shard in-process, position 1 running an empty layer set (the fill policy's K/V).
+            var h = try s.model.head.embed([5, 9, 30])
+            let cache = s.model.makeCache()
+            try h.withUnsafeMutableBufferPointer {
+                try s.model.shard.forward($0.baseAddress!, tokens: [ShardToken(cache: cache, position: 0), ShardToken(cache: cache, position: 1, layers: LayerSet()),
+                                                                     ShardToken(cache: cache, position: 2)])
+            }
+            let dim = s.model.config.dim
+            #expect(TestSupportMath.maxAbsDiff(viaFill, Array(h[(2 * dim)...])) <= 1e-5)
+        }
+    }
+
+    @Test func errorsHaveTheRightCodes() async throws {
+        try await withWorker(budgetBytes: 200_000) { s in
+            // Another model's fingerprint.
+            let wrong = await ClusterTestSupport.rpcError {
+                _ = try await forward(s, [TokenEntry(sessionID: 1, position: 0)], [5], handshake: Handshake(modelFingerprint: "0000"))
+            }
+            #expect(wrong?.code == .failedPrecondition)
+            // A layer this worker does not hold.
+            let outside = await ClusterTestSupport.rpcError { _ = try await forward(s, [TokenEntry(sessionID: 1, position: 0, layers: [7])], [5]) }
+            #expect(outside?.code == .invalidArgument && outside?.message.contains("layer 7") == true)
+            // Hidden rows of the wrong width.
+            let badShape = await ClusterTestSupport.rpcError {
+                let r = ForwardRequest(handshake: s.handshake, tokens: [TokenEntry(sessionID: 1, position: 0)], hidden: WireTensor([1, 2, 3], shape: [1, 3]))
+                _ = try await s.channel.unary(Method.workerForward, r, response: ForwardReply.self)
+            }
+            #expect(badShape?.code == .invalidArgument)
+            // Over the row limit.
+            let tooMany = await ClusterTestSupport.rpcError { _ = try await forward(s, (0..<65).map { TokenEntry(sessionID: 2, position: $0) }, Array(repeating: 5, count: 65)) }
+            #expect(tooMany?.code == .resourceExhausted)
+            // KV budget: 200 kB holds one session of 64 positions (3 layers × 2 × 64 × 32 floats = 49 kB) a few times.
+            var exhausted: RPCError?
+            for id in 10..<20 where exhausted == nil {
+                exhausted = await ClusterTestSupport.rpcError { _ = try await forward(s, [TokenEntry(sessionID: UInt64(id), position: 0)], [5]) }
+            }
+            #expect(exhausted?.code == .resourceExhausted && exhausted?.message.contains("KV budget") == true)
+            // Closing frees it; a closed session is NOT_FOUND afterwards, a rewind is FAILED_PRECONDITION.
+            let closed = try await s.channel.unary(Method.workerCloseSession, CloseSessionRequest(handshake: s.handshake, sessionIDs: Array(10..<20)),
+                                                   response: CloseSessionReply.self)
+            #expect(closed.closed >= 1 && closed.freedBytes > 0)
+            let gone = await ClusterTestSupport.rpcError { _ = try await forward(s, [TokenEntry(sessionID: 10, position: 1)], [5]) }
+            #expect(gone?.code == .notFound)
+            _ = try await forward(s, [TokenEntry(sessionID: 30, position: 0), TokenEntry(sessionID: 30, position: 1)], [5, 6])
+            let rewind = await ClusterTestSupport.rpcError { _ = try await forward(s, [TokenEntry(sessionID: 30, position: 0)], [5]) }
+            #expect(rewind?.code == .failedPrecondition)
+            // Malformed bytes.
+            let garbage = await ClusterTestSupport.rpcError { _ = try await s.channel.unary(Method.workerForward, request: [0x0a, 0xff, 0xff]) }
+            #expect(garbage?.code == .invalidArgument)
+        }
+    }
+}
+
+enum TestSupportMath {
+    static func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
+        precondition(a.count == b.count)
+        return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
+    }
+}
