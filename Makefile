@@ -1,11 +1,12 @@
 # Radial. Two commands do all the set-up on a fresh machine:
-#   make demo   installs what is missing, builds, and streams a reply from the real model
+#   make demo   installs what is missing, builds, starts a local cluster (3 workers + coordinator on loopback,
+#               the real model), streams a reply through it, shows its status, and stops it
 #   make test   installs what is missing, builds, and runs every test
 MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 PROMPT ?= What is the capital of France? Answer in one sentence.
 SWIFT_RELEASE = swift build -c release
 
-.PHONY: demo test setup model build release bench clean
+.PHONY: demo run-local test setup model build release bench clean
 
 setup:
 	scripts/setup.sh all
@@ -17,12 +18,18 @@ build:
 	swift build
 
 release:
-	$(SWIFT_RELEASE) --product radial
+	$(SWIFT_RELEASE)
 
 demo:
 	scripts/setup.sh deps
 	scripts/setup.sh model
-	$(SWIFT_RELEASE) --product radial
+	$(SWIFT_RELEASE)
+	deploy/local-cluster.sh up --model $(MODEL)
+	.build/release/radial generate --chat --greedy --max-tokens 96 "$(PROMPT)"; rc=$$?; \
+	  .build/release/radial status; deploy/local-cluster.sh down; exit $$rc
+
+# The same model in this one process (no cluster).
+run-local: release
 	.build/release/radial run --model $(MODEL) --chat --greedy --max-tokens 96 "$(PROMPT)"
 
 test:
