@@ -66,8 +66,17 @@ struct Reference {
         generator = LocalGenerator(model: try LlamaModel(file: file), tokenizer: try Tokenizer(gguf: file))
     }
 
-    func generate(_ ids: [Int], _ sampling: SamplingParameters, maxTokens: Int) throws -> GenerationResult {
-        try generator.generate(promptIDs: ids, sampling: sampling, stop: StopConditions(maxTokens: maxTokens))
+    /// Runs on a dispatch thread: seconds of model compute must not hold one of the few cooperative threads that
+    /// every other test's continuations need.
+    func generate(_ ids: [Int], _ sampling: SamplingParameters, maxTokens: Int) async throws -> GenerationResult {
+        let generator = generator
+        return try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result {
+                    try generator.generate(promptIDs: ids, sampling: sampling, stop: StopConditions(maxTokens: maxTokens))
+                })
+            }
+        }
     }
 }
 

@@ -12,7 +12,8 @@ import Testing
         let reference = try Reference(path: model)
         let cluster = try LocalCluster(model: model, layers: layers)
         let cases = prompts.enumerated().map { (i, p) in (prompt: p, sampling: ClusterTestSupport.sampling(seed: i % 2 == 0 ? nil : UInt64(1000 + i))) }
-        let expected = try cases.map { try reference.generate($0.prompt, $0.sampling, maxTokens: maxTokens) }
+        var expected: [GenerationResult] = []
+        for c in cases { expected.append(try await reference.generate(c.prompt, c.sampling, maxTokens: maxTokens)) }
         #expect(expected.filter { $0.generatedIDs.count >= maxTokens / 2 }.count >= 4, "most references generate real text, so equality means something")
 
         let alone = try await cluster.generate(GenerateRequest(input: .ids(cases[0].prompt), sampling: cases[0].sampling, maxTokens: maxTokens))
