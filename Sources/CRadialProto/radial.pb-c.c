@@ -2370,7 +2370,7 @@ const ProtobufCMessageDescriptor radial__sampling_params__descriptor =
   (ProtobufCMessageInit) radial__sampling_params__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor radial__generate_request__field_descriptors[6] =
+static const ProtobufCFieldDescriptor radial__generate_request__field_descriptors[7] =
 {
   {
     "prompt",
@@ -2444,8 +2444,21 @@ static const ProtobufCFieldDescriptor radial__generate_request__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "ignore_eos",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Radial__GenerateRequest, ignore_eos),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned radial__generate_request__field_indices_by_name[] = {
+  6,   /* field[6] = ignore_eos */
   4,   /* field[4] = max_tokens */
   2,   /* field[2] = messages */
   0,   /* field[0] = prompt */
@@ -2456,7 +2469,7 @@ static const unsigned radial__generate_request__field_indices_by_name[] = {
 static const ProtobufCIntRange radial__generate_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor radial__generate_request__descriptor =
 {
@@ -2466,7 +2479,7 @@ const ProtobufCMessageDescriptor radial__generate_request__descriptor =
   "Radial__GenerateRequest",
   "radial",
   sizeof(Radial__GenerateRequest),
-  6,
+  7,
   radial__generate_request__field_descriptors,
   radial__generate_request__field_indices_by_name,
   1,  radial__generate_request__number_ranges,
@@ -2658,7 +2671,7 @@ const ProtobufCMessageDescriptor radial__status_request__descriptor =
   (ProtobufCMessageInit) radial__status_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor radial__worker_status__field_descriptors[6] =
+static const ProtobufCFieldDescriptor radial__worker_status__field_descriptors[8] =
 {
   {
     "address",
@@ -2732,9 +2745,35 @@ static const ProtobufCFieldDescriptor radial__worker_status__field_descriptors[6
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "bytes_sent",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Radial__WorkerStatus, bytes_sent),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bytes_received",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Radial__WorkerStatus, bytes_received),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned radial__worker_status__field_indices_by_name[] = {
   0,   /* field[0] = address */
+  7,   /* field[7] = bytes_received */
+  6,   /* field[6] = bytes_sent */
   1,   /* field[1] = healthy */
   2,   /* field[2] = info */
   5,   /* field[5] = rtt_p50_ms */
@@ -2744,7 +2783,7 @@ static const unsigned radial__worker_status__field_indices_by_name[] = {
 static const ProtobufCIntRange radial__worker_status__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor radial__worker_status__descriptor =
 {
@@ -2754,14 +2793,14 @@ const ProtobufCMessageDescriptor radial__worker_status__descriptor =
   "Radial__WorkerStatus",
   "radial",
   sizeof(Radial__WorkerStatus),
-  6,
+  8,
   radial__worker_status__field_descriptors,
   radial__worker_status__field_indices_by_name,
   1,  radial__worker_status__number_ranges,
   (ProtobufCMessageInit) radial__worker_status__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor radial__status_reply__field_descriptors[12] =
+static const ProtobufCFieldDescriptor radial__status_reply__field_descriptors[14] =
 {
   {
     "handshake",
@@ -2907,6 +2946,30 @@ static const ProtobufCFieldDescriptor radial__status_reply__field_descriptors[12
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "tokens_forwarded",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Radial__StatusReply, tokens_forwarded),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "wire_bytes",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Radial__StatusReply, wire_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned radial__status_reply__field_indices_by_name[] = {
   0,   /* field[0] = handshake */
@@ -2918,14 +2981,16 @@ static const unsigned radial__status_reply__field_indices_by_name[] = {
   2,   /* field[2] = model_layers */
   5,   /* field[5] = sessions_queued */
   4,   /* field[4] = sessions_running */
+  12,   /* field[12] = tokens_forwarded */
   6,   /* field[6] = tokens_generated */
   7,   /* field[7] = tokens_per_s */
+  13,   /* field[13] = wire_bytes */
   3,   /* field[3] = workers */
 };
 static const ProtobufCIntRange radial__status_reply__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 12 }
+  { 0, 14 }
 };
 const ProtobufCMessageDescriptor radial__status_reply__descriptor =
 {
@@ -2935,7 +3000,7 @@ const ProtobufCMessageDescriptor radial__status_reply__descriptor =
   "Radial__StatusReply",
   "radial",
   sizeof(Radial__StatusReply),
-  12,
+  14,
   radial__status_reply__field_descriptors,
   radial__status_reply__field_indices_by_name,
   1,  radial__status_reply__number_ranges,

@@ -65,9 +65,9 @@ public final class CoordinatorService: Sendable {
         let maxTokens = request.maxTokens == 0 ? defaultMaxTokens : request.maxTokens
         let state: GenerationState
         do {
-            state = try GenerationState(promptIDs: ids, sampling: request.sampling,
-                                        stop: StopConditions(maxTokens: maxTokens, stopStrings: request.stop),
-                                        contextLength: config.contextLength)
+            var stop = StopConditions(maxTokens: maxTokens, stopStrings: request.stop)
+            stop.stopAtEndOfGeneration = !request.ignoreEOS
+            state = try GenerationState(promptIDs: ids, sampling: request.sampling, stop: stop, contextLength: config.contextLength)
         } catch ModelError.contextOverflow(let n, let limit) {
             throw RPCError.invalidArgument("the prompt has \(n) tokens; this model's context holds \(limit), and at least one must be left to generate")
         } catch {
@@ -108,7 +108,8 @@ public final class CoordinatorService: Sendable {
         reply.tokensGenerated = metrics.tokensGenerated
         reply.tokensPerSecond = metrics.tokensPerSecond
         reply.layerSkipRate = Array(repeating: 0, count: config.layerCount)
-        reply.hopsPerToken = Double(scheduler.cluster.stages.count)
+        reply.hopsPerToken = metrics.tokensGenerated > 0 ? Double(metrics.tokenHops) / Double(metrics.tokensGenerated) : 0
+        reply.tokensForwarded = metrics.tokensForwarded
         reply.kvPolicy = .fill
         let workers = scheduler.cluster.stages + scheduler.cluster.replicas
         let handshake = scheduler.handshake
@@ -120,6 +121,8 @@ public final class CoordinatorService: Sendable {
                     let s = w.snapshot()
                     status.visits = s.visits
                     status.rttP50ms = s.latency.quantile(0.5) * 1000
+                    status.bytesSent = s.bytesSent
+                    status.bytesReceived = s.bytesReceived
                     return (i, status)
                 }
             }
@@ -127,6 +130,7 @@ public final class CoordinatorService: Sendable {
             for await r in group { out.append(r) }
             return out.sorted { $0.0 < $1.0 }.map(\.1)
         }
+        reply.forwardBytes = reply.workers.reduce(0) { $0 + $1.bytesSent + $1.bytesReceived }
         return reply
     }
 }

@@ -53,6 +53,8 @@ public final class Scheduler: Sendable {
         public var tokensGenerated: UInt64 = 0
         public var steps: UInt64 = 0
         public var tokenHops: UInt64 = 0
+        /// Token rows sent through the pipeline (prompt and generated).
+        public var tokensForwarded: UInt64 = 0
         public var running = 0
         public var queued = 0
         var recent: [(at: ContinuousClock.Instant, tokens: Int)] = []
@@ -236,7 +238,8 @@ public final class Scheduler: Sendable {
             metrics.withLock { m in
                 m.steps += 1
                 m.tokensGenerated += UInt64(produced)
-                m.tokenHops += UInt64(rows.count * cluster.stages.count)
+                m.tokenHops += UInt64(produced * cluster.stages.count)
+                m.tokensForwarded += UInt64(rows.count)
                 m.recent.append((now, produced))
                 if m.recent.count > 4096 { m.recent.removeFirst(2048) }
             }

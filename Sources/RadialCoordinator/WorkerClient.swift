@@ -16,6 +16,8 @@ public final class WorkerClient: Sendable {
         var tokenVisits: UInt64 = 0
         var latency = LatencyWindow()
         var healthy = true
+        var bytesSent: UInt64 = 0
+        var bytesReceived: UInt64 = 0
     }
 
     init(address: String, channel: RPCChannel, info: WorkerInfo) {
@@ -26,24 +28,31 @@ public final class WorkerClient: Sendable {
 
     public var layers: LayerRange { info.layers }
 
-    /// One Forward round trip; records its latency.
+    /// One Forward round trip; records its latency and the exact message bytes both ways.
     func forward(_ request: ForwardRequest, timeout: Duration) async throws -> ForwardReply {
         let clock = ContinuousClock(), start = clock.now
+        let bytes = request.wireBytes()
+        let replyBytes: [UInt8]
         do {
-            let reply = try await channel.unary(Method.workerForward, request, response: ForwardReply.self,
-                                                options: CallOptions(timeout: timeout))
-            let elapsed = (clock.now - start).seconds
-            stats.withLock { s in
-                s.visits += 1
-                s.tokenVisits += UInt64(request.tokens.count)
-                s.latency.add(elapsed)
-                s.healthy = true
-            }
-            return reply
+            replyBytes = try await channel.unary(Method.workerForward, request: bytes, options: CallOptions(timeout: timeout))
         } catch let error as RPCError {
             if error.code == .unavailable || error.code == .deadlineExceeded { stats.withLock { $0.healthy = false } }
             throw error
         }
+        let reply: ForwardReply
+        do { reply = try ForwardReply(wire: replyBytes) } catch {
+            throw RPCError(.internal, "worker \(address) sent a Forward reply that does not decode: \(error)")
+        }
+        let elapsed = (clock.now - start).seconds
+        stats.withLock { s in
+            s.visits += 1
+            s.tokenVisits += UInt64(request.tokens.count)
+            s.latency.add(elapsed)
+            s.healthy = true
+            s.bytesSent += UInt64(bytes.count)
+            s.bytesReceived += UInt64(replyBytes.count)
+        }
+        return reply
     }
 
     func closeSessions(_ ids: [UInt64], handshake: Handshake) async {

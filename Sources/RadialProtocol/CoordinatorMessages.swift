@@ -16,12 +16,15 @@ public struct GenerateRequest: WireMessage, Equatable {
     public var sampling: SamplingParameters
     public var maxTokens: Int
     public var stop: [String]
+    public var ignoreEOS = false
 
-    public init(input: PromptInput, sampling: SamplingParameters = .greedy, maxTokens: Int = 128, stop: [String] = []) {
+    public init(input: PromptInput, sampling: SamplingParameters = .greedy, maxTokens: Int = 128, stop: [String] = [],
+                ignoreEOS: Bool = false) {
         self.input = input
         self.sampling = sampling
         self.maxTokens = maxTokens
         self.stop = stop
+        self.ignoreEOS = ignoreEOS
     }
 
     public init(wire: [UInt8]) throws {
@@ -48,7 +51,7 @@ public struct GenerateRequest: WireMessage, Equatable {
             }
             do { try sampling.validate() } catch { throw invalid("GenerateRequest.sampling", "\(error)") }
             return GenerateRequest(input: input, sampling: sampling, maxTokens: Int(m.max_tokens),
-                                   stop: texts(m.n_stop, m.stop))
+                                   stop: texts(m.n_stop, m.stop), ignoreEOS: m.ignore_eos != 0)
         }
     }
 
@@ -82,6 +85,7 @@ public struct GenerateRequest: WireMessage, Equatable {
         m.max_tokens = UInt32(maxTokens)
         m.n_stop = stop.count
         m.stop = arena.strings(stop)
+        m.ignore_eos = ignoreEOS ? 1 : 0
         return pack(m)
     }
 }
@@ -173,6 +177,8 @@ public struct WorkerStatus: Sendable, Equatable {
     public var visits: UInt64 = 0
     public var visitsSkipped: UInt64 = 0
     public var rttP50ms: Double = 0
+    public var bytesSent: UInt64 = 0
+    public var bytesReceived: UInt64 = 0
 
     public init(address: String, healthy: Bool, info: WorkerInfo?) {
         self.address = address
@@ -194,6 +200,8 @@ public struct StatusReply: WireMessage, Equatable {
     public var hopsPerToken: Double = 0
     public var hopsSavedPerToken: Double = 0
     public var kvPolicy: SkippedLayerKV = .fill
+    public var tokensForwarded: UInt64 = 0
+    public var forwardBytes: UInt64 = 0
 
     public init(handshake: Handshake) { self.handshake = handshake }
 
@@ -207,6 +215,8 @@ public struct StatusReply: WireMessage, Equatable {
                 s.visits = w.visits
                 s.visitsSkipped = w.visits_skipped
                 s.rttP50ms = w.rtt_p50_ms
+                s.bytesSent = w.bytes_sent
+                s.bytesReceived = w.bytes_received
                 return s
             }
             r.sessionsRunning = Int(m.sessions_running)
@@ -217,6 +227,8 @@ public struct StatusReply: WireMessage, Equatable {
             r.hopsPerToken = m.hops_per_token
             r.hopsSavedPerToken = m.hops_saved_per_token
             r.kvPolicy = try kvPolicyFrom(m.kv_policy, field: "StatusReply.kv_policy")
+            r.tokensForwarded = m.tokens_forwarded
+            r.forwardBytes = m.wire_bytes
             return r
         }
     }
@@ -238,6 +250,8 @@ public struct StatusReply: WireMessage, Equatable {
             c.visits = w.visits
             c.visits_skipped = w.visitsSkipped
             c.rtt_p50_ms = w.rttP50ms
+            c.bytes_sent = w.bytesSent
+            c.bytes_received = w.bytesReceived
             return c
         })
         m.sessions_running = UInt32(sessionsRunning)
@@ -249,6 +263,8 @@ public struct StatusReply: WireMessage, Equatable {
         m.hops_per_token = hopsPerToken
         m.hops_saved_per_token = hopsSavedPerToken
         m.kv_policy = kvPolicy == .fill ? RADIAL__KVPOLICY__KV_FILL : RADIAL__KVPOLICY__KV_MASK
+        m.tokens_forwarded = tokensForwarded
+        m.wire_bytes = forwardBytes
         return pack(m)
     }
 }

@@ -71,8 +71,7 @@ func streamGeneration(_ channel: RPCChannel, _ request: GenerateRequest, options
 
 extension SamplingOptions {
     func request(_ input: PromptInput) throws -> GenerateRequest {
-        if ignoreEOS { throw ValidationError("--ignore-eos is only available with `radial run`") }
-        return GenerateRequest(input: input, sampling: parameters, maxTokens: maxTokens, stop: stop)
+        GenerateRequest(input: input, sampling: parameters, maxTokens: maxTokens, stop: stop, ignoreEOS: ignoreEOS)
     }
 }
 
@@ -186,20 +185,23 @@ struct StatusCommand: AsyncParsableCommand {
                 "model": s.model, "model_layers": s.modelLayers, "sessions_running": s.sessionsRunning,
                 "sessions_queued": s.sessionsQueued, "tokens_generated": s.tokensGenerated, "tokens_per_s": s.tokensPerSecond,
                 "hops_per_token": s.hopsPerToken, "kv_policy": s.kvPolicy.rawValue,
+                "tokens_forwarded": s.tokensForwarded, "forward_bytes": s.forwardBytes,
                 "workers": s.workers.map { w -> [String: Any] in
                     let i = w.info
                     return ["address": w.address, "healthy": w.healthy, "layers": i.map { "\($0.layers)" } ?? "",
                             "sessions": i?.sessions ?? 0, "kv_used_bytes": i?.kvUsedBytes ?? 0, "kv_budget_bytes": i?.kvBudgetBytes ?? 0,
                             "rss_bytes": i?.rssBytes ?? 0, "forward_calls": i?.counters.forwardCalls ?? 0,
                             "tokens": i?.counters.tokens ?? 0, "forward_p50_ms": i?.counters.forwardP50ms ?? 0,
-                            "forward_p99_ms": i?.counters.forwardP99ms ?? 0, "visits": w.visits, "rtt_p50_ms": w.rttP50ms]
+                            "forward_p99_ms": i?.counters.forwardP99ms ?? 0, "visits": w.visits, "rtt_p50_ms": w.rttP50ms,
+                            "bytes_sent": w.bytesSent, "bytes_received": w.bytesReceived]
                 },
             ])
             return
         }
         print("model \(s.model), \(s.modelLayers) layers; \(s.sessionsRunning) running, \(s.sessionsQueued) queued; "
               + "\(s.tokensGenerated) tokens generated, \(String(format: "%.1f", s.tokensPerSecond)) tokens/s now; "
-              + "\(String(format: "%.2f", s.hopsPerToken)) hops/token; KV policy \(s.kvPolicy.rawValue)")
+              + "\(String(format: "%.2f", s.hopsPerToken)) hops/token; "
+              + "\(s.tokensForwarded > 0 ? s.forwardBytes / s.tokensForwarded : 0) wire bytes per token row; KV policy \(s.kvPolicy.rawValue)")
         let header = ["worker", "layers", "health", "sessions", "KV used/budget MiB", "RSS MiB", "forwards", "tokens", "p50 ms", "p99 ms", "rtt p50 ms"]
         var rows = [header]
         for w in s.workers {

@@ -54,8 +54,9 @@ import Testing
     func clientCancelFreesKVOnEveryWorker() async throws {
         let cluster = try LocalCluster(model: ClusterTestSupport.realModelPath, layers: ["0-14", "15-29"])
         defer { cluster.stop() }
+        // Thousands of tokens, end-of-generation ignored: still running when Status is read, however slow the machine.
         let request = GenerateRequest(input: .chat([ChatMessage(role: "user", content: "Write a very long story about a dragon and a knight.")]),
-                                      sampling: .greedy, maxTokens: 400)
+                                      sampling: .greedy, maxTokens: 4000, ignoreEOS: true)
         let stream = try cluster.channel.serverStreaming(Method.generate, request, response: GenerateReply.self)
         var tokens = 0
         for try await reply in stream {
@@ -95,14 +96,15 @@ import Testing
     }
 
     /// One running and one waiting fill a coordinator with --max-sessions 1 --max-queue 1; a third request is
-    /// RESOURCE_EXHAUSTED. (The real model, so the first two are still generating when the third arrives.)
+    /// RESOURCE_EXHAUSTED. (The real model and thousands of tokens, so the first two are still generating when the
+    /// third arrives.)
     @Test(.enabled(if: FileManager.default.fileExists(atPath: ClusterTestSupport.realModelPath), "needs the real model"))
     func fullQueueIsResourceExhausted() async throws {
         let cluster = try LocalCluster(model: ClusterTestSupport.realModelPath, layers: ["0-29"],
                                        coordinatorArgs: ["--max-sessions", "1", "--max-queue", "1"])
         defer { cluster.stop() }
         let long = GenerateRequest(input: .chat([ChatMessage(role: "user", content: "Write a very long story about a dragon.")]),
-                                   sampling: .greedy, maxTokens: 400)
+                                   sampling: .greedy, maxTokens: 4000, ignoreEOS: true)
         let a = try cluster.channel.serverStreaming(Method.generate, long, response: GenerateReply.self)
         let b = try cluster.channel.serverStreaming(Method.generate, long, response: GenerateReply.self)
         var ia = a.makeAsyncIterator(), ib = b.makeAsyncIterator()

@@ -375,10 +375,14 @@ struct  Radial__GenerateRequest
   uint32_t max_tokens;
   size_t n_stop;
   char **stop;
+  /*
+   * keep generating past the end-of-generation token (benchmarks)
+   */
+  protobuf_c_boolean ignore_eos;
 };
 #define RADIAL__GENERATE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&radial__generate_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, NULL, 0, 0,NULL }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, NULL, 0, 0,NULL, 0 }
 
 
 /*
@@ -453,10 +457,18 @@ struct  Radial__WorkerStatus
    */
   uint64_t visits_skipped;
   double rtt_p50_ms;
+  /*
+   * Forward request bytes the coordinator sent this worker
+   */
+  uint64_t bytes_sent;
+  /*
+   * Forward reply bytes it got back
+   */
+  uint64_t bytes_received;
 };
 #define RADIAL__WORKER_STATUS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&radial__worker_status__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, NULL, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, NULL, 0, 0, 0, 0, 0 }
 
 
 struct  Radial__StatusReply
@@ -479,10 +491,18 @@ struct  Radial__StatusReply
   double hops_per_token;
   double hops_saved_per_token;
   Radial__KVPolicy kv_policy;
+  /*
+   * token rows sent through the pipeline (prompt and generated)
+   */
+  uint64_t tokens_forwarded;
+  /*
+   * Forward bytes, both directions, all workers
+   */
+  uint64_t wire_bytes;
 };
 #define RADIAL__STATUS_REPLY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&radial__status_reply__descriptor) \
-    , NULL, (char *)protobuf_c_empty_string, 0, 0,NULL, 0, 0, 0, 0, 0,NULL, 0, 0, RADIAL__KVPOLICY__KV_FILL }
+    , NULL, (char *)protobuf_c_empty_string, 0, 0,NULL, 0, 0, 0, 0, 0,NULL, 0, 0, RADIAL__KVPOLICY__KV_FILL, 0, 0 }
 
 
 struct  Radial__TokenizeRequest
