@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# A Radial cluster across Linux network namespaces, as if each process had its own host: the coordinator in
+# radial-c, worker i in radial-w<i>, one veth pair per coordinator-worker link (10.77.<i>.1 <-> 10.77.<i>.2) and
+# one from this namespace to the coordinator (10.77.250.1 -> 10.77.250.2) for clients. Needs root.
+#   deploy/netns-cluster.sh up   [--model PATH] [--workers N] [--delay-ms D] [--rate-mbit R] [--bin DIR] [--threads T]
+#   deploy/netns-cluster.sh down
+# --delay-ms adds D ms one-way on every coordinator-worker link (this kernel has no netem: a userspace proxy,
+# deploy/delay_proxy.py, runs in the coordinator's namespace per link). --rate-mbit limits each link with tc tbf.
+# Clients then use: radial generate --coordinator 10.77.250.2:7100 ...
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+run_dir="${RADIAL_RUN_DIR:-$root/.cluster-netns}"
+model="$root/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+workers=3; delay=0; rate=""; bin="$root/.build/release"; threads="${RADIAL_THREADS:-2}"
+die() { echo "netns-cluster: $*" >&2; exit 1; }
+
+cmd="${1:-}"; shift || true
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --model) model="$2"; shift 2 ;;
+    --workers) workers="$2"; shift 2 ;;
+    --delay-ms) delay="$2"; shift 2 ;;
+    --rate-mbit) rate="$2"; shift 2 ;;
+    --bin) bin="$2"; shift 2 ;;
+    --threads) threads="$2"; shift 2 ;;
+    *) die "unknown option $1" ;;
+  esac
+done
+
+wait_listening() {  # name pid log
+  for _ in $(seq 1 600); do
+    grep -q "^listening on " "$3" 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || { echo "netns-cluster: $1 exited; log:" >&2; tail -n 20 "$3.err" >&2 || true; return 1; }
+    sleep 0.1
+  done
+  die "$1 did not start within 60 s"
+}
+
+link() {  # ns_a ns_b dev_a dev_b addr_a addr_b (ns "" = this namespace)
+  ip link add "$3" type veth peer name "$4"
+  [ -n "$1" ] && ip link set "$3" netns "$1"
+  ip link set "$4" netns "$2"
+  local ea=() eb=(ip netns exec "$2")
+  [ -n "$1" ] && ea=(ip netns exec "$1")
+  "${ea[@]}" ip addr add "$5/24" dev "$3"; "${ea[@]}" ip link set "$3" up
+  "${eb[@]}" ip addr add "$6/24" dev "$4"; "${eb[@]}" ip link set "$4" up
+  if [ -n "$rate" ]; then
+    "${ea[@]}" tc qdisc add dev "$3" root tbf rate "${rate}mbit" burst 256kb latency 50ms
+    "${eb[@]}" tc qdisc add dev "$4" root tbf rate "${rate}mbit" burst 256kb latency 50ms
+  fi
+}
+
+down() {
+  if [ -d "$run_dir" ]; then
+    for f in "$run_dir"/coordinator.pid "$run_dir"/*.pid; do
+      [ -e "$f" ] || continue
+      local p; p="$(cat "$f")"; kill -TERM "$p" 2>/dev/null || true
+      for _ in $(seq 1 150); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$p" 2>/dev/null || true
+      rm -f "$f"
+    done
+  fi
+  for ns in $(ip netns list | awk '{print $1}' | grep '^radial-' || true); do ip netns del "$ns"; done
+  ip link del rc-host 2>/dev/null || true
+  echo "netns-cluster: stopped"
+}
+
+up() {
+  [ "$(id -u)" -eq 0 ] || die "needs root (ip netns)"
+  [ -f "$model" ] || die "model not found: $model"
+  ip netns list | grep -q '^radial-' && die "namespaces radial-* exist already (run: $0 down)"
+  mkdir -p "$run_dir"
+  ip netns add radial-c
+  ip netns exec radial-c ip link set lo up
+  link "" radial-c rc-host rc-coord 10.77.250.1 10.77.250.2
+  local targets=()
+  for i in $(seq 0 $((workers - 1))); do
+    ip netns add "radial-w$i"
+    ip netns exec "radial-w$i" ip link set lo up
+    link radial-c "radial-w$i" "rc-w$i" "rw$i-c" "10.77.$i.1" "10.77.$i.2"
+    local log="$run_dir/worker$i.log"
+    ip netns exec "radial-w$i" "$bin/radial-worker" --model "$model" --shard "$i/$workers" --listen "10.77.$i.2:7101" \
+      --threads "$threads" >"$log" 2>"$log.err" &
+    echo $! >"$run_dir/worker$i.pid"
+  done
+  for i in $(seq 0 $((workers - 1))); do
+    wait_listening "worker $i" "$(cat "$run_dir/worker$i.pid")" "$run_dir/worker$i.log" || { down; exit 1; }
+    if [ "$delay" != "0" ]; then
+      local log="$run_dir/proxy$i.log"
+      ip netns exec radial-c python3 "$root/deploy/delay_proxy.py" --listen "127.0.0.1:$((9000 + i))" \
+        --target "10.77.$i.2:7101" --delay-ms "$delay" >"$log" 2>"$log.err" &
+      echo $! >"$run_dir/proxy$i.pid"
+      wait_listening "proxy $i" "$(cat "$run_dir/proxy$i.pid")" "$log" || { down; exit 1; }
+      targets+=("127.0.0.1:$((9000 + i))")
+    else
+      targets+=("10.77.$i.2:7101")
+    fi
+  done
+  local list; list="$(IFS=,; echo "${targets[*]}")"
+  ip netns exec radial-c "$bin/radial-coordinator" --model "$model" --workers "$list" --listen 10.77.250.2:7100 \
+    --threads "$threads" >"$run_dir/coordinator.log" 2>"$run_dir/coordinator.log.err" &
+  echo $! >"$run_dir/coordinator.pid"
+  wait_listening coordinator "$(cat "$run_dir/coordinator.pid")" "$run_dir/coordinator.log" || { down; exit 1; }
+  echo "netns-cluster: coordinator 10.77.250.2:7100 in netns radial-c; $workers workers; +${delay} ms per link${rate:+, ${rate} Mbit/s}"
+}
+
+case "$cmd" in
+  up) up ;;
+  down) down ;;
+  *) die "usage: $0 up|down [options]" ;;
+esac
