@@ -119,39 +119,12 @@ SIMD_FN static inline float offset_dot(const float *m, const float *xs, int nb) 
     return t;
 }
 
-// One input: four independent accumulators, so FMA latency does not serialise the block loop.
-#define SINGLE_BODY(WIDEN, QSTRIDE, QTYPE, OFFSET_TERM) \
-    for (int r = r0; r < r1; r++) { \
-        const QTYPE *qr = qs + (size_t)r * nb * QSTRIDE; \
-        const float *dr = d + (size_t)r * nb; \
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps(); \
-        for (int b = 0; b < nb; b++) { \
-            __m256 w[4]; \
-            WIDEN(qr + b * QSTRIDE, w); \
-            __m256 db = _mm256_set1_ps(dr[b]); \
-            const float *xb = x + b * 32; \
-            a0 = _mm256_fmadd_ps(_mm256_mul_ps(w[0], db), _mm256_loadu_ps(xb), a0); \
-            a1 = _mm256_fmadd_ps(_mm256_mul_ps(w[1], db), _mm256_loadu_ps(xb + 8), a1); \
-            a2 = _mm256_fmadd_ps(_mm256_mul_ps(w[2], db), _mm256_loadu_ps(xb + 16), a2); \
-            a3 = _mm256_fmadd_ps(_mm256_mul_ps(w[3], db), _mm256_loadu_ps(xb + 24), a3); \
-        } \
-        float v = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) + OFFSET_TERM; \
-        y[r] = acc ? y[r] + v : v; \
-    }
-
-SIMD_FN static void q4_rows_1(const uint8_t *qs, const float *d, const float *m, int nb, int r0, int r1,
-                              const float *x, const float *xsum, float *y, int acc) {
-    SINGLE_BODY(widen_q4, 16, uint8_t, offset_dot(m + (size_t)r * nb, xsum, nb))
-}
-
-SIMD_FN static void q8_rows_1(const int8_t *qs, const float *d, int nb, int r0, int r1,
-                              const float *x, float *y, int acc) {
-    SINGLE_BODY(widen_q8, 32, int8_t, 0.0f)
-}
-
-// Several inputs (a batch of sequences): each block of weights is widened and scaled once, then used by all
-// K inputs, so the batch streams the weights once. One accumulator per input; K independent chains hide
-// FMA latency. K is a constant in each generated copy, which keeps the accumulators in registers.
+// K inputs (a batch of sequences, K = 1...8 per tile): each block of weights is widened and scaled once, then
+// used by all K inputs, so the batch streams the weights once. K is a constant in each generated copy, which keeps
+// the accumulators in registers. Every input is summed in the same order whatever K is, so a row's result does
+// not depend on how many rows share its tile: a token gets the same bits alone, batched with other sessions, or
+// split over workers (what makes the cluster equal the in-process engine exactly). Consecutive blocks' products
+// are independent, so the single-input case still overlaps FMA latency across blocks.
 #define MULTI_BODY(K, WIDEN, QSTRIDE, QTYPE) \
     for (int r = r0; r < r1; r++) { \
         const QTYPE *qr = qs + (size_t)r * nb * QSTRIDE; \
@@ -186,7 +159,7 @@ SIMD_FN static void q8_rows_1(const int8_t *qs, const float *d, int nb, int r0, 
 SIMD_FN static void q4_rows_##K(const uint8_t *qs, const float *d, const float *m, int nb, int r0, int r1, \
                                 const float *x, int ldx, const float *xsum, float *y, int ldy, int acc) { \
     MULTI_BODY(K, widen_q4, 16, uint8_t) }
-Q4_MULTI(2) Q4_MULTI(3) Q4_MULTI(4) Q4_MULTI(5) Q4_MULTI(6) Q4_MULTI(7) Q4_MULTI(8)
+Q4_MULTI(1) Q4_MULTI(2) Q4_MULTI(3) Q4_MULTI(4) Q4_MULTI(5) Q4_MULTI(6) Q4_MULTI(7) Q4_MULTI(8)
 #undef OFFSET
 
 #define OFFSET(i) 0.0f
@@ -194,7 +167,7 @@ Q4_MULTI(2) Q4_MULTI(3) Q4_MULTI(4) Q4_MULTI(5) Q4_MULTI(6) Q4_MULTI(7) Q4_MULTI
 SIMD_FN static void q8_rows_##K(const int8_t *qs, const float *d, int nb, int r0, int r1, \
                                 const float *x, int ldx, float *y, int ldy, int acc) { \
     MULTI_BODY(K, widen_q8, 32, int8_t) }
-Q8_MULTI(2) Q8_MULTI(3) Q8_MULTI(4) Q8_MULTI(5) Q8_MULTI(6) Q8_MULTI(7) Q8_MULTI(8)
+Q8_MULTI(1) Q8_MULTI(2) Q8_MULTI(3) Q8_MULTI(4) Q8_MULTI(5) Q8_MULTI(6) Q8_MULTI(7) Q8_MULTI(8)
 #undef OFFSET
 
 SIMD_FN static void matmul_q4_avx2(const uint8_t *qs, const float *d, const float *m, int nb, int r0, int r1,
@@ -213,7 +186,7 @@ SIMD_FN static void matmul_q4_avx2(const uint8_t *qs, const float *d, const floa
         }
         float *yi = y + (size_t)i0 * ldy;
         switch (k) {
-        case 1: q4_rows_1(qs, d, m, nb, r0, r1, xi, xsum, yi, acc); break;
+        case 1: q4_rows_1(qs, d, m, nb, r0, r1, xi, ldx, xsum, yi, ldy, acc); break;
         case 2: q4_rows_2(qs, d, m, nb, r0, r1, xi, ldx, xsum, yi, ldy, acc); break;
         case 3: q4_rows_3(qs, d, m, nb, r0, r1, xi, ldx, xsum, yi, ldy, acc); break;
         case 4: q4_rows_4(qs, d, m, nb, r0, r1, xi, ldx, xsum, yi, ldy, acc); break;
@@ -232,7 +205,7 @@ SIMD_FN static void matmul_q8_avx2(const int8_t *qs, const float *d, int nb, int
         const float *xi = x + (size_t)i0 * ldx;
         float *yi = y + (size_t)i0 * ldy;
         switch (k) {
-        case 1: q8_rows_1(qs, d, nb, r0, r1, xi, yi, acc); break;
+        case 1: q8_rows_1(qs, d, nb, r0, r1, xi, ldx, yi, ldy, acc); break;
         case 2: q8_rows_2(qs, d, nb, r0, r1, xi, ldx, yi, ldy, acc); break;
         case 3: q8_rows_3(qs, d, nb, r0, r1, xi, ldx, yi, ldy, acc); break;
         case 4: q8_rows_4(qs, d, nb, r0, r1, xi, ldx, yi, ldy, acc); break;

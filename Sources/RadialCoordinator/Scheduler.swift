@@ -179,14 +179,10 @@ public final class Scheduler: Sendable {
     private func step(_ running: inout [LiveSession]) async {
         struct Row { let session: LiveSession; let position: Int; let token: Int; let wantsLogits: Bool }
         var rows: [Row] = []
-        var budget = limits.maxBatchTokens
-        // Sessions with the least pending input first: every decode token goes out before prompt chunks.
-        for s in running.sorted(by: { $0.pending.count < $1.pending.count }) where budget > 0 {
-            let k = min(s.pending.count, budget)
+        for (s, k) in plan(running) {
             for j in 0..<k {
                 rows.append(Row(session: s, position: s.nextPosition + j, token: s.pending[j], wantsLogits: j == k - 1 && k == s.pending.count))
             }
-            budget -= k
         }
         let clock = ContinuousClock()
         let stepStart = clock.now
@@ -255,6 +251,34 @@ public final class Scheduler: Sendable {
         release(done.map(\.id))
     }
 
+    /// Which sessions feed how many tokens this step. Decode tokens (one per session) go first. A prompt joins them
+    /// while the step stays within the rows the engine computes with its batch-invariant kernels
+    /// (`Linear.quantizedMaxRows`); a longer prompt gets a step of its own, in chunks of `maxBatchTokens`. Either
+    /// way every row is computed exactly as the in-process engine computes it alone, so the cluster's output equals
+    /// `radial run`'s bit for bit (prompts up to `maxBatchTokens`).
+    func plan(_ running: [LiveSession]) -> [(LiveSession, Int)] {
+        let invariantRows = min(Linear.quantizedMaxRows, limits.maxBatchTokens)
+        let decoding = running.filter { $0.nextPosition > 0 && $0.pending.count == 1 }
+        let prompts = running.filter { !($0.nextPosition > 0 && $0.pending.count == 1) }
+        // A prompt already part-way through, one too long to share a step, or one that did not fit last step runs
+        // alone (so no prompt waits for ever behind decode rows).
+        if let alone = prompts.first(where: { $0.nextPosition > 0 || $0.pending.count > invariantRows || $0.deferred }) {
+            return [(alone, min(alone.pending.count, limits.maxBatchTokens))]
+        }
+        var picked = decoding.map { ($0, 1) }
+        var rows = picked.count
+        for p in prompts {
+            if rows + p.pending.count <= invariantRows {
+                picked.append((p, p.pending.count))
+                rows += p.pending.count
+            } else {
+                p.deferred = true
+                break
+            }
+        }
+        return picked
+    }
+
     /// Frees finished sessions' KV on every worker, off the loop's critical path.
     private func release(_ ids: [UInt64]) {
         guard !ids.isEmpty else { return }
@@ -274,6 +298,8 @@ final class LiveSession: @unchecked Sendable {
     /// Tokens not yet fed to the model (the prompt, then each sampled token).
     var pending: [Int]
     var nextPosition = 0
+    /// A prompt that did not fit beside the decode rows: it gets the next step to itself.
+    var deferred = false
     var startedAt: ContinuousClock.Instant?
     var firstTokenAt: ContinuousClock.Instant?
     private let continuation: AsyncStream<SessionEvent>.Continuation

@@ -89,7 +89,10 @@ struct CoordinatorCommand: AsyncParsableCommand {
         health.set("radial.Coordinator", .serving)
         health.register(on: server)
         DiagnosticsService().register(on: server)
-        let loop = Task { await scheduler.run() }
+        // The batching loop runs on the thread that receives the workers' replies: each reply resumes it with no
+        // thread wake-up (one per hop). Its own compute (embedding, LM head, sampling) happens while no worker call
+        // is in flight, so it delays no other call's I/O.
+        let loop = Task(executorPreference: RPCClientExecutor.shared) { await scheduler.run() }
         let port: Int
         do { port = try server.start() } catch { exitWithRPCError(error, "listen on \(listen)") }
         Serving.announce(listen: listen, port: port)

@@ -53,7 +53,9 @@ import Testing
         let model = ClusterTestSupport.realModelPath
         let file = try GGUFFile(path: model)
         let tokenizer = try Tokenizer(gguf: file)
-        let texts = ["The capital of France is", "Once upon a time", "def fibonacci(n):", "The three primary colors are",
+        // One prompt longer than a shared step allows (> 64 tokens): it is prefilled in a step of its own.
+        let long = String(repeating: "The history of the city goes back many centuries, to a time of kings. ", count: 8)
+        let texts = ["The capital of France is", long + "In summary,", "def fibonacci(n):", "The three primary colors are",
                      "Water boils at", "My favourite food is", "In 1969, astronauts", "The quick brown fox"]
         try await checkCluster(model: model, prompts: texts.map { tokenizer.encode($0) }, layers: ["0-9", "10-19", "20-29"], maxTokens: 24)
     }
