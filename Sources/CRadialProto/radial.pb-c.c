@@ -2671,7 +2671,7 @@ const ProtobufCMessageDescriptor radial__status_request__descriptor =
   (ProtobufCMessageInit) radial__status_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor radial__worker_status__field_descriptors[8] =
+static const ProtobufCFieldDescriptor radial__worker_status__field_descriptors[9] =
 {
   {
     "address",
@@ -2769,6 +2769,18 @@ static const ProtobufCFieldDescriptor radial__worker_status__field_descriptors[8
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "overhead_p50_ms",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Radial__WorkerStatus, overhead_p50_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned radial__worker_status__field_indices_by_name[] = {
   0,   /* field[0] = address */
@@ -2776,6 +2788,7 @@ static const unsigned radial__worker_status__field_indices_by_name[] = {
   6,   /* field[6] = bytes_sent */
   1,   /* field[1] = healthy */
   2,   /* field[2] = info */
+  8,   /* field[8] = overhead_p50_ms */
   5,   /* field[5] = rtt_p50_ms */
   3,   /* field[3] = visits */
   4,   /* field[4] = visits_skipped */
@@ -2783,7 +2796,7 @@ static const unsigned radial__worker_status__field_indices_by_name[] = {
 static const ProtobufCIntRange radial__worker_status__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor radial__worker_status__descriptor =
 {
@@ -2793,7 +2806,7 @@ const ProtobufCMessageDescriptor radial__worker_status__descriptor =
   "Radial__WorkerStatus",
   "radial",
   sizeof(Radial__WorkerStatus),
-  8,
+  9,
   radial__worker_status__field_descriptors,
   radial__worker_status__field_indices_by_name,
   1,  radial__worker_status__number_ranges,

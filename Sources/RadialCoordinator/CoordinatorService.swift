@@ -123,6 +123,7 @@ public final class CoordinatorService: Sendable {
                     status.rttP50ms = s.latency.quantile(0.5) * 1000
                     status.bytesSent = s.bytesSent
                     status.bytesReceived = s.bytesReceived
+                    status.overheadP50ms = s.overhead.quantile(0.5) * 1000
                     return (i, status)
                 }
             }

@@ -18,6 +18,8 @@ public final class WorkerClient: Sendable {
         var healthy = true
         var bytesSent: UInt64 = 0
         var bytesReceived: UInt64 = 0
+        /// Round trip minus the worker's own compute: network, serialisation and thread wake-ups per visit.
+        var overhead = LatencyWindow()
     }
 
     init(address: String, channel: RPCChannel, info: WorkerInfo) {
@@ -51,6 +53,7 @@ public final class WorkerClient: Sendable {
             s.healthy = true
             s.bytesSent += UInt64(bytes.count)
             s.bytesReceived += UInt64(replyBytes.count)
+            s.overhead.add(max(0, elapsed - reply.computeSeconds))
         }
         return reply
     }
@@ -70,3 +73,4 @@ public final class WorkerClient: Sendable {
 
     func snapshot() -> Stats { stats.withLock { $0 } }
 }
+

@@ -179,6 +179,8 @@ public struct WorkerStatus: Sendable, Equatable {
     public var rttP50ms: Double = 0
     public var bytesSent: UInt64 = 0
     public var bytesReceived: UInt64 = 0
+    /// Median round trip minus the worker's compute (network, serialisation, thread wake-ups), in ms.
+    public var overheadP50ms: Double = 0
 
     public init(address: String, healthy: Bool, info: WorkerInfo?) {
         self.address = address
@@ -217,6 +219,7 @@ public struct StatusReply: WireMessage, Equatable {
                 s.rttP50ms = w.rtt_p50_ms
                 s.bytesSent = w.bytes_sent
                 s.bytesReceived = w.bytes_received
+                s.overheadP50ms = w.overhead_p50_ms
                 return s
             }
             r.sessionsRunning = Int(m.sessions_running)
@@ -252,6 +255,7 @@ public struct StatusReply: WireMessage, Equatable {
             c.rtt_p50_ms = w.rttP50ms
             c.bytes_sent = w.bytesSent
             c.bytes_received = w.bytesReceived
+            c.overhead_p50_ms = w.overheadP50ms
             return c
         })
         m.sessions_running = UInt32(sessionsRunning)

@@ -193,7 +193,7 @@ struct StatusCommand: AsyncParsableCommand {
                             "rss_bytes": i?.rssBytes ?? 0, "forward_calls": i?.counters.forwardCalls ?? 0,
                             "tokens": i?.counters.tokens ?? 0, "forward_p50_ms": i?.counters.forwardP50ms ?? 0,
                             "forward_p99_ms": i?.counters.forwardP99ms ?? 0, "visits": w.visits, "rtt_p50_ms": w.rttP50ms,
-                            "bytes_sent": w.bytesSent, "bytes_received": w.bytesReceived]
+                            "bytes_sent": w.bytesSent, "bytes_received": w.bytesReceived, "overhead_p50_ms": w.overheadP50ms]
                 },
             ])
             return
@@ -202,7 +202,8 @@ struct StatusCommand: AsyncParsableCommand {
               + "\(s.tokensGenerated) tokens generated, \(String(format: "%.1f", s.tokensPerSecond)) tokens/s now; "
               + "\(String(format: "%.2f", s.hopsPerToken)) hops/token; "
               + "\(s.tokensForwarded > 0 ? s.forwardBytes / s.tokensForwarded : 0) wire bytes per token row; KV policy \(s.kvPolicy.rawValue)")
-        let header = ["worker", "layers", "health", "sessions", "KV used/budget MiB", "RSS MiB", "forwards", "tokens", "p50 ms", "p99 ms", "rtt p50 ms"]
+        let header = ["worker", "layers", "health", "sessions", "KV used/budget MiB", "RSS MiB", "forwards", "tokens",
+                      "compute p50 ms", "p99 ms", "rtt p50 ms", "overhead p50 ms"]
         var rows = [header]
         for w in s.workers {
             let i = w.info
@@ -211,7 +212,7 @@ struct StatusCommand: AsyncParsableCommand {
                 "\(String(format: "%.1f", Double(i?.kvUsedBytes ?? 0) / 1_048_576))/\((i?.kvBudgetBytes ?? 0) >> 20)",
                 "\((i?.rssBytes ?? 0) >> 20)", "\(i?.counters.forwardCalls ?? 0)", "\(i?.counters.tokens ?? 0)",
                 String(format: "%.2f", i?.counters.forwardP50ms ?? 0), String(format: "%.2f", i?.counters.forwardP99ms ?? 0),
-                String(format: "%.2f", w.rttP50ms),
+                String(format: "%.2f", w.rttP50ms), String(format: "%.2f", w.overheadP50ms),
             ])
         }
         let widths = header.indices.map { c in rows.map { $0[c].count }.max()! }

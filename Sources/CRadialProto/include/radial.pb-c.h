@@ -465,10 +465,14 @@ struct  Radial__WorkerStatus
    * Forward reply bytes it got back
    */
   uint64_t bytes_received;
+  /*
+   * round trip minus the worker's compute: network, serialisation, wake-ups
+   */
+  double overhead_p50_ms;
 };
 #define RADIAL__WORKER_STATUS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&radial__worker_status__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, NULL, 0, 0, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, NULL, 0, 0, 0, 0, 0, 0 }
 
 
 struct  Radial__StatusReply
