@@ -52,13 +52,24 @@ link() {  # ns_a ns_b dev_a dev_b addr_a addr_b (ns "" = this namespace)
 
 down() {
   if [ -d "$run_dir" ]; then
-    for f in "$run_dir"/coordinator.pid "$run_dir"/*.pid; do
-      [ -e "$f" ] || continue
-      local p; p="$(cat "$f")"; kill -TERM "$p" 2>/dev/null || true
-      for _ in $(seq 1 150); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-      kill -KILL "$p" 2>/dev/null || true
-      rm -f "$f"
-    done
+    # Coordinator first (it lets running generations finish), then everything else at once.
+    stop_pids() {
+      for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
+      for _ in $(seq 1 200); do
+        local alive=0
+        for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ $alive -eq 0 ] && return 0
+        sleep 0.1
+      done
+      for p in "$@"; do kill -KILL "$p" 2>/dev/null && echo "netns-cluster: killed $p (did not stop on SIGTERM)" >&2; done
+      return 0
+    }
+    [ -e "$run_dir/coordinator.pid" ] && stop_pids "$(cat "$run_dir/coordinator.pid")"
+    rm -f "$run_dir/coordinator.pid"
+    local rest=()
+    for f in "$run_dir"/*.pid; do [ -e "$f" ] && rest+=("$(cat "$f")"); done
+    [ ${#rest[@]} -gt 0 ] && stop_pids "${rest[@]}"
+    rm -f "$run_dir"/*.pid
   fi
   for ns in $(ip netns list | awk '{print $1}' | grep '^radial-' || true); do ip netns del "$ns"; done
   ip link del rc-host 2>/dev/null || true

@@ -57,19 +57,27 @@ public struct ProcessResult: Sendable {
 
 extension TestPaths {
     /// Runs a command to completion whatever its exit status (output through files, so neither pipe can fill).
+    /// posix_spawn and waitpid rather than Foundation's Process, whose wait also waits for children the command
+    /// leaves running in the background (a script that starts daemons).
     public static func execute(_ executable: String, _ args: [String]) throws -> ProcessResult {
         let dir = try tempDir()
-        FileManager.default.createFile(atPath: dir + "/out", contents: nil)
-        FileManager.default.createFile(atPath: dir + "/err", contents: nil)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = args
-        p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/out"))
-        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/err"))
-        try p.run()
-        p.waitUntilExit()
-        let read = { (name: String) in (try? String(contentsOfFile: dir + "/" + name, encoding: .utf8)) ?? "" }
-        return ProcessResult(status: p.terminationStatus, stdout: read("out"), stderr: read("err"))
+        let outPath = dir + "/out", errPath = dir + "/err"
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + args).map { strdup($0) } + [nil]
+        defer { for a in argv { free(a) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+        guard rc == 0 else { throw TestProcessFailure("cannot start \(executable): \(String(cString: strerror(rc)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        let exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        let read = { (path: String) in (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+        return ProcessResult(status: exitStatus, stdout: read(outPath), stderr: read(errPath))
     }
 }
 
