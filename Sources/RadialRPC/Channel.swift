@@ -74,7 +74,11 @@ public final class RPCChannel: Sendable {
         batch.receiveMessage()
         batch.receiveStatusOnClient()
         let result = await withTaskCancellationHandler {
-            await batch.run(on: call)
+            await withCheckedContinuation { continuation in
+                batch.start(on: call) { continuation.resume(returning: $0) }
+                // A cancel that came before the batch started found nothing to stop; stop it now.
+                if Task.isCancelled { call.cancel() }
+            }
         } onCancel: {
             call.cancel()
         }
@@ -155,7 +159,12 @@ public final class ResponseStream: AsyncSequence, Sendable {
         let batch = Batch()
         if first { batch.receiveInitialMetadata() }
         batch.receiveMessage()
-        let result = await withTaskCancellationHandler { await batch.run(on: call) } onCancel: { [call] in call.cancel() }
+        let result = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                batch.start(on: call) { continuation.resume(returning: $0) }
+                if Task.isCancelled { call.cancel() }  // cancelled before the batch started
+            }
+        } onCancel: { [call] in call.cancel() }
         if let message = result.message { return message }
         if result.messageUnreadable {
             call.cancel()

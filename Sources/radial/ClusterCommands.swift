@@ -88,42 +88,18 @@ struct GenerateCommand: AsyncParsableCommand {
 
     @OptionGroup var target: CoordinatorOptions
     @OptionGroup var sampling: SamplingOptions
-    @Flag(name: .long, help: "Wrap the prompt as a user message in the model's chat template.")
-    var chat = false
-    @Option(name: .long, help: "System prompt for --chat.")
-    var system: String?
-    @Option(name: .customLong("prompt-ids"), help: "Use these token ids as the prompt (comma-separated).")
-    var promptIDs: String?
-    @Flag(name: .long, help: "Print a JSON summary as the last line.")
-    var json = false
-    @Flag(name: .long, help: "Do not stream the text (useful with --json).")
-    var quiet = false
-    @Argument(help: "The prompt text.")
-    var prompt: String?
-
-    func validate() throws {
-        if (promptIDs == nil) == (prompt == nil) { throw ValidationError("give a prompt, or --prompt-ids (not both)") }
-        if promptIDs != nil && chat { throw ValidationError("--chat needs a text prompt") }
-    }
+    @OptionGroup var prompt: PromptOptions
 
     func run() async throws {
-        let input: PromptInput
-        if let p = promptIDs {
-            input = .ids(try parseIDs(p))
-        } else if chat {
-            input = .chat((system.map { [ChatMessage(role: "system", content: $0)] } ?? []) + [ChatMessage(role: "user", content: prompt!)])
-        } else {
-            input = .text(prompt!)
-        }
-        let request = try sampling.request(input)
+        let request = try sampling.request(try prompt.input())
         let channel = try target.channel()
         let out = FileHandle.standardOutput
         do {
             let result = try await streamGeneration(channel, request, options: target.callOptions) { text in
-                if !quiet { out.write(Data(text.utf8)) }
+                if !prompt.quiet { out.write(Data(text.utf8)) }
             }
-            if !quiet { print("") }
-            if json { try printJSON(result.json) }
+            if !prompt.quiet { print("") }
+            if prompt.json { try printJSON(result.json) }
         } catch {
             exitWithRPCError(error, "generate on \(target.target)")
         }

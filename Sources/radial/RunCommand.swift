@@ -2,6 +2,7 @@ import ArgumentParser
 import RadialCommandLine
 import Foundation
 import RadialModel
+import RadialProtocol
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -16,51 +17,32 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var model: ModelOptions
     @OptionGroup var sampling: SamplingOptions
 
-    @Flag(name: .long, help: "Wrap the prompt as a user message in the model's chat template.")
-    var chat = false
-    @Option(name: .long, help: "System prompt for --chat (default: the model's own, if its template has one).")
-    var system: String?
-    @Option(name: .customLong("prompt-ids"), help: "Use these token ids as the prompt instead of text (comma-separated).")
-    var promptIDs: String?
-    @Flag(name: .long, help: "Print a JSON summary as the last line.")
-    var json = false
-    @Flag(name: .long, help: "Do not stream the text (useful with --json).")
-    var quiet = false
-    @Argument(help: "The prompt text.")
-    var prompt: String?
-
-    func validate() throws {
-        if promptIDs == nil && prompt == nil { throw ValidationError("give a prompt, or --prompt-ids") }
-        if promptIDs != nil && prompt != nil { throw ValidationError("give either a prompt or --prompt-ids, not both") }
-        if promptIDs != nil && chat { throw ValidationError("--chat needs a text prompt, not --prompt-ids") }
-    }
+    @OptionGroup var prompt: PromptOptions
 
     func run() throws {
         let (llama, tokenizer) = try model.load()
         let ids: [Int]
-        if let p = promptIDs {
-            ids = try parseIDs(p)
-            if let bad = ids.first(where: { $0 < 0 || $0 >= llama.config.vocabSize }) {
+        switch try prompt.input() {
+        case .ids(let given):
+            if let bad = given.first(where: { $0 < 0 || $0 >= llama.config.vocabSize }) {
                 throw CLIError("token id \(bad) is outside the vocabulary (0..<\(llama.config.vocabSize))")
             }
-        } else if chat {
+            ids = given
+        case .chat(let messages):
             guard let template = ChatTemplate(tokenizer: tokenizer) else {
                 throw CLIError("this model has no ChatML tokens (<|im_start|>, <|im_end|>); --chat is not available")
             }
-            var messages: [ChatMessage] = []
-            if let s = system { messages.append(ChatMessage(role: "system", content: s)) }
-            messages.append(ChatMessage(role: "user", content: prompt!))
             ids = tokenizer.encode(template.render(messages))
-        } else {
-            ids = tokenizer.encode(prompt!)
+        case .text(let text):
+            ids = tokenizer.encode(text)
         }
         let generator = LocalGenerator(model: llama, tokenizer: tokenizer)
         let out = FileHandle.standardOutput
         let result = try generator.generate(promptIDs: ids, sampling: sampling.parameters, stop: sampling.stopConditions) { text in
-            if !quiet { out.write(text.data(using: .utf8)!) }
+            if !prompt.quiet { out.write(text.data(using: .utf8)!) }
         }
-        if !quiet { print("") }
-        if json {
+        if !prompt.quiet { print("") }
+        if prompt.json {
             try printJSON([
                 "prompt_ids": result.promptIDs,
                 "generated_ids": result.generatedIDs,

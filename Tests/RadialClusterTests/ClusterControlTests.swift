@@ -68,7 +68,7 @@ import Testing
         #expect(during.workers.allSatisfy { $0.info?.sessions == 1 && ($0.info?.kvUsedBytes ?? 0) > 0 }, "the session holds KV on every worker")
         stream.cancel()
         var after = during
-        for _ in 0..<100 {
+        for _ in 0..<600 {
             after = try await cluster.status()
             if after.sessionsRunning == 0 && after.workers.allSatisfy({ $0.info?.sessions == 0 }) { break }
             try await Task.sleep(for: .milliseconds(50))

@@ -79,7 +79,7 @@ import Testing
                 seen.withLock { $0.deadline = context.timeRemaining }
                 started.withLock { $0 = true }
                 do {
-                    try await Task.sleep(for: .seconds(10))
+                    try await Task.sleep(for: .seconds(120))
                 } catch {
                     seen.withLock { $0.cancelled = context.isCancelled }
                     throw error
@@ -90,11 +90,12 @@ import Testing
             let call = Task {
                 try await channel.unary("/test.Slow/Wait", request: [1, 2, 3], options: CallOptions(timeout: .seconds(30)))
             }
-            for _ in 0..<200 where !started.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+            // Generous: other suites' compute can starve this process's threads for many seconds in CI.
+            for _ in 0..<6000 where !started.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
             call.cancel()
             let error = await RPCTestSupport.rpcError { _ = try await call.value }
             #expect(error?.code == .cancelled)
-            for _ in 0..<200 where !seen.withLock({ $0.cancelled }) { try await Task.sleep(for: .milliseconds(10)) }
+            for _ in 0..<6000 where !seen.withLock({ $0.cancelled }) { try await Task.sleep(for: .milliseconds(10)) }
             let observed = seen.withLock { $0 }
             #expect(observed.cancelled, "the handler saw the client's cancel")
             let remaining = try #require(observed.deadline)
