@@ -11,9 +11,13 @@ radial=.build/release/radial
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 tmp=$(mktemp -d)
-c_addr=$(.build/bench/c_core_echo server 0 > "$tmp/c" & pids+=($!); sleep 0.5; sed -n 's/listening on //p' "$tmp/c")
-s_addr=$($radial serve-echo > "$tmp/s" 2>/dev/null & pids+=($!); sleep 1; sed -n 's/listening on //p' "$tmp/s")
-p_addr=$(python3 Tests/interop/grpcio_peer.py serve > "$tmp/p" 2>/dev/null & pids+=($!); sleep 4; sed -n 's/listening on //p' "$tmp/p")
+# Servers start here, not inside $(...): a background child there would hold the substitution open, and its pid
+# would not reach this shell's cleanup.
+.build/bench/c_core_echo server 0 > "$tmp/c" 2>/dev/null & pids+=($!)
+$radial serve-echo > "$tmp/s" 2>/dev/null & pids+=($!)
+python3 Tests/interop/grpcio_peer.py serve > "$tmp/p" 2>/dev/null & pids+=($!)
+addr() { for _ in $(seq 1 100); do a=$(sed -n 's/listening on //p' "$1"); [ -n "$a" ] && { echo "$a"; return; }; sleep 0.1; done; echo "no address in $1" >&2; exit 1; }
+c_addr=$(addr "$tmp/c"); s_addr=$(addr "$tmp/s"); p_addr=$(addr "$tmp/p")
 for size in 2048 262144; do
   echo "== $size bytes, 1 in flight"
   echo "c-core   -> c-core : $(.build/bench/c_core_echo client "$c_addr" $size $calls)"
