@@ -42,6 +42,8 @@ public final class Scheduler: Sendable {
     private struct Shared {
         var queue: [LiveSession] = []
         var cancelled: Set<UInt64> = []
+        /// Set by `cancelAll`: every running session stops at the next step boundary.
+        var cancelEverything = false
         var wake: CheckedContinuation<Void, Never>?
         var stopping = false
         var nextID = UInt64.random(in: 1...(UInt64.max >> 2))
@@ -129,7 +131,7 @@ public final class Scheduler: Sendable {
     public func cancelAll() {
         let (queued, wake) = shared.withLock { s -> ([LiveSession], CheckedContinuation<Void, Never>?) in
             defer { s.queue.removeAll(); s.wake = nil }
-            s.cancelled.insert(UInt64.max)  // marker: cancel every running session
+            s.cancelEverything = true
             return (s.queue, s.wake)
         }
         for q in queued { q.finish(.cancelled) }
@@ -140,16 +142,16 @@ public final class Scheduler: Sendable {
     public func run() async {
         var running: [LiveSession] = []
         while true {
-            let (admitted, cancelled, stopping) = shared.withLock { s -> ([LiveSession], Set<UInt64>, Bool) in
+            let (admitted, cancelled, everything, stopping) = shared.withLock { s -> ([LiveSession], Set<UInt64>, Bool, Bool) in
                 let take = min(max(limits.maxSessions - running.count, 0), s.queue.count)
                 let admitted = Array(s.queue.prefix(take))
                 s.queue.removeFirst(take)
-                defer { s.cancelled.removeAll() }
-                return (admitted, s.cancelled, s.stopping)
+                defer { s.cancelled.removeAll(); s.cancelEverything = false }
+                return (admitted, s.cancelled, s.cancelEverything, s.stopping)
             }
             running += admitted
-            if !cancelled.isEmpty {
-                let gone = running.filter { cancelled.contains($0.id) || cancelled.contains(UInt64.max) }
+            if !cancelled.isEmpty || everything {
+                let gone = running.filter { everything || cancelled.contains($0.id) }
                 for s in gone { s.finish(.cancelled) }
                 running.removeAll { $0.isFinished }
                 release(gone.map(\.id))
@@ -167,7 +169,7 @@ public final class Scheduler: Sendable {
     private func waitForWork() async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let now = shared.withLock { s -> Bool in
-                if !s.queue.isEmpty || !s.cancelled.isEmpty || s.stopping { return true }
+                if !s.queue.isEmpty || !s.cancelled.isEmpty || s.cancelEverything || s.stopping { return true }
                 s.wake = c
                 return false
             }

@@ -67,12 +67,10 @@ public final class WorkerService: Sendable {
         let period = max(config.sessionTTL / 4, .milliseconds(100))
         while !Task.isCancelled {
             try? await Task.sleep(for: period)
-            let evicted = locked { () -> Int in
-                let n = store.evictIdle()
+            locked {
+                _ = store.evictIdle()
                 publishStore()
-                return n
             }
-            _ = evicted
         }
     }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Dispatch
 import Foundation
 import RadialCommandLine
 import RadialCoordinator
@@ -101,19 +102,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
         Serving.log("signal \(signal): refusing new requests, letting running generations finish (up to \(drainSeconds) s)")
         health.enterShutdown()
         scheduler.stopAccepting()
-        let drainMillis = Int64(drainSeconds * 1000)
-        let drained = await withTaskGroup(of: Bool.self) { group in
-            group.addTask { await loop.value; return true }
-            group.addTask { try? await Task.sleep(for: .milliseconds(drainMillis)); return false }
-            let first = await group.next()!
-            group.cancelAll()
-            return first
-        }
-        if !drained {
-            Serving.log("cancelling generations still running")
+        // A plain dispatch timer, not a sleeping task: it fires even when the cooperative pool is busy.
+        DispatchQueue.global().asyncAfter(deadline: .now() + drainSeconds) {
+            Serving.log("drain time over: cancelling generations still running")
             scheduler.cancelAll()
-            await loop.value
         }
+        await loop.value
         await server.shutdown(grace: .seconds(5))
         Serving.log("stopped")
     }

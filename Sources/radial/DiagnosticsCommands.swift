@@ -24,9 +24,7 @@ struct ServeEchoCommand: AsyncParsableCommand {
         DiagnosticsService().register(on: server)
         let port: Int
         do { port = try server.start() } catch { exitWithRPCError(error, "serve-echo") }
-        let host = listen.split(separator: ":").dropLast().joined(separator: ":")
-        FileHandle.standardOutput.write(Data("listening on \(host):\(port)\n".utf8))
-        FileHandle.standardOutput.synchronizeFile()
+        Serving.announce(listen: listen, port: port)
         let signal = await TerminationSignal.wait()
         FileHandle.standardError.write(Data("serve-echo: signal \(signal), draining\n".utf8))
         health.enterShutdown()

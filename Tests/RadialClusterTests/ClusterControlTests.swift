@@ -120,4 +120,24 @@ import Testing
         let ok = try await cluster.generate(GenerateRequest(input: .ids([5, 6, 7]), maxTokens: 4))
         #expect(ok.ids.count == 4 || ok.finish == .endOfGeneration, "serves again once the queue drains")
     }
+
+    /// SIGTERM with a generation running: the coordinator refuses new work, cancels what is still running once
+    /// --drain-seconds pass, ends the client's stream with CANCELLED as the finish reason, and exits 0.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: ClusterTestSupport.realModelPath), "needs the real model"))
+    func sigtermCancelsAfterTheDrainPeriodAndExitsZero() async throws {
+        let cluster = try LocalCluster(model: ClusterTestSupport.realModelPath, layers: ["0-29"], coordinatorArgs: ["--drain-seconds", "1"])
+        defer { cluster.stop() }
+        let request = GenerateRequest(input: .text("Tell me a story"), sampling: .greedy, maxTokens: 4000, ignoreEOS: true)
+        let stream = try cluster.channel.serverStreaming(Method.generate, request, response: GenerateReply.self)
+        var iterator = stream.makeAsyncIterator()
+        _ = try await iterator.next()
+        _ = try await iterator.next()  // generating
+        let clock = ContinuousClock(), start = clock.now
+        cluster.coordinator.process.terminate()
+        var finish: FinishReason?
+        while let reply = try await iterator.next() { if let f = reply.finishReason { finish = f } }
+        #expect(finish == .cancelled)
+        #expect(cluster.coordinator.stop() == 0)
+        #expect(clock.now - start < .seconds(60), "cancelled after the 1 s drain, not after 4000 tokens")
+    }
 }
