@@ -9,6 +9,7 @@ Prints 'listening on HOST:PORT' once bound; exits on SIGTERM.
 """
 import argparse
 import asyncio
+import os
 import signal
 import time
 
@@ -70,13 +71,12 @@ async def main():
     server = await asyncio.start_server(handle, lhost, int(lport))
     port = server.sockets[0].getsockname()[1]
     print(f"listening on {lhost}:{port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for s in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(s, stop.set)
-    await stop.wait()
-    server.close()
+    await server.serve_forever()
 
 
 if __name__ == "__main__":
+    # A proxy has nothing to drain: exit at once on SIGTERM/SIGINT, whatever connections or tasks are open (and
+    # whatever signal disposition the parent passed through exec).
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, lambda *_: os._exit(0))
     asyncio.run(main())
