@@ -66,7 +66,7 @@ let package = Package(
 
         .testTarget(
             name: "RadialModelTests",
-            dependencies: ["RadialModel"],
+            dependencies: ["RadialModel", "RadialTestSupport"],
             resources: [.copy("Resources")]),
         .testTarget(
             name: "RadialRPCTests",

@@ -1,4 +1,5 @@
 import Foundation
+import RadialTestSupport
 import Testing
 @testable import RadialModel
 
@@ -32,20 +33,7 @@ enum TestSupport {
     /// Runs python3 with a script under Tests/reference; returns stdout.
     @discardableResult
     static func python(_ args: [String]) throws -> Data {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3"] + args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else {
-            throw TestFailure("python3 \(args.joined(separator: " ")) failed: \(String(decoding: errData, as: UTF8.self))")
-        }
-        return data
+        Data(try TestPaths.run("python3", args).utf8)
     }
 
     /// Logits per position from the independent numpy implementation.
