@@ -96,7 +96,8 @@ struct WorkerCommand: AsyncParsableCommand {
         let port: Int
         do { port = try server.start() } catch { exitWithRPCError(error, "listen on \(listen)") }
         let eviction = Task { await service.evictIdleSessions() }
-        Serving.log("layers \(range) of \(config.layerCount), weights \(loaded.weightBytes >> 20) MiB, RSS \(ProcessMemory.residentBytes >> 20) MiB (+\((ProcessMemory.residentBytes - min(rssBefore, ProcessMemory.residentBytes)) >> 20) MiB for the shard)")
+        let rss = ProcessMemory.residentBytes
+        Serving.log("layers \(range) of \(config.layerCount), weights \(loaded.weightBytes >> 20) MiB, RSS \(rss >> 20) MiB (+\((rss - min(rssBefore, rss)) >> 20) MiB for the shard)")
         Serving.announce(listen: listen, port: port)
 
         let signal = await TerminationSignal.wait()
