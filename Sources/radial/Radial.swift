@@ -11,6 +11,7 @@ struct Radial: AsyncParsableCommand {
             Example: radial run --model models/SmolLM2-135M-Instruct.Q4_1.gguf --chat "What is the capital of France?"
             """,
         subcommands: [RunCommand.self, TokenizeCommand.self, EngineBenchCommand.self,
+                      ProfileCommand.self, TrainRouterCommand.self, EvalCommand.self,
                       GenerateCommand.self, ChatCommand.self, StatusCommand.self, BenchCommand.self,
                       HealthCommand.self, ServeEchoCommand.self, RPCBenchCommand.self])
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A model's identity for handshakes: SHA-256 over the GGUF header (metadata and tensor table) and 64 blocks of
 /// 4 KiB spread evenly over the tensor data. Two processes agree on it exactly when they loaded the same file (a
 /// fine-tune with the same shapes differs in its sampled weight blocks); hashing every weight would take seconds.
@@ -88,4 +90,14 @@ struct SHA256 {
     }
 
     @inline(__always) private func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { x >> n | x << (32 - n) }
+}
+
+/// SHA-256 of some bytes as lowercase hex, for identities other modules compute (a router's fingerprint).
+public enum SHA256Digest {
+    public static func hex(_ bytes: Data) -> String {
+        var h = SHA256()
+        bytes.withUnsafeBytes { h.update($0) }
+        let hex = Array("0123456789abcdef")
+        return String(h.finish().flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 15)]] })
+    }
 }

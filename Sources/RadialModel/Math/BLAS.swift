@@ -33,3 +33,12 @@ public enum BLAS {
                     alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 }
+
+extension BLAS {
+    /// C(m×n) = Aᵀ · B with A stored as k rows of m and B as k rows of n (a weight gradient from a batch).
+    public static func gemmTN(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                              c: UnsafeMutablePointer<Float>, beta: Float = 0) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1,
+                    a, Int32(m), b, Int32(n), beta, c, Int32(n))
+    }
+}

@@ -31,12 +31,20 @@ public final class LlamaModel: Sendable {
     /// One batch step: rows are (cache, position, token id, layers); returns logits for the rows flagged in
     /// `wantLogits` (all rows when nil), in row order, each `vocabSize` long.
     public func step(_ rows: [(cache: KVCache, position: Int, token: Int, layers: LayerSet?)],
-                     wantLogits: [Bool]? = nil, kvPolicy: SkippedLayerKV = .fill) throws -> [[Float]] {
+                     wantLogits: [Bool]? = nil, kvPolicy: SkippedLayerKV = .fill,
+                     chooser: (any LayerChooser)? = nil) throws -> [[Float]] {
+        try stepTracing(rows, wantLogits: wantLogits, kvPolicy: kvPolicy, chooser: chooser).logits
+    }
+
+    /// `step`, also returning the layers each row ran.
+    public func stepTracing(_ rows: [(cache: KVCache, position: Int, token: Int, layers: LayerSet?)],
+                            wantLogits: [Bool]? = nil, kvPolicy: SkippedLayerKV = .fill,
+                            chooser: (any LayerChooser)? = nil) throws -> (logits: [[Float]], layersRun: [LayerSet]) {
         let dim = config.dim
         var hidden = try head.embed(rows.map(\.token))
-        try hidden.withUnsafeMutableBufferPointer { h in
+        let ran = try hidden.withUnsafeMutableBufferPointer { h in
             try shard.forward(h.baseAddress!, tokens: rows.map { ShardToken(cache: $0.cache, position: $0.position, layers: $0.layers) },
-                              kvPolicy: kvPolicy)
+                              kvPolicy: kvPolicy, chooser: chooser)
         }
         let picked = (0..<rows.count).filter { wantLogits?[$0] ?? true }
         var selected = [Float](repeating: 0, count: picked.count * dim)
@@ -45,7 +53,7 @@ public final class LlamaModel: Sendable {
         }
         let logits = selected.withUnsafeBufferPointer { head.logits($0.baseAddress!, rows: picked.count) }
         let v = config.vocabSize
-        return (0..<picked.count).map { Array(logits[$0 * v..<($0 + 1) * v]) }
+        return ((0..<picked.count).map { Array(logits[$0 * v..<($0 + 1) * v]) }, ran)
     }
 
     /// Feeds `tokens` to a session starting at `position` in one prefill batch; returns the last row's logits.

@@ -10,12 +10,22 @@ public struct ShardToken: @unchecked Sendable {
     /// Layers of this shard the token runs; nil runs them all. A layer left out applies no residual update, and
     /// gets K/V by the batch's `SkippedLayerKV` policy.
     public let layers: LayerSet?
+    /// Layers this token ran before reaching this shard (a router's minimum-depth rule counts them).
+    public let layersBefore: Int
 
-    public init(cache: KVCache, position: Int, layers: LayerSet? = nil) {
+    public init(cache: KVCache, position: Int, layers: LayerSet? = nil, layersBefore: Int = 0) {
         self.cache = cache
         self.position = position
         self.layers = layers
+        self.layersBefore = layersBefore
     }
+}
+
+/// Decides, row by row and layer by layer, whether a token runs a layer its plan allows: a trained router.
+/// Asked with the hidden state entering the layer, so a skipped layer leaves the next decision the same input.
+public protocol LayerChooser: Sendable {
+    /// `runSoFar` counts the layers this token has already run, in earlier shards too.
+    func runs(layer: Int, hidden: UnsafePointer<Float>, runSoFar: Int) -> Bool
 }
 
 /// A contiguous range of transformer blocks: what a worker hosts, or the whole stack in-process.
@@ -54,28 +64,32 @@ public final class LlamaShard: Sendable {
     }
 
     /// Runs `tokens.count` rows of `hidden` (row-major, `config.dim` floats each) through this shard, in place.
-    public func forward(_ hidden: UnsafeMutablePointer<Float>, tokens: [ShardToken], kvPolicy: SkippedLayerKV = .fill) throws {
+    /// With a `chooser`, each row runs only the layers of its plan the chooser picks. Returns the layers each
+    /// row ran.
+    @discardableResult
+    public func forward(_ hidden: UnsafeMutablePointer<Float>, tokens: [ShardToken], kvPolicy: SkippedLayerKV = .fill,
+                        chooser: (any LayerChooser)? = nil) throws -> [LayerSet] {
         let n = tokens.count
-        guard n > 0 else { return }
-        for t in tokens {
-            guard t.cache.layers == range, t.cache.kvDim == config.kvDim else {
-                throw ModelError.badBatch("a K/V cache for layers \(t.cache.layers) was handed to the shard for \(range)")
-            }
-            try t.cache.reserve(position: t.position)
-        }
+        guard n > 0 else { return [] }
+        try reserve(tokens)
         let dim = config.dim
-        let allRun = tokens.allSatisfy { $0.layers == nil }
+        let allRun = chooser == nil && tokens.allSatisfy { $0.layers == nil }
         var scratch = Scratch(config: config, rows: n)
-        let gathered = UnsafeMutablePointer<Float>.allocate(capacity: allRun ? 1 : n * dim)
+        if allRun {
+            for l in range.indices { runBlock(l, x: hidden, tokens: tokens, scratch: &scratch) }
+            return Array(repeating: LayerSet.all(range), count: n)
+        }
+        let gathered = UnsafeMutablePointer<Float>.allocate(capacity: n * dim)
         defer { gathered.deallocate() }
-
+        var ran = Array(repeating: LayerSet(), count: n)
+        var runSoFar = tokens.map(\.layersBefore)
         for l in range.indices {
-            if allRun {
-                runBlock(l, x: hidden, tokens: tokens, scratch: &scratch)
-                continue
-            }
             var run: [Int] = [], skip: [Int] = []
-            for i in 0..<n { if tokens[i].layers?.contains(l) ?? true { run.append(i) } else { skip.append(i) } }
+            for i in 0..<n {
+                var runs = tokens[i].layers?.contains(l) ?? true
+                if runs, let chooser { runs = chooser.runs(layer: l, hidden: hidden + i * dim, runSoFar: runSoFar[i]) }
+                if runs { run.append(i); ran[i].insert(l); runSoFar[i] += 1 } else { skip.append(i) }
+            }
             // K/V of skipped rows first, so rows of the same session that run this layer can attend to them.
             if !skip.isEmpty {
                 switch kvPolicy {
@@ -94,6 +108,26 @@ public final class LlamaShard: Sendable {
                 runBlock(l, x: gathered, tokens: run.map { tokens[$0] }, scratch: &scratch)
                 for (j, i) in run.enumerated() { (hidden + i * dim).update(from: gathered + j * dim, count: dim) }
             }
+        }
+        return ran
+    }
+
+    /// Runs the one layer `l` on every row, in place: for tools that look at each layer's effect (profiling,
+    /// the oracle). Rows must reach `l` in order: call it for each layer of the range in turn.
+    public func runLayer(_ l: Int, hidden: UnsafeMutablePointer<Float>, tokens: [ShardToken]) throws {
+        guard range.contains(l) else { throw ModelError.badBatch("layer \(l) is not in this shard (\(range))") }
+        guard !tokens.isEmpty else { return }
+        try reserve(tokens)
+        var scratch = Scratch(config: config, rows: tokens.count)
+        runBlock(l, x: hidden, tokens: tokens, scratch: &scratch)
+    }
+
+    private func reserve(_ tokens: [ShardToken]) throws {
+        for t in tokens {
+            guard t.cache.layers == range, t.cache.kvDim == config.kvDim else {
+                throw ModelError.badBatch("a K/V cache for layers \(t.cache.layers) was handed to the shard for \(range)")
+            }
+            try t.cache.reserve(position: t.position)
         }
     }
 

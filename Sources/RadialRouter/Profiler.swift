@@ -1,0 +1,110 @@
+import Foundation
+import RadialModel
+
+/// Per token and layer, the paper's measure of how much a residual block changes the hidden state:
+/// r = ||f(x)|| / ||x + f(x)||, where x enters the block and x + f(x) leaves it. Measured on the dense model.
+public struct ResidualProfile: Sendable {
+    public let layers: Int
+    public let tokens: Int
+    /// tokens × layers, row-major by token.
+    public let ratios: [Float]
+
+    public func ratio(token t: Int, layer l: Int) -> Float { ratios[t * layers + l] }
+
+    public struct LayerSummary: Sendable, Codable {
+        public var layer: Int
+        public var median: Float
+        public var p10: Float
+        public var p90: Float
+        public var mean: Float
+    }
+
+    public var summaries: [LayerSummary] {
+        (0..<layers).map { l in
+            let v = (0..<tokens).map { ratios[$0 * layers + l] }.sorted()
+            return LayerSummary(layer: l, median: quantile(v, 0.5), p10: quantile(v, 0.1), p90: quantile(v, 0.9),
+                                mean: v.reduce(0, +) / Float(max(v.count, 1)))
+        }
+    }
+
+    /// The `k` layers with the lowest median contribution, leaving out `keep`: what static pruning removes.
+    public static func leastContributing(_ medians: [Float], count k: Int, keep: LayerSet) -> [Int] {
+        Array(medians.indices.filter { !keep.contains($0) }.sorted { medians[$0] < medians[$1] }.prefix(k)).sorted()
+    }
+}
+
+/// Runs the dense model layer by layer over token windows, recording each layer's contribution and, for router
+/// training, the hidden state that entered each layer.
+public struct ResidualProfiler {
+    public let model: LlamaModel
+
+    public init(model: LlamaModel) { self.model = model }
+
+    /// What one pass over the windows collected.
+    public struct Trace {
+        public var profile: ResidualProfile
+        /// (tokens × layers) rows of `dim` floats: the state entering each layer; empty unless asked for.
+        public var inputs: [Float]
+    }
+
+    /// With a `chooser`, the trace follows the routed trajectory instead of the dense one: every layer is still
+    /// computed (to measure its true contribution from the state the token really has), and the update is
+    /// dropped for rows the chooser skips (K/V are the same either way under `fill`). Training on such traces
+    /// teaches the router the states its own skipping produces.
+    public func run(_ windows: TokenWindows, keepInputs: Bool = false, chooser: (any LayerChooser)? = nil,
+                    progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> Trace {
+        let L = model.config.layerCount, dim = model.config.dim
+        let total = windows.tokenCount
+        var ratios = [Float](repeating: 0, count: total * L)
+        var inputs = [Float](repeating: 0, count: keepInputs ? total * L * dim : 0)
+        var done = 0
+        for window in windows.windows {
+            let n = window.count
+            let cache = model.shard.makeCache(initialCapacity: n)
+            let tokens = (0..<n).map { ShardToken(cache: cache, position: $0) }
+            var hidden = try model.head.embed(window)
+            var before = hidden
+            var runSoFar = Array(repeating: 0, count: n)
+            for l in 0..<L {
+                before.withUnsafeMutableBufferPointer { b in hidden.withUnsafeBufferPointer { b.baseAddress!.update(from: $0.baseAddress!, count: n * dim) } }
+                if keepInputs {
+                    for r in 0..<n {
+                        let dst = ((done + r) * L + l) * dim
+                        for d in 0..<dim { inputs[dst + d] = before[r * dim + d] }
+                    }
+                }
+                try hidden.withUnsafeMutableBufferPointer { try model.shard.runLayer(l, hidden: $0.baseAddress!, tokens: tokens) }
+                for r in 0..<n {
+                    ratios[(done + r) * L + l] = Self.ratio(before: before, after: hidden, row: r, dim: dim)
+                }
+                if let chooser {
+                    for r in 0..<n {
+                        let runs = before.withUnsafeBufferPointer { chooser.runs(layer: l, hidden: $0.baseAddress! + r * dim, runSoFar: runSoFar[r]) }
+                        if runs { runSoFar[r] += 1 } else { for d in (r * dim)..<((r + 1) * dim) { hidden[d] = before[d] } }
+                    }
+                }
+            }
+            done += n
+            progress?(done, total)
+        }
+        return Trace(profile: ResidualProfile(layers: L, tokens: total, ratios: ratios), inputs: inputs)
+    }
+
+    /// ||after − before|| / ||after|| for one row.
+    static func ratio(before: [Float], after: [Float], row r: Int, dim: Int) -> Float {
+        var num: Float = 0, den: Float = 0
+        for d in (r * dim)..<((r + 1) * dim) {
+            let delta = after[d] - before[d]
+            num += delta * delta
+            den += after[d] * after[d]
+        }
+        return den > 0 ? (num / den).squareRoot() : 0
+    }
+}
+
+func quantile(_ sorted: [Float], _ q: Double) -> Float {
+    guard !sorted.isEmpty else { return 0 }
+    let x = q * Double(sorted.count - 1)
+    let i = Int(x), f = Float(x - Double(i))
+    return i + 1 < sorted.count ? sorted[i] * (1 - f) + sorted[i + 1] * f : sorted[i]
+}

@@ -1,0 +1,139 @@
+import Foundation
+import RadialModel
+
+/// A trained router as it is saved: the network, the model it was distilled from, and what training measured.
+///
+/// On disk: "RDRT", format version (u32 LE), header length (u32 LE), a JSON header, then the network's floats
+/// (fp32 LE) in the order w1, w1Layer, b1, w2, b2. JSON keeps the metadata readable (`head -c 2000 router.rdrt`)
+/// and extensible; the weights stay binary.
+public struct Router: Sendable {
+    public var network: RouterNetwork
+    public var header: Header
+
+    public struct Header: Codable, Sendable {
+        public var modelFingerprint: String
+        public var modelLayers: Int
+        public var hiddenSize: Int
+        public var width: Int
+        /// Per layer, the predicted contribution at quantiles 0, 1, ..., 100 % over the training tokens: turns a
+        /// target skip rate into a threshold.
+        public var calibration: [[Float]]
+        /// Per layer, the median measured contribution on the training text (static pruning drops the lowest).
+        public var profileMedians: [Float]
+        public var training: TrainingSummary
+
+        public init(modelFingerprint: String, modelLayers: Int, hiddenSize: Int, width: Int, calibration: [[Float]],
+                    profileMedians: [Float], training: TrainingSummary) {
+            self.modelFingerprint = modelFingerprint
+            self.modelLayers = modelLayers
+            self.hiddenSize = hiddenSize
+            self.width = width
+            self.calibration = calibration
+            self.profileMedians = profileMedians
+            self.training = training
+        }
+    }
+
+    public init(network: RouterNetwork, header: Header) {
+        self.network = network
+        self.header = header
+    }
+
+    /// A stable identity for handshakes: SHA-256 over the header's model identity and every weight.
+    public var fingerprint: String {
+        var bytes = Data(header.modelFingerprint.utf8)
+        for a in [network.w1, network.w1Layer, network.b1, network.w2, [network.b2]] {
+            a.withUnsafeBytes { bytes.append(contentsOf: $0) }
+        }
+        return SHA256Digest.hex(bytes)
+    }
+
+    static let magic: [UInt8] = Array("RDRT".utf8)
+    static let formatVersion: UInt32 = 1
+
+    public func write(to path: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let json = try encoder.encode(header)
+        var data = Data(Self.magic)
+        appendLE(&data, Self.formatVersion)
+        appendLE(&data, UInt32(json.count))
+        data.append(json)
+        for a in [network.w1, network.w1Layer, network.b1, network.w2, [network.b2]] {
+            a.withUnsafeBytes { data.append(contentsOf: $0) }
+        }
+        do { try data.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+            throw RouterError.io(path, error.localizedDescription)
+        }
+    }
+
+    public init(path: String) throws {
+        guard let data = FileManager.default.contents(atPath: path) else { throw RouterError.io(path, "cannot read the file") }
+        try self.init(data: data, path: path)
+    }
+
+    public init(data: Data, path: String = "router") throws {
+        let bytes = [UInt8](data)
+        func bad(_ why: String) -> RouterError { .malformed(path, why) }
+        guard bytes.count >= 12, Array(bytes[0..<4]) == Self.magic else { throw bad("not a Radial router file (bad magic)") }
+        let version = readLE(bytes, 4), headerLength = Int(readLE(bytes, 8))
+        guard version == Self.formatVersion else { throw bad("format version \(version); this build reads \(Self.formatVersion)") }
+        guard headerLength <= bytes.count - 12 else { throw bad("truncated header (\(headerLength) bytes declared, \(bytes.count - 12) present)") }
+        let header: Header
+        do { header = try JSONDecoder().decode(Header.self, from: Data(bytes[12..<(12 + headerLength)])) } catch {
+            throw bad("unreadable header: \(error)")
+        }
+        let (d, L, w) = (header.hiddenSize, header.modelLayers, header.width)
+        guard (1...65536).contains(d), (1...4096).contains(L), (1...65536).contains(w) else {
+            throw bad("absurd sizes (hidden \(d), layers \(L), width \(w))")
+        }
+        guard header.calibration.count == L, header.calibration.allSatisfy({ $0.count == 101 }), header.profileMedians.count == L else {
+            throw bad("calibration tables do not match \(L) layers")
+        }
+        let counts = [w * (d + 1), w * L, w, w, 1]
+        let need = counts.reduce(0, +) * 4, start = 12 + headerLength
+        guard bytes.count - start == need else { throw bad("weights are \(bytes.count - start) bytes, expected \(need)") }
+        var arrays: [[Float]] = [], offset = start
+        for c in counts {
+            arrays.append(bytes[offset..<(offset + 4 * c)].withUnsafeBytes { raw in
+                (0..<c).map { Float(bitPattern: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self).littleEndian) }
+            })
+            offset += 4 * c
+        }
+        guard arrays.allSatisfy({ $0.allSatisfy(\.isFinite) }) else { throw bad("weights hold NaN or infinity") }
+        var net = RouterNetwork(dim: d, layers: L, width: w)
+        (net.w1, net.w1Layer, net.b1, net.w2, net.b2) = (arrays[0], arrays[1], arrays[2], arrays[3], arrays[4][0])
+        self.init(network: net, header: header)
+    }
+
+    /// Refuses a router distilled from another model.
+    public func check(modelFingerprint: String, layers: Int, hiddenSize: Int) throws {
+        guard header.modelFingerprint == modelFingerprint else {
+            throw RouterError.wrongModel(router: header.modelFingerprint, model: modelFingerprint)
+        }
+        guard header.modelLayers == layers, header.hiddenSize == hiddenSize else {
+            throw RouterError.wrongModel(router: "\(header.modelLayers) layers × \(header.hiddenSize)", model: "\(layers) layers × \(hiddenSize)")
+        }
+    }
+}
+
+public enum RouterError: Error, CustomStringConvertible, Equatable {
+    case io(String, String)
+    case malformed(String, String)
+    case wrongModel(router: String, model: String)
+    case badPolicy(String)
+
+    public var description: String {
+        switch self {
+        case .io(let p, let why): "router file \(p): \(why)"
+        case .malformed(let p, let why): "router file \(p) is malformed: \(why)"
+        case .wrongModel(let r, let m): "the router was distilled from another model (router: \(r), this model: \(m))"
+        case .badPolicy(let why): "routing policy: \(why)"
+        }
+    }
+}
+
+private func appendLE(_ d: inout Data, _ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { d.append(contentsOf: $0) } }
+private func readLE(_ b: [UInt8], _ at: Int) -> UInt32 {
+    UInt32(b[at]) | UInt32(b[at + 1]) << 8 | UInt32(b[at + 2]) << 16 | UInt32(b[at + 3]) << 24
+}

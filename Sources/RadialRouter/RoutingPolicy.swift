@@ -1,0 +1,102 @@
+import Foundation
+import RadialModel
+
+/// How a router's scores become decisions: skip a layer whose predicted contribution is under `threshold`,
+/// except the layers that always run, and never let a token fall below `minLayers` layers in all.
+public struct RoutingPolicy: Sendable, Equatable, CustomStringConvertible {
+    /// Skip when the predicted contribution is below this; 0 or less never skips (exactly the dense model).
+    public var threshold: Float
+    public var alwaysRun: LayerSet
+    public var minLayers: Int
+    public let modelLayers: Int
+
+    public init(threshold: Float, alwaysRun: LayerSet, minLayers: Int = 0, modelLayers: Int) {
+        self.threshold = threshold
+        self.alwaysRun = alwaysRun
+        self.minLayers = minLayers
+        self.modelLayers = modelLayers
+    }
+
+    /// The default: the first and the last layer always run.
+    public static func firstAndLast(threshold: Float, minLayers: Int = 0, modelLayers: Int) -> RoutingPolicy {
+        RoutingPolicy(threshold: threshold, alwaysRun: LayerSet([0, modelLayers - 1]), minLayers: minLayers, modelLayers: modelLayers)
+    }
+
+    public func validate() throws {
+        guard threshold.isFinite else { throw RouterError.badPolicy("the threshold must be a number") }
+        guard (0...modelLayers).contains(minLayers) else {
+            throw RouterError.badPolicy("minimum layers \(minLayers) is outside 0-\(modelLayers)")
+        }
+        if let l = (0..<(modelLayers + 64)).first(where: { alwaysRun.contains($0) && $0 >= modelLayers }) {
+            throw RouterError.badPolicy("always-run layer \(l) is not in the model (0-\(modelLayers - 1))")
+        }
+    }
+
+    /// Whether the token must run `layer` whatever the router says.
+    @inline(__always)
+    public func forced(layer: Int, runSoFar: Int) -> Bool {
+        threshold <= 0 || alwaysRun.contains(layer) || runSoFar + (modelLayers - layer) <= minLayers
+    }
+
+    public var description: String {
+        "threshold \(threshold), always run \(alwaysRun), at least \(minLayers) layers"
+    }
+}
+
+/// A router under a policy: what a shard asks, layer by layer, and what the coordinator asks to decide whether a
+/// token needs a worker at all. Both ask with the same hidden state and the same arithmetic, so they agree.
+public struct RouterChooser: LayerChooser {
+    public let network: RouterNetwork
+    public let policy: RoutingPolicy
+
+    public init(network: RouterNetwork, policy: RoutingPolicy) {
+        self.network = network
+        self.policy = policy
+    }
+
+    public func runs(layer: Int, hidden: UnsafePointer<Float>, runSoFar: Int) -> Bool {
+        if policy.forced(layer: layer, runSoFar: runSoFar) { return true }
+        return network.score(hidden, layer: layer) >= policy.threshold
+    }
+
+    /// Whether a token entering `range` with state `hidden` runs any of its layers. While a token skips, its state
+    /// does not change, so scoring every layer of the range from the entering state is exactly what the worker
+    /// would decide layer by layer: if this says no, the worker would have run nothing.
+    public func visits(_ range: LayerRange, hidden: UnsafePointer<Float>, runSoFar: Int) -> Bool {
+        if range.indices.contains(where: { policy.forced(layer: $0, runSoFar: runSoFar) }) { return true }
+        return network.scores(hidden, layers: range.indices).contains { $0 >= policy.threshold }
+    }
+}
+
+extension Router {
+    /// The threshold at which the router, on its training tokens, would skip `rate` of all layer visits (counting
+    /// always-run layers as never skipped), found by bisection over the per-layer quantile tables.
+    public func threshold(forSkipRate rate: Double, alwaysRun: LayerSet) throws -> Float {
+        let L = header.modelLayers
+        let free = (0..<L).filter { !alwaysRun.contains($0) }
+        guard rate >= 0, rate <= Double(free.count) / Double(L) else {
+            throw RouterError.badPolicy("a skip rate of \(rate) is not reachable with \(L - free.count) layers always run (at most \(Double(free.count) / Double(L)))")
+        }
+        if rate == 0 { return 0 }
+        func skipped(_ t: Float) -> Double {
+            free.reduce(0) { $0 + Self.fractionBelow(t, header.calibration[$1]) } / Double(L)
+        }
+        var lo: Float = 0, hi: Float = 1
+        for _ in 0..<50 {
+            let mid = (lo + hi) / 2
+            if skipped(mid) < rate { lo = mid } else { hi = mid }
+        }
+        return hi
+    }
+
+    /// The fraction of values below `t`, from 101 quantiles (linear between them).
+    static func fractionBelow(_ t: Float, _ q: [Float]) -> Double {
+        if t <= q[0] { return 0 }
+        if t > q[100] { return 1 }
+        var i = 0
+        while i < 99 && q[i + 1] < t { i += 1 }
+        let span = q[i + 1] - q[i]
+        let within = span > 0 ? Double((t - q[i]) / span) : 1
+        return (Double(i) + min(max(within, 0), 1)) / 100
+    }
+}

@@ -1,0 +1,180 @@
+import ArgumentParser
+import Foundation
+import RadialCommandLine
+import RadialModel
+import RadialRouter
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Measure depth against quality on held-out text: dense, the router, static pruning, the oracle.",
+        discussion: """
+            For each target skip rate: the router (threshold calibrated on its training tokens), static pruning of the
+            same number of layers (the lowest profile medians), and the per-token oracle (true contribution under a
+            threshold; an upper bound). Reports held-out perplexity, layers skipped, worker visits per token for the
+            layers split over --workers workers, greedy agreement with the dense model, and batch-1 decode tokens/s.
+            Static pruning is compared at equal layers executed (interpolated between whole layer counts).
+            """)
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var textOptions: TextOptions
+    @Option(name: .long, help: "A router from `radial train-router`.")
+    var router: String?
+    @Option(name: .customLong("skip-rates"), help: "Target fractions of layers skipped, comma-separated.")
+    var skipRates = "0.05,0.1,0.15,0.2"
+    @Option(name: .customLong("always-run"), help: "Layers every token runs, comma-separated (default: first and last).")
+    var alwaysRun: String?
+    @Option(name: .customLong("min-layers"), help: "No token runs fewer layers than this.")
+    var minLayers = 0
+    @Option(name: .customLong("kv-policy"), help: "K/V for skipped layers: fill or mask.")
+    var kvPolicy: SkippedLayerKV = .fill
+    @Option(name: .long, help: "Split the layers evenly over this many workers to count visits per token.")
+    var workers = 10
+    @Option(name: .long, help: "Prompts (held-out windows' first 16 tokens) for greedy agreement; 0 skips it.")
+    var prompts = 8
+    @Option(name: .customLong("greedy-tokens"), help: "Tokens generated per prompt for greedy agreement.")
+    var greedyTokens = 32
+    @Flag(name: .customLong("no-oracle"), help: "Leave out the oracle.")
+    var noOracle = false
+    @Flag(name: .long, help: "End with one JSON object on the last line.")
+    var json = false
+    @Option(name: .long, help: "Write an SVG plot of perplexity against layers skipped here.")
+    var plot: String?
+
+    func validate() throws {
+        guard (1...1024).contains(workers) else { throw ValidationError("--workers must be between 1 and 1024") }
+        guard prompts >= 0, greedyTokens >= 1 else { throw ValidationError("--prompts must be ≥ 0 and --greedy-tokens ≥ 1") }
+        _ = try rates()
+    }
+
+    func rates() throws -> [Double] {
+        let parts = skipRates.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil && $0! > 0 && $0! < 1 }) else {
+            throw ValidationError("--skip-rates must be fractions between 0 and 1, e.g. 0.05,0.1")
+        }
+        return parts.map { $0! }
+    }
+
+    func run() throws {
+        let (model, tokenizer) = try modelOptions.load()
+        let L = model.config.layerCount
+        let keep = try alwaysRun.map { LayerSet(try parseIDs($0)) } ?? LayerSet([0, L - 1])
+        let policyTemplate = RoutingPolicy(threshold: 0, alwaysRun: keep, minLayers: minLayers, modelLayers: L)
+        try policyTemplate.validate()
+        let loaded = try router.map { path -> Router in
+            let r = try Router(path: path)
+            try r.check(modelFingerprint: try modelOptions.openFile().fingerprint, layers: L, hiddenSize: model.config.dim)
+            return r
+        }
+        let windows = try textOptions.windows(tokenizer)
+        let eval = Evaluator(model: model, kvPolicy: kvPolicy, workers: workers)
+        let promptSet = windows.windows.prefix(prompts).map { Array($0.prefix(16)) }
+        let targets = try rates()
+        stderr("evaluating on \(windows.tokenCount) tokens of \(textOptions.text) (\(windows.windows.count) windows, kv \(kvPolicy))")
+
+        var points: [EvalPoint] = []
+        func measure(_ name: String, _ mode: DepthMode, threshold: Float? = nil, greedy: Bool = true,
+                     reference: [[Int]]? = nil) throws -> (EvalPoint, [[Int]]) {
+            let (ppl, runs) = try eval.perplexity(windows, mode: mode)
+            var p = eval.point(name: name, threshold: threshold, perplexity: ppl, runs: runs)
+            var outputs: [[Int]] = []
+            if greedy && !promptSet.isEmpty {
+                let g = try eval.greedy(prompts: promptSet, tokens: greedyTokens, mode: mode)
+                outputs = g.outputs
+                p.greedyAgreement = Evaluator.agreement(g.outputs, reference ?? g.outputs)
+                p.decodeTokensPerSecond = Double(promptSet.count * greedyTokens) / max(g.seconds, 1e-9)
+            }
+            stderr(String(format: "  %-22@ perplexity %8.2f  skipped %5.1f%%", name as NSString, p.perplexity, p.skipRate * 100))
+            points.append(p)
+            return (p, outputs)
+        }
+
+        let (_, denseOutputs) = try measure("dense", .dense)
+        var comparisons: [[String: Any]] = []
+        var staticCache: [Int: EvalPoint] = [:]
+        let medians: [Float]
+        if let loaded { medians = loaded.header.profileMedians } else {
+            medians = try ResidualProfiler(model: model).run(windows).profile.summaries.map(\.median)
+        }
+        func staticPoint(_ k: Int) throws -> EvalPoint {
+            if let p = staticCache[k] { return p }
+            if k == 0 { return points[0] }
+            let skip = ResidualProfile.leastContributing(medians, count: k, keep: keep)
+            let p = try measure("static -\(k) \(skip.map(String.init).joined(separator: ","))", .staticPruning(skip: skip),
+                                reference: denseOutputs).0
+            staticCache[k] = p
+            return p
+        }
+
+        if let loaded {
+            for rate in targets {
+                var policy = policyTemplate
+                policy.threshold = try loaded.threshold(forSkipRate: rate, alwaysRun: keep)
+                let chooser = RouterChooser(network: loaded.network, policy: policy)
+                let (p, _) = try measure(String(format: "router @%.0f%%", rate * 100), .router(chooser),
+                                         threshold: policy.threshold, reference: denseOutputs)
+                // Static pruning at the same layers executed, interpolated between whole layer counts.
+                let k = p.skipRate * Double(L)
+                let lo = try staticPoint(Int(k.rounded(.down))), hi = try staticPoint(Int(k.rounded(.up)))
+                let f = k - k.rounded(.down)
+                let staticPPL = lo.perplexity * (1 - f) + hi.perplexity * f
+                comparisons.append(["router": p.name, "skip_rate": p.skipRate, "router_perplexity": p.perplexity,
+                                    "static_perplexity_at_equal_layers": staticPPL, "router_better": p.perplexity < staticPPL])
+            }
+        } else {
+            for rate in targets { _ = try staticPoint(Int((rate * Double(L)).rounded())) }
+        }
+
+        if !noOracle && kvPolicy == .fill {
+            let profile = try ResidualProfiler(model: model).run(windows).profile
+            for rate in targets {
+                let t = Self.oracleThreshold(profile, rate: rate, keep: keep)
+                _ = try measure(String(format: "oracle @%.0f%%", rate * 100), .oracle(threshold: t, alwaysRun: keep),
+                                threshold: t, greedy: false)
+            }
+        }
+
+        print(String(format: "%-26@ %9@ %8@ %8@ %8@ %9@ %8@", "mode" as NSString, "perplex." as NSString, "skipped" as NSString,
+                     "layers" as NSString, "visits" as NSString, "agree" as NSString, "tok/s" as NSString))
+        for p in points {
+            let agree = p.greedyAgreement.map { String(format: "%.3f", $0) } ?? "-"
+            let tps = p.decodeTokensPerSecond.map { String(format: "%.1f", $0) } ?? "-"
+            print(String(format: "%-26@ %9.2f %7.1f%% %8.2f %8.2f %9@ %8@", p.name as NSString, p.perplexity, p.skipRate * 100,
+                         p.layersPerToken, p.visitsPerToken, agree as NSString, tps as NSString))
+        }
+        for c in comparisons {
+            print(String(format: "%@ at %.1f%% skipped: perplexity %.2f vs static pruning %.2f at equal layers -> %@",
+                         c["router"] as! String as NSString, (c["skip_rate"] as! Double) * 100, c["router_perplexity"] as! Double,
+                         c["static_perplexity_at_equal_layers"] as! Double, ((c["router_better"] as! Bool) ? "router better" : "static better") as NSString))
+        }
+        if let plot {
+            func series(_ prefix: String) -> [(skip: Double, perplexity: Double)] {
+                [(0, points[0].perplexity)] + points.filter { $0.name.hasPrefix(prefix) }.map { ($0.skipRate, $0.perplexity) }
+            }
+            var s = [(name: "static pruning", color: "#c0392b", points: series("static"))]
+            if loaded != nil { s.append((name: "router", color: "#1f77b4", points: series("router"))) }
+            if !noOracle && kvPolicy == .fill { s.append((name: "oracle", color: "#2ca02c", points: series("oracle"))) }
+            let name = URL(fileURLWithPath: modelOptions.model).lastPathComponent
+            try write(SVGPlot.curves(s, title: "\(name): held-out perplexity vs layers skipped (kv \(kvPolicy))"), to: plot)
+            stderr("wrote \(plot)")
+        }
+        if json {
+            let data = try JSONEncoder().encode(points)
+            let list = try JSONSerialization.jsonObject(with: data)
+            try printJSON(["points": list, "comparisons": comparisons, "kv_policy": kvPolicy.rawValue, "tokens": windows.tokenCount,
+                           "workers": workers])
+        }
+    }
+
+    /// The contribution threshold under which the oracle skips `rate` of all layer visits on this text.
+    static func oracleThreshold(_ profile: ResidualProfile, rate: Double, keep: LayerSet) -> Float {
+        var free: [Float] = []
+        for t in 0..<profile.tokens { for l in 0..<profile.layers where !keep.contains(l) { free.append(profile.ratio(token: t, layer: l)) } }
+        free.sort()
+        let want = Int((rate * Double(profile.tokens * profile.layers)).rounded())
+        guard want > 0, !free.isEmpty else { return 0 }
+        return free[min(want, free.count - 1)]
+    }
+}
+
+extension SkippedLayerKV: ExpressibleByArgument {}

@@ -1,0 +1,104 @@
+import ArgumentParser
+import Foundation
+import RadialCommandLine
+import RadialModel
+import RadialRouter
+
+struct TrainRouterCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train-router",
+        abstract: "Distil a per-token layer router from the dense model over a text.",
+        discussion: """
+            Runs the dense model over the text, records the state entering every layer and how much the layer changed
+            it, and fits a small MLP (normalised state + which layer -> predicted contribution) on the first 90% of
+            the windows; the rest is held out and reported. The router file records the model's fingerprint: loading
+            it against another model is an error. Serve it with `radial-coordinator --router` and
+            `radial-worker --router`, or measure it with `radial eval --router`.
+            """)
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var textOptions: TextOptions
+    @Option(name: .long, help: "Where to write the router.")
+    var out: String
+    @Option(name: .long, help: "Hidden units of the router MLP.")
+    var width = 64
+    @Option(name: .long, help: "Passes over the training tokens.")
+    var epochs = 12
+    @Option(name: .customLong("learning-rate"), help: "Adam learning rate.")
+    var learningRate: Float = 1e-3
+    @Option(name: .long, help: "Seed for initialisation and shuffling (training is deterministic for a seed).")
+    var seed: UInt64 = 1
+    @Option(name: .long, help: "Training rounds: the first on the dense model's states, each later one adds the states the router's own skipping produces.")
+    var rounds = 2
+    @Option(name: .customLong("on-policy-skip-rate"), help: "Skip rate the router runs at while tracing for later rounds.")
+    var onPolicySkipRate = 0.1
+    @Flag(name: .long, help: "End with one JSON object on the last line.")
+    var json = false
+
+    func validate() throws {
+        guard (1...4096).contains(width) else { throw ValidationError("--width must be between 1 and 4096") }
+        guard (1...1000).contains(epochs) else { throw ValidationError("--epochs must be between 1 and 1000") }
+        guard learningRate > 0, learningRate < 1 else { throw ValidationError("--learning-rate must be in (0, 1)") }
+        guard (1...10).contains(rounds) else { throw ValidationError("--rounds must be between 1 and 10") }
+        guard onPolicySkipRate > 0, onPolicySkipRate < 0.9 else { throw ValidationError("--on-policy-skip-rate must be in (0, 0.9)") }
+    }
+
+    func run() throws {
+        let (model, tokenizer) = try modelOptions.load()
+        let fingerprint = try modelOptions.openFile().fingerprint
+        let windows = try textOptions.windows(tokenizer)
+        guard windows.windows.count >= 2 else {
+            throw CLIError("the text gives \(windows.windows.count) window of \(textOptions.window) tokens; training needs at least 2 (one is held out): lower --window or give more text")
+        }
+        let show = isatty(2) != 0
+        let profiler = ResidualProfiler(model: model)
+        let L = model.config.layerCount
+        var trainer = RouterTrainer()
+        trainer.width = width
+        trainer.epochs = epochs
+        trainer.learningRate = learningRate
+        trainer.seed = seed
+        var set = RouterTrainer.TrainingSet(dim: model.config.dim, layers: L)
+        let dense = try profiler.run(windows, keepInputs: true) { done, total in
+            if show { Progress.report("profiling the dense model", done, total) }
+        }
+        if show { Progress.finish() }
+        let medians = dense.profile.summaries.map(\.median)
+        set.append(dense, windowLength: textOptions.window, heldOutFraction: trainer.heldOutFraction)
+        func fit(_ round: Int) -> Router {
+            stderr("round \(round)/\(rounds): training on \(set.tokens) token traces")
+            let (network, summary, calibration) = trainer.train(set) { p in
+                stderr(String(format: "  epoch %d/%d  train loss %.4f  held-out loss %.4f", p.epoch, p.epochs, p.trainLoss, p.heldOutLoss))
+            }
+            let header = Router.Header(modelFingerprint: fingerprint, modelLayers: L, hiddenSize: model.config.dim,
+                                       width: width, calibration: calibration, profileMedians: medians, training: summary)
+            return Router(network: network, header: header)
+        }
+        var router = fit(1)
+        // On-policy rounds: trace the text again with the router skipping, label the states it really produces.
+        for round in 2...max(rounds, 2) where round <= rounds {
+            let keep = LayerSet([0, L - 1])
+            let policy = RoutingPolicy(threshold: try router.threshold(forSkipRate: onPolicySkipRate, alwaysRun: keep), alwaysRun: keep,
+                                       modelLayers: L)
+            let routed = try profiler.run(windows, keepInputs: true, chooser: RouterChooser(network: router.network, policy: policy)) { done, total in
+                if show { Progress.report("tracing with the router at \(Int(onPolicySkipRate * 100))% skipped", done, total) }
+            }
+            if show { Progress.finish() }
+            set.append(routed, windowLength: textOptions.window, heldOutFraction: trainer.heldOutFraction)
+            router = fit(round)
+        }
+        let network = router.network, summary = router.header.training
+        try router.write(to: out)
+        print(String(format: "router: %d parameters, trained on %d tokens in %.1f s; held-out %d tokens: MAE %.4f, correlation %.3f (layer alone: %.3f), within layers %.3f",
+                     network.parameterCount, summary.trainTokens, summary.seconds, summary.heldOutTokens, summary.heldOutMAE,
+                     summary.heldOutCorrelation, summary.layerOnlyCorrelation, summary.withinLayerCorrelation))
+        print("wrote \(out) (fingerprint \(router.fingerprint.prefix(16)))")
+        if json {
+            try printJSON(["out": out, "parameters": network.parameterCount, "train_tokens": summary.trainTokens,
+                           "held_out_tokens": summary.heldOutTokens, "held_out_mae": Double(summary.heldOutMAE),
+                           "held_out_correlation": Double(summary.heldOutCorrelation),
+                           "layer_only_correlation": Double(summary.layerOnlyCorrelation),
+                           "within_layer_correlation": Double(summary.withinLayerCorrelation), "seconds": summary.seconds])
+        }
+    }
+}
