@@ -45,12 +45,12 @@ let package = Package(
         // A worker: one shard of layers, a KV cache per session, radial.Worker over gRPC.
         // Residual profiling, the router network, its distillation, routing policy and evaluation.
         .target(name: "RadialRouter", dependencies: ["RadialModel"]),
-        .target(name: "RadialWorker", dependencies: ["RadialModel", "RadialRPC", "RadialProtocol"]),
+        .target(name: "RadialWorker", dependencies: ["RadialModel", "RadialRPC", "RadialProtocol", "RadialRouter"]),
         // The coordinator: sessions, continuous batching, the pipeline over workers, radial.Coordinator.
-        .target(name: "RadialCoordinator", dependencies: ["RadialModel", "RadialRPC", "RadialProtocol"]),
+        .target(name: "RadialCoordinator", dependencies: ["RadialModel", "RadialRPC", "RadialProtocol", "RadialRouter"]),
         // Flags and process plumbing the three executables share (TLS/auth options, serving until SIGTERM).
         .target(name: "RadialCommandLine", dependencies: [
-            "RadialModel", "RadialRPC", "RadialProtocol", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "RadialModel", "RadialRPC", "RadialProtocol", "RadialRouter", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .executableTarget(
@@ -61,14 +61,14 @@ let package = Package(
             ]),
         .executableTarget(
             name: "radial-worker",
-            dependencies: ["RadialWorker", "RadialCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["RadialWorker", "RadialRouter", "RadialCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "radial-coordinator",
-            dependencies: ["RadialCoordinator", "RadialCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["RadialCoordinator", "RadialRouter", "RadialCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .testTarget(
             name: "RadialModelTests",
-            dependencies: ["RadialModel", "RadialTestSupport"],
+            dependencies: ["RadialModel", "RadialRouter", "RadialTestSupport"],
             resources: [.copy("Resources")]),
         .testTarget(
             name: "RadialRPCTests",
@@ -76,7 +76,7 @@ let package = Package(
         // Workers, coordinator and CLI as real processes on loopback, against the in-process engine.
         .testTarget(
             name: "RadialClusterTests",
-            dependencies: ["RadialModel", "RadialRPC", "RadialProtocol", "RadialWorker", "RadialCoordinator", "RadialTestSupport"]),
+            dependencies: ["RadialModel", "RadialRPC", "RadialProtocol", "RadialRouter", "RadialWorker", "RadialCoordinator", "RadialTestSupport"]),
         // Starting and stopping the executables from tests.
         .target(name: "RadialTestSupport", path: "Tests/RadialTestSupport"),
     ],

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # A Radial cluster on loopback: N workers (even layer slices) and a coordinator, as background processes.
 #   deploy/local-cluster.sh up     [--model PATH] [--workers N] [--port P] [--bin DIR] [--threads T]
+#                                  [--router FILE] [-- COORDINATOR FLAGS...]
+#       --router gives every process the same router; flags after -- go to the coordinator (e.g. --skip-rate 0.1)
 #   deploy/local-cluster.sh down   stop every process (SIGTERM, then SIGKILL after 20 s)
 #   deploy/local-cluster.sh status pids, ports, and `radial status`
 # The coordinator listens on 127.0.0.1:P (default 7100), worker i on P+1+i. State and logs: $RADIAL_RUN_DIR
@@ -13,6 +15,8 @@ workers=3
 port=7100
 bin="$root/.build/release"
 threads="${RADIAL_THREADS:-}"
+router=""
+coordinator_args=()
 
 die() { echo "local-cluster: $*" >&2; exit 1; }
 
@@ -24,6 +28,8 @@ while [ $# -gt 0 ]; do
     --port) port="$2"; shift 2 ;;
     --bin) bin="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
+    --router) router="$2"; shift 2 ;;
+    --) shift; coordinator_args=("$@"); break ;;
     *) die "unknown option $1 (see the comment at the top of $0)" ;;
   esac
 done
@@ -73,10 +79,15 @@ up() {
   mkdir -p "$run_dir"
   local thread_args=()
   [ -n "$threads" ] && thread_args=(--threads "$threads")
+  local router_args=()
+  if [ -n "$router" ]; then
+    [ -f "$router" ] || die "router not found: $router (make one with: radial train-router)"
+    router_args=(--router "$router")
+  fi
   local addrs=()
   for i in $(seq 0 $((workers - 1))); do
     local p=$((port + 1 + i)) log="$run_dir/worker$i.log"
-    "$bin/radial-worker" --model "$model" --shard "$i/$workers" --listen "127.0.0.1:$p" "${thread_args[@]}" \
+    "$bin/radial-worker" --model "$model" --shard "$i/$workers" --listen "127.0.0.1:$p" "${thread_args[@]}" "${router_args[@]}" \
       >"$log" 2>"$log.err" &
     echo $! >"$run_dir/worker$i.pid"
     addrs+=("127.0.0.1:$p")
@@ -85,7 +96,7 @@ up() {
     wait_listening "worker $i" "$(cat "$run_dir/worker$i.pid")" "$run_dir/worker$i.log" || { down; exit 1; }
   done
   local list; list="$(IFS=,; echo "${addrs[*]}")"
-  "$bin/radial-coordinator" --model "$model" --workers "$list" --listen "127.0.0.1:$port" "${thread_args[@]}" \
+  "$bin/radial-coordinator" --model "$model" --workers "$list" --listen "127.0.0.1:$port" "${thread_args[@]}" "${router_args[@]}" "${coordinator_args[@]}" \
     >"$run_dir/coordinator.log" 2>"$run_dir/coordinator.log.err" &
   echo $! >"$run_dir/coordinator.pid"
   wait_listening coordinator "$(cat "$run_dir/coordinator.pid")" "$run_dir/coordinator.log" || { down; exit 1; }

@@ -322,6 +322,51 @@ void   radial__token_entry__free_unpacked
   assert(message->base.descriptor == &radial__token_entry__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   radial__routing_policy__init
+                     (Radial__RoutingPolicy         *message)
+{
+  static const Radial__RoutingPolicy init_value = RADIAL__ROUTING_POLICY__INIT;
+  *message = init_value;
+}
+size_t radial__routing_policy__get_packed_size
+                     (const Radial__RoutingPolicy *message)
+{
+  assert(message->base.descriptor == &radial__routing_policy__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t radial__routing_policy__pack
+                     (const Radial__RoutingPolicy *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &radial__routing_policy__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t radial__routing_policy__pack_to_buffer
+                     (const Radial__RoutingPolicy *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &radial__routing_policy__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Radial__RoutingPolicy *
+       radial__routing_policy__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Radial__RoutingPolicy *)
+     protobuf_c_message_unpack (&radial__routing_policy__descriptor,
+                                allocator, len, data);
+}
+void   radial__routing_policy__free_unpacked
+                     (Radial__RoutingPolicy *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &radial__routing_policy__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   radial__kvfill_entry__init
                      (Radial__KVFillEntry         *message)
 {
@@ -1510,7 +1555,7 @@ const ProtobufCMessageDescriptor radial__worker_counters__descriptor =
   (ProtobufCMessageInit) radial__worker_counters__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor radial__worker_info__field_descriptors[11] =
+static const ProtobufCFieldDescriptor radial__worker_info__field_descriptors[12] =
 {
   {
     "handshake",
@@ -1644,6 +1689,18 @@ static const ProtobufCFieldDescriptor radial__worker_info__field_descriptors[11]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "router_fingerprint",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Radial__WorkerInfo, router_fingerprint),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned radial__worker_info__field_indices_by_name[] = {
   10,   /* field[10] = counters */
@@ -1654,6 +1711,7 @@ static const unsigned radial__worker_info__field_indices_by_name[] = {
   2,   /* field[2] = layers */
   8,   /* field[8] = max_batch_tokens */
   3,   /* field[3] = model_layers */
+  11,   /* field[11] = router_fingerprint */
   9,   /* field[9] = rss_bytes */
   7,   /* field[7] = sessions */
   1,   /* field[1] = worker_id */
@@ -1661,7 +1719,7 @@ static const unsigned radial__worker_info__field_indices_by_name[] = {
 static const ProtobufCIntRange radial__worker_info__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor radial__worker_info__descriptor =
 {
@@ -1671,14 +1729,14 @@ const ProtobufCMessageDescriptor radial__worker_info__descriptor =
   "Radial__WorkerInfo",
   "radial",
   sizeof(Radial__WorkerInfo),
-  11,
+  12,
   radial__worker_info__field_descriptors,
   radial__worker_info__field_indices_by_name,
   1,  radial__worker_info__number_ranges,
   (ProtobufCMessageInit) radial__worker_info__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor radial__token_entry__field_descriptors[4] =
+static const ProtobufCFieldDescriptor radial__token_entry__field_descriptors[6] =
 {
   {
     "session_id",
@@ -1728,17 +1786,43 @@ static const ProtobufCFieldDescriptor radial__token_entry__field_descriptors[4] 
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "routed",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Radial__TokenEntry, routed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "layers_before",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Radial__TokenEntry, layers_before),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned radial__token_entry__field_indices_by_name[] = {
   2,   /* field[2] = all_layers */
   3,   /* field[3] = layers */
+  5,   /* field[5] = layers_before */
   1,   /* field[1] = position */
+  4,   /* field[4] = routed */
   0,   /* field[0] = session_id */
 };
 static const ProtobufCIntRange radial__token_entry__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor radial__token_entry__descriptor =
 {
@@ -1748,11 +1832,88 @@ const ProtobufCMessageDescriptor radial__token_entry__descriptor =
   "Radial__TokenEntry",
   "radial",
   sizeof(Radial__TokenEntry),
-  4,
+  6,
   radial__token_entry__field_descriptors,
   radial__token_entry__field_indices_by_name,
   1,  radial__token_entry__number_ranges,
   (ProtobufCMessageInit) radial__token_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor radial__routing_policy__field_descriptors[4] =
+{
+  {
+    "router_fingerprint",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Radial__RoutingPolicy, router_fingerprint),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "threshold",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    0,   /* quantifier_offset */
+    offsetof(Radial__RoutingPolicy, threshold),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "always_run",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Radial__RoutingPolicy, n_always_run),
+    offsetof(Radial__RoutingPolicy, always_run),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "min_layers",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Radial__RoutingPolicy, min_layers),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned radial__routing_policy__field_indices_by_name[] = {
+  2,   /* field[2] = always_run */
+  3,   /* field[3] = min_layers */
+  0,   /* field[0] = router_fingerprint */
+  1,   /* field[1] = threshold */
+};
+static const ProtobufCIntRange radial__routing_policy__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor radial__routing_policy__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "radial.RoutingPolicy",
+  "RoutingPolicy",
+  "Radial__RoutingPolicy",
+  "radial",
+  sizeof(Radial__RoutingPolicy),
+  4,
+  radial__routing_policy__field_descriptors,
+  radial__routing_policy__field_indices_by_name,
+  1,  radial__routing_policy__number_ranges,
+  (ProtobufCMessageInit) radial__routing_policy__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor radial__kvfill_entry__field_descriptors[2] =
@@ -1806,7 +1967,7 @@ const ProtobufCMessageDescriptor radial__kvfill_entry__descriptor =
   (ProtobufCMessageInit) radial__kvfill_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor radial__forward_request__field_descriptors[6] =
+static const ProtobufCFieldDescriptor radial__forward_request__field_descriptors[7] =
 {
   {
     "handshake",
@@ -1880,6 +2041,18 @@ static const ProtobufCFieldDescriptor radial__forward_request__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "routing",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Radial__ForwardRequest, routing),
+    &radial__routing_policy__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned radial__forward_request__field_indices_by_name[] = {
   4,   /* field[4] = fill_hidden */
@@ -1887,12 +2060,13 @@ static const unsigned radial__forward_request__field_indices_by_name[] = {
   0,   /* field[0] = handshake */
   2,   /* field[2] = hidden */
   5,   /* field[5] = kv_policy */
+  6,   /* field[6] = routing */
   1,   /* field[1] = tokens */
 };
 static const ProtobufCIntRange radial__forward_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor radial__forward_request__descriptor =
 {
@@ -1902,14 +2076,14 @@ const ProtobufCMessageDescriptor radial__forward_request__descriptor =
   "Radial__ForwardRequest",
   "radial",
   sizeof(Radial__ForwardRequest),
-  6,
+  7,
   radial__forward_request__field_descriptors,
   radial__forward_request__field_indices_by_name,
   1,  radial__forward_request__number_ranges,
   (ProtobufCMessageInit) radial__forward_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor radial__forward_reply__field_descriptors[2] =
+static const ProtobufCFieldDescriptor radial__forward_reply__field_descriptors[4] =
 {
   {
     "hidden",
@@ -1935,15 +2109,41 @@ static const ProtobufCFieldDescriptor radial__forward_reply__field_descriptors[2
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "layers_run_counts",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Radial__ForwardReply, n_layers_run_counts),
+    offsetof(Radial__ForwardReply, layers_run_counts),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "layers_run",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Radial__ForwardReply, n_layers_run),
+    offsetof(Radial__ForwardReply, layers_run),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned radial__forward_reply__field_indices_by_name[] = {
   1,   /* field[1] = compute_seconds */
   0,   /* field[0] = hidden */
+  3,   /* field[3] = layers_run */
+  2,   /* field[2] = layers_run_counts */
 };
 static const ProtobufCIntRange radial__forward_reply__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor radial__forward_reply__descriptor =
 {
@@ -1953,7 +2153,7 @@ const ProtobufCMessageDescriptor radial__forward_reply__descriptor =
   "Radial__ForwardReply",
   "radial",
   sizeof(Radial__ForwardReply),
-  2,
+  4,
   radial__forward_reply__field_descriptors,
   radial__forward_reply__field_indices_by_name,
   1,  radial__forward_reply__number_ranges,

@@ -107,10 +107,13 @@ public final class CoordinatorService: Sendable {
         reply.sessionsQueued = metrics.queued
         reply.tokensGenerated = metrics.tokensGenerated
         reply.tokensPerSecond = metrics.tokensPerSecond
-        reply.layerSkipRate = Array(repeating: 0, count: config.layerCount)
+        let rows = Double(max(metrics.tokensForwarded, 1))
+        reply.layerSkipRate = metrics.layerRuns.map { metrics.tokensForwarded > 0 ? 1 - Double($0) / rows : 0 }
         reply.hopsPerToken = metrics.tokensGenerated > 0 ? Double(metrics.tokenHops) / Double(metrics.tokensGenerated) : 0
+        // Over every row sent (prompt and generated): what routing saved against visiting every stage.
+        reply.hopsSavedPerToken = metrics.tokensForwarded > 0 ? Double(metrics.rowHopsDense - metrics.rowHops) / rows : 0
         reply.tokensForwarded = metrics.tokensForwarded
-        reply.kvPolicy = .fill
+        reply.kvPolicy = scheduler.kvPolicy
         let workers = scheduler.cluster.stages + scheduler.cluster.replicas
         let handshake = scheduler.handshake
         reply.workers = await withTaskGroup(of: (Int, WorkerStatus).self) { group in
@@ -120,6 +123,7 @@ public final class CoordinatorService: Sendable {
                     var status = WorkerStatus(address: w.address, healthy: info != nil, info: info ?? w.info)
                     let s = w.snapshot()
                     status.visits = s.visits
+                    status.visitsSkipped = s.tokenVisitsSkipped
                     status.rttP50ms = s.latency.quantile(0.5) * 1000
                     status.bytesSent = s.bytesSent
                     status.bytesReceived = s.bytesReceived

@@ -1,7 +1,21 @@
 import RadialModel
 import RadialProtocol
+import RadialRouter
 import RadialRPC
 import Synchronization
+
+/// Per-token depth: the router the coordinator consults to decide which workers a token visits, and the same
+/// policy on the wire for the workers, which decide layer by layer with the same router file.
+public struct RoutingSetup: Sendable {
+    public let chooser: RouterChooser
+    public let wire: WireRouting
+
+    public init(router: Router, policy: RoutingPolicy) {
+        chooser = RouterChooser(network: router.network, policy: policy)
+        wire = WireRouting(routerFingerprint: router.fingerprint, threshold: policy.threshold,
+                           alwaysRun: (0..<policy.modelLayers).filter(policy.alwaysRun.contains), minLayers: policy.minLayers)
+    }
+}
 
 /// Limits of the scheduler, each refused with its own status code (see CoordinatorService).
 public struct SchedulerLimits: Sendable {
@@ -36,6 +50,8 @@ public final class Scheduler: Sendable {
     let cluster: Cluster
     let handshake: Handshake
     public let limits: SchedulerLimits
+    public let routing: RoutingSetup?
+    public let kvPolicy: SkippedLayerKV
     private let shared = Mutex(Shared())
     private let metrics = Mutex(Metrics())
 
@@ -57,6 +73,11 @@ public final class Scheduler: Sendable {
         public var tokenHops: UInt64 = 0
         /// Token rows sent through the pipeline (prompt and generated).
         public var tokensForwarded: UInt64 = 0
+        /// Per layer: rows (prompt and generated) that ran it.
+        public var layerRuns: [UInt64] = []
+        /// Worker visits all forwarded rows made, and the visits a dense pipeline would have made.
+        public var rowHops: UInt64 = 0
+        public var rowHopsDense: UInt64 = 0
         public var running = 0
         public var queued = 0
         var recent: [(at: ContinuousClock.Instant, tokens: Int)] = []
@@ -71,12 +92,16 @@ public final class Scheduler: Sendable {
         }
     }
 
-    public init(head: LlamaHead, tokenizer: Tokenizer, cluster: Cluster, handshake: Handshake, limits: SchedulerLimits) {
+    public init(head: LlamaHead, tokenizer: Tokenizer, cluster: Cluster, handshake: Handshake, limits: SchedulerLimits,
+                routing: RoutingSetup? = nil, kvPolicy: SkippedLayerKV = .fill) {
         self.head = head
         self.tokenizer = tokenizer
         self.cluster = cluster
         self.handshake = handshake
         self.limits = limits
+        self.routing = routing
+        self.kvPolicy = kvPolicy
+        metrics.withLock { $0.layerRuns = Array(repeating: 0, count: head.config.layerCount) }
     }
 
     public var currentMetrics: Metrics {
@@ -191,17 +216,7 @@ public final class Scheduler: Sendable {
         for r in rows where r.session.startedAt == nil { r.session.startedAt = stepStart }
         let dim = head.config.dim
         do {
-            var hidden = WireTensor(try head.embed(rows.map(\.token)), shape: [rows.count, dim])
-            let entries = rows.map { TokenEntry(sessionID: $0.session.id, position: $0.position) }
-            for stage in cluster.stages {
-                let reply = try await stage.forward(ForwardRequest(handshake: handshake, tokens: entries, hidden: hidden),
-                                                    timeout: limits.forwardTimeout)
-                guard reply.hidden.shape == [rows.count, dim] else {
-                    throw RPCError(.internal, "worker \(stage.address) answered \(reply.hidden.shape) for \(rows.count) rows of \(dim)")
-                }
-                hidden = reply.hidden
-            }
-            let final = hidden.floats()
+            let (final, ran, hops) = try await pipeline(rows.map { ($0.session, $0.position, $0.token) })
             let picked = rows.indices.filter { rows[$0].wantsLogits }
             var selected = [Float](repeating: 0, count: picked.count * dim)
             for (j, i) in picked.enumerated() {
@@ -219,15 +234,15 @@ public final class Scheduler: Sendable {
 
             let v = head.config.vocabSize
             let now = clock.now
-            let layersRun = Array(0..<head.config.layerCount)
-            var produced = 0
+            var produced = 0, producedHops = 0
             for (j, i) in picked.enumerated() {
                 let s = rows[i].session
                 if s.firstTokenAt == nil { s.firstTokenAt = now }
                 let step = s.state.accept(logits: Array(logits[j * v..<(j + 1) * v]), tokenizer: tokenizer)
                 if let token = step.emitted {
                     produced += 1
-                    s.emit(.token(TokenTrace(tokenID: token, layersRun: layersRun, hops: cluster.stages.count), text: step.text))
+                    producedHops += hops[i]
+                    s.emit(.token(TokenTrace(tokenID: token, layersRun: ran[i], hops: hops[i]), text: step.text))
                 } else if !step.text.isEmpty {
                     s.emit(.text(step.text))
                 }
@@ -236,8 +251,11 @@ public final class Scheduler: Sendable {
             metrics.withLock { m in
                 m.steps += 1
                 m.tokensGenerated += UInt64(produced)
-                m.tokenHops += UInt64(produced * cluster.stages.count)
+                m.tokenHops += UInt64(producedHops)
                 m.tokensForwarded += UInt64(rows.count)
+                m.rowHops += UInt64(hops.reduce(0, +))
+                m.rowHopsDense += UInt64(rows.count * cluster.stages.count)
+                for r in ran { for l in r { m.layerRuns[l] += 1 } }
                 m.recent.append((now, produced))
                 if m.recent.count > 4096 { m.recent.removeFirst(2048) }
             }
@@ -251,6 +269,65 @@ public final class Scheduler: Sendable {
         let done = running.filter(\.isFinished)
         running.removeAll { $0.isFinished }
         release(done.map(\.id))
+    }
+
+    /// Sends a batch's rows through the stages in layer order. With routing, a row visits a stage only when the
+    /// router selects at least one of its layers (scored from the state entering the stage, which is exactly what
+    /// the worker would decide: a skipping token's state does not change). A row that skips a stage leaves a
+    /// pending K/V fill (under `fill`) that rides along with its session's next request to that stage; under
+    /// `mask` the position simply stays empty there. A stage no row needs is not called at all.
+    /// Returns the final states, and per row the layers run and the workers visited.
+    private func pipeline(_ rows: [(session: LiveSession, position: Int, token: Int)]) async throws -> ([Float], [[Int]], [Int]) {
+        let dim = head.config.dim, n = rows.count
+        var hidden = try head.embed(rows.map(\.token))
+        var ran = Array(repeating: [Int](), count: n)
+        var hops = Array(repeating: 0, count: n)
+        for (si, stage) in cluster.stages.enumerated() {
+            var visiting: [Int] = []
+            for i in 0..<n {
+                let visits = hidden.withUnsafeBufferPointer { h in
+                    routing?.chooser.visits(stage.layers, hidden: h.baseAddress! + i * dim, runSoFar: ran[i].count) ?? true
+                }
+                if visits {
+                    visiting.append(i)
+                } else if kvPolicy == .fill {
+                    rows[i].session.pendingFill(stage: si, position: rows[i].position, hidden: Array(hidden[(i * dim)..<((i + 1) * dim)]))
+                }
+            }
+            stage.countSkipped(n - visiting.count)
+            if visiting.isEmpty { continue }
+            // Deferred fills of the sessions visiting now, this step's skipped rows included.
+            var fills: [KVFillEntry] = [], fillHidden: [Float] = []
+            var seen = Set<ObjectIdentifier>()
+            for i in visiting where seen.insert(ObjectIdentifier(rows[i].session)).inserted {
+                for f in rows[i].session.takeFills(stage: si) {
+                    fills.append(KVFillEntry(sessionID: rows[i].session.id, position: f.position))
+                    fillHidden += f.hidden
+                }
+            }
+            var sent = [Float](repeating: 0, count: visiting.count * dim)
+            for (j, i) in visiting.enumerated() { for d in 0..<dim { sent[j * dim + d] = hidden[i * dim + d] } }
+            let entries = visiting.map {
+                TokenEntry(sessionID: rows[$0].session.id, position: rows[$0].position, routed: routing != nil, layersBefore: ran[$0].count)
+            }
+            let request = ForwardRequest(handshake: handshake, tokens: entries, hidden: WireTensor(sent, shape: [visiting.count, dim]),
+                                         fills: fills, fillHidden: WireTensor(fillHidden, shape: [fills.count, dim]),
+                                         kvPolicy: kvPolicy, routing: routing?.wire)
+            let reply = try await stage.forward(request, timeout: limits.forwardTimeout)
+            guard reply.hidden.shape == [visiting.count, dim] else {
+                throw RPCError(.internal, "worker \(stage.address) answered \(reply.hidden.shape) for \(visiting.count) rows of \(dim)")
+            }
+            guard reply.layersRun.isEmpty || reply.layersRun.count == visiting.count else {
+                throw RPCError(.internal, "worker \(stage.address) reported layers for \(reply.layersRun.count) of \(visiting.count) rows")
+            }
+            let out = reply.hidden.floats()
+            for (j, i) in visiting.enumerated() {
+                for d in 0..<dim { hidden[i * dim + d] = out[j * dim + d] }
+                ran[i] += reply.layersRun.isEmpty ? Array(stage.layers.indices) : reply.layersRun[j]
+                hops[i] += 1
+            }
+        }
+        return (hidden, ran, hops)
     }
 
     /// Which sessions feed how many tokens this step. Decode tokens (one per session) go first. A prompt joins them
@@ -304,6 +381,9 @@ final class LiveSession: @unchecked Sendable {
     var deferred = false
     var startedAt: ContinuousClock.Instant?
     var firstTokenAt: ContinuousClock.Instant?
+    /// Per stage: positions that skipped it and the state that would have entered it, sent with the session's next
+    /// request to that stage (the `fill` policy's deferred K/V).
+    private var fills: [Int: [(position: Int, hidden: [Float])]] = [:]
     private let continuation: AsyncStream<SessionEvent>.Continuation
     private(set) var isFinished = false
 
@@ -320,6 +400,10 @@ final class LiveSession: @unchecked Sendable {
     }
 
     func emit(_ event: SessionEvent) { continuation.yield(event) }
+
+    func pendingFill(stage: Int, position: Int, hidden: [Float]) { fills[stage, default: []].append((position, hidden)) }
+
+    func takeFills(stage: Int) -> [(position: Int, hidden: [Float])] { fills.removeValue(forKey: stage) ?? [] }
 
     func finish(_ reason: FinishReason, at now: ContinuousClock.Instant = .now) {
         guard !isFinished else { return }

@@ -14,6 +14,8 @@ public final class WorkerClient: Sendable {
     struct Stats {
         var visits: UInt64 = 0
         var tokenVisits: UInt64 = 0
+        /// Token visits routing saved: rows of a batch that did not need this worker.
+        var tokenVisitsSkipped: UInt64 = 0
         var latency = LatencyWindow()
         var healthy = true
         var bytesSent: UInt64 = 0
@@ -56,6 +58,10 @@ public final class WorkerClient: Sendable {
             s.overhead.add(max(0, elapsed - reply.computeSeconds))
         }
         return reply
+    }
+
+    func countSkipped(_ rows: Int) {
+        if rows > 0 { stats.withLock { $0.tokenVisitsSkipped += UInt64(rows) } }
     }
 
     func closeSessions(_ ids: [UInt64], handshake: Handshake) async {

@@ -61,6 +61,8 @@ public struct WorkerInfo: WireMessage, Equatable {
     public var maxBatchTokens: Int = 0
     public var rssBytes: UInt64 = 0
     public var counters = WorkerCounters()
+    /// The router this worker loaded ("" when none).
+    public var routerFingerprint = ""
 
     public init(handshake: Handshake, workerID: String, layers: LayerRange, modelLayers: Int, hiddenSize: Int) {
         self.handshake = handshake
@@ -89,6 +91,7 @@ public struct WorkerInfo: WireMessage, Equatable {
         maxBatchTokens = Int(m.max_batch_tokens)
         rssBytes = m.rss_bytes
         counters = m.counters.map { WorkerCounters($0.pointee) } ?? WorkerCounters()
+        routerFingerprint = text(m.router_fingerprint)
     }
 
     func c(_ arena: Arena) -> UnsafeMutablePointer<Radial__WorkerInfo> {
@@ -109,6 +112,7 @@ public struct WorkerInfo: WireMessage, Equatable {
         m.max_batch_tokens = UInt32(maxBatchTokens)
         m.rss_bytes = rssBytes
         m.counters = counters.c(arena)
+        m.router_fingerprint = arena.string(routerFingerprint)
         return arena.message(m)
     }
 
@@ -120,11 +124,17 @@ public struct TokenEntry: Sendable, Equatable {
     public var sessionID: UInt64
     public var position: Int
     public var layers: [Int]?
+    /// The worker's router picks among `layers` (ForwardRequest.routing says how).
+    public var routed: Bool
+    /// Layers the token ran before this worker.
+    public var layersBefore: Int
 
-    public init(sessionID: UInt64, position: Int, layers: [Int]? = nil) {
+    public init(sessionID: UInt64, position: Int, layers: [Int]? = nil, routed: Bool = false, layersBefore: Int = 0) {
         self.sessionID = sessionID
         self.position = position
         self.layers = layers
+        self.routed = routed
+        self.layersBefore = layersBefore
     }
 
     func c(_ arena: Arena) -> Radial__TokenEntry {
@@ -133,6 +143,8 @@ public struct TokenEntry: Sendable, Equatable {
         m.session_id = sessionID
         m.position = UInt32(position)
         m.all_layers = layers == nil ? 1 : 0
+        m.routed = routed ? 1 : 0
+        m.layers_before = UInt32(layersBefore)
         if let layers {
             m.n_layers = layers.count
             m.layers = arena.array(layers.map { UInt32($0) })
@@ -143,6 +155,8 @@ public struct TokenEntry: Sendable, Equatable {
     init(_ m: Radial__TokenEntry, field: String) throws {
         sessionID = m.session_id
         position = Int(m.position)
+        routed = m.routed != 0
+        layersBefore = Int(m.layers_before)
         if m.all_layers != 0 {
             layers = nil
         } else {
@@ -176,9 +190,13 @@ public struct ForwardRequest: WireMessage, Equatable {
     /// [fills, hidden].
     public var fillHidden: WireTensor
     public var kvPolicy: SkippedLayerKV
+    /// How routed tokens choose their layers; required when any token is routed.
+    public var routing: WireRouting?
 
     public init(handshake: Handshake, tokens: [TokenEntry], hidden: WireTensor,
-                fills: [KVFillEntry] = [], fillHidden: WireTensor? = nil, kvPolicy: SkippedLayerKV = .fill) {
+                fills: [KVFillEntry] = [], fillHidden: WireTensor? = nil, kvPolicy: SkippedLayerKV = .fill,
+                routing: WireRouting? = nil) {
+        self.routing = routing
         self.handshake = handshake
         self.tokens = tokens
         self.hidden = hidden
@@ -201,8 +219,13 @@ public struct ForwardRequest: WireMessage, Equatable {
                 throw invalid("ForwardRequest.fill_hidden", "width \(fillHidden.shape[1]) differs from hidden's \(hidden.shape[1])")
             }
             if tokens.isEmpty && fills.isEmpty { throw invalid("ForwardRequest.tokens", "empty (nothing to run)") }
+            let routing = m.routing.map { WireRouting($0.pointee) }
+            if routing == nil, let i = tokens.firstIndex(where: \.routed) {
+                throw invalid("ForwardRequest.routing", "missing, but tokens[\(i)] is routed")
+            }
             return ForwardRequest(handshake: handshake, tokens: tokens, hidden: hidden, fills: fills,
-                                  fillHidden: fillHidden, kvPolicy: try kvPolicyFrom(m.kv_policy, field: "ForwardRequest.kv_policy"))
+                                  fillHidden: fillHidden, kvPolicy: try kvPolicyFrom(m.kv_policy, field: "ForwardRequest.kv_policy"),
+                                  routing: routing)
         }
     }
 
@@ -224,7 +247,41 @@ public struct ForwardRequest: WireMessage, Equatable {
         })
         m.fill_hidden = fillHidden.c(arena)
         m.kv_policy = kvPolicy == .fill ? RADIAL__KVPOLICY__KV_FILL : RADIAL__KVPOLICY__KV_MASK
+        if let routing { m.routing = routing.c(arena) }
         return pack(m)
+    }
+}
+
+/// The routing policy as sent with a Forward (RoutingPolicy on the wire).
+public struct WireRouting: Sendable, Equatable {
+    public var routerFingerprint: String
+    public var threshold: Float
+    public var alwaysRun: [Int]
+    public var minLayers: Int
+
+    public init(routerFingerprint: String, threshold: Float, alwaysRun: [Int], minLayers: Int) {
+        self.routerFingerprint = routerFingerprint
+        self.threshold = threshold
+        self.alwaysRun = alwaysRun
+        self.minLayers = minLayers
+    }
+
+    init(_ m: Radial__RoutingPolicy) {
+        routerFingerprint = text(m.router_fingerprint)
+        threshold = m.threshold
+        alwaysRun = list(m.n_always_run, m.always_run).map { Int($0) }
+        minLayers = Int(m.min_layers)
+    }
+
+    func c(_ arena: Arena) -> UnsafeMutablePointer<Radial__RoutingPolicy> {
+        var m = Radial__RoutingPolicy()
+        radial__routing_policy__init(&m)
+        m.router_fingerprint = arena.string(routerFingerprint)
+        m.threshold = threshold
+        m.n_always_run = alwaysRun.count
+        m.always_run = arena.array(alwaysRun.map { UInt32($0) })
+        m.min_layers = UInt32(minLayers)
+        return arena.message(m)
     }
 }
 
@@ -239,10 +296,13 @@ func kvPolicyFrom(_ p: Radial__KVPolicy, field: String) throws -> SkippedLayerKV
 public struct ForwardReply: WireMessage, Equatable {
     public var hidden: WireTensor
     public var computeSeconds: Double
+    /// The layers each token ran, in request order (empty when the worker did not say).
+    public var layersRun: [[Int]]
 
-    public init(hidden: WireTensor, computeSeconds: Double) {
+    public init(hidden: WireTensor, computeSeconds: Double, layersRun: [[Int]] = []) {
         self.hidden = hidden
         self.computeSeconds = computeSeconds
+        self.layersRun = layersRun
     }
 
     public init(wire: [UInt8]) throws {
@@ -250,7 +310,14 @@ public struct ForwardReply: WireMessage, Equatable {
             guard let hidden = try WireTensor.from(m.hidden, field: "ForwardReply.hidden") else {
                 throw invalid("ForwardReply.hidden", "missing")
             }
-            return ForwardReply(hidden: hidden, computeSeconds: m.compute_seconds)
+            let counts = list(m.n_layers_run_counts, m.layers_run_counts).map { Int($0) }
+            let flat = list(m.n_layers_run, m.layers_run).map { Int($0) }
+            guard counts.reduce(0, +) == flat.count else {
+                throw invalid("ForwardReply.layers_run", "\(flat.count) entries, but layers_run_counts add up to \(counts.reduce(0, +))")
+            }
+            var layersRun: [[Int]] = [], at = 0
+            for c in counts { layersRun.append(Array(flat[at..<(at + c)])); at += c }
+            return ForwardReply(hidden: hidden, computeSeconds: m.compute_seconds, layersRun: layersRun)
         }
     }
 
@@ -260,6 +327,11 @@ public struct ForwardReply: WireMessage, Equatable {
         radial__forward_reply__init(&m)
         m.hidden = hidden.c(arena)
         m.compute_seconds = computeSeconds
+        m.n_layers_run_counts = layersRun.count
+        m.layers_run_counts = arena.array(layersRun.map { UInt32($0.count) })
+        let flat = layersRun.flatMap { $0 }
+        m.n_layers_run = flat.count
+        m.layers_run = arena.array(flat.map { UInt32($0) })
         return pack(m)
     }
 }

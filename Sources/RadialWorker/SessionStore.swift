@@ -42,8 +42,8 @@ final class SessionStore {
     /// every row appends to its session and that the growth fits the budget. Nothing changes when it throws.
     func caches(for rows: [(session: UInt64, position: Int)]) throws -> [KVCache] {
         let maxPositions = shard.config.contextLength
-        var next: [UInt64: Int] = [:]  // per session: the next position this batch may write
         var highest: [UInt64: Int] = [:]
+        var positions: [UInt64: [(row: Int, position: Int)]] = [:]
         for (i, row) in rows.enumerated() {
             guard row.position < maxPositions else {
                 throw RPCError(.outOfRange, "row \(i): position \(row.position) is beyond the context limit of \(maxPositions) tokens")
@@ -51,14 +51,23 @@ final class SessionStore {
             if let reason = gone[row.session], sessions[row.session] == nil {
                 throw RPCError(.notFound, "session \(row.session) is not on this worker: \(reason)")
             }
-            let minimum = next[row.session] ?? sessions[row.session]?.cache.length ?? 0
-            guard row.position >= minimum else {
-                let held = sessions[row.session]?.cache.length ?? 0
-                throw RPCError(.failedPrecondition,
-                               "row \(i): session \(row.session) position \(row.position) is behind the session (it holds \(held) positions, and rows of a session must increase); rebuild it with RestoreSession")
+            positions[row.session, default: []].append((i, row.position))
+        }
+        // A session's rows may come in any order (deferred fills beside the tokens that follow them), but they must
+        // be distinct positions the session does not hold yet: the shard computes layer by layer, fills first.
+        for (session, list) in positions {
+            let sorted = list.sorted { $0.position < $1.position }
+            let held = sessions[session]?.cache.length ?? 0
+            var minimum = held
+            for entry in sorted {
+                guard entry.position >= minimum else {
+                    let why = entry.position < held ? "is behind the session (it holds \(held) positions); rebuild it with RestoreSession"
+                        : "appears twice in the batch"
+                    throw RPCError(.failedPrecondition, "row \(entry.row): session \(session) position \(entry.position) \(why)")
+                }
+                minimum = entry.position + 1
             }
-            next[row.session] = row.position + 1
-            highest[row.session] = row.position
+            highest[session] = sorted.last!.position
         }
         var growth = 0
         for (session, position) in highest {

@@ -1,6 +1,7 @@
 import Foundation
 import RadialModel
 import RadialProtocol
+import RadialRouter
 import RadialRPC
 import Synchronization
 
@@ -33,6 +34,9 @@ public final class WorkerService: Sendable {
     public let shard: LlamaShard
     public let config: WorkerConfig
     public let handshake: Handshake
+    /// The router routed tokens consult, layer by layer (nil: this worker refuses routed tokens).
+    public let router: Router?
+    private let routerFingerprint: String
     private let lock = NSLock()
     // Touched only while holding `lock`.
     nonisolated(unsafe) private let store: SessionStore
@@ -45,9 +49,11 @@ public final class WorkerService: Sendable {
         var kvUsedBytes = 0
     }
 
-    public init(shard: LlamaShard, fingerprint: String, config: WorkerConfig) {
+    public init(shard: LlamaShard, fingerprint: String, config: WorkerConfig, router: Router? = nil) {
         self.shard = shard
         self.config = config
+        self.router = router
+        routerFingerprint = router?.fingerprint ?? ""
         handshake = Handshake(protocolVersion: config.protocolVersion, modelFingerprint: fingerprint)
         store = SessionStore(shard: shard, budgetBytes: config.kvBudgetBytes, ttl: config.sessionTTL)
     }
@@ -87,6 +93,7 @@ public final class WorkerService: Sendable {
         info.maxBatchTokens = config.maxBatchTokens
         info.rssBytes = ProcessMemory.residentBytes
         info.counters = s.counters
+        info.routerFingerprint = routerFingerprint
         info.counters.forwardP50ms = s.latency.quantile(0.5) * 1000
         info.counters.forwardP99ms = s.latency.quantile(0.99) * 1000
         return info
@@ -115,25 +122,33 @@ public final class WorkerService: Sendable {
                 plans.append(nil)
             }
         }
+        let chooser = try chooser(for: request)
         // Fills first: they are earlier positions of their sessions, which later rows attend to.
         let keys = request.fills.map { (session: $0.sessionID, position: $0.position) }
             + request.tokens.map { (session: $0.sessionID, position: $0.position) }
+        let routed = Array(repeating: false, count: request.fills.count) + request.tokens.map(\.routed)
+        let before = Array(repeating: 0, count: request.fills.count) + request.tokens.map(\.layersBefore)
         let policy = request.kvPolicy, fillRows = request.fills.count
         let clock = ContinuousClock()
-        let (seconds, runs, out) = try locked { () throws -> (Double, Int, [Float]) in
+        let (seconds, ran, out) = try locked { () throws -> (Double, [LayerSet], [Float]) in
             let start = clock.now
             let caches = try store.caches(for: keys)
-            let tokens = (0..<rows).map { ShardToken(cache: caches[$0], position: keys[$0].position, layers: plans[$0]) }
+            let tokens = (0..<rows).map {
+                ShardToken(cache: caches[$0], position: keys[$0].position, layers: plans[$0], layersBefore: before[$0], routed: routed[$0])
+            }
             var hidden = request.fillHidden.floats() + request.hidden.floats()
+            let ran: [LayerSet]
             do {
-                try hidden.withUnsafeMutableBufferPointer { try shard.forward($0.baseAddress!, tokens: tokens, kvPolicy: policy) }
+                ran = try hidden.withUnsafeMutableBufferPointer {
+                    try shard.forward($0.baseAddress!, tokens: tokens, kvPolicy: policy, chooser: chooser)
+                }
             } catch let error as ModelError {
                 throw RPCError.invalidArgument(error.description)
             }
             publishStore()
-            let runs = plans[fillRows...].reduce(0) { $0 + ($1?.count ?? shard.range.count) }
-            return ((clock.now - start).seconds, runs, Array(hidden[(fillRows * dim)...]))
+            return ((clock.now - start).seconds, Array(ran[fillRows...]), Array(hidden[(fillRows * dim)...]))
         }
+        let runs = ran.reduce(0) { $0 + $1.count }
         stats.withLock { s in
             s.counters.forwardCalls += 1
             s.counters.tokens += UInt64(request.tokens.count)
@@ -144,7 +159,28 @@ public final class WorkerService: Sendable {
             s.latency.add(seconds)
         }
         return ForwardReply(hidden: WireTensor(out, shape: [request.tokens.count, dim], dtype: request.hidden.dtype),
-                            computeSeconds: seconds)
+                            computeSeconds: seconds, layersRun: ran.map { shard.range.indices.filter($0.contains) })
+    }
+
+    /// The router under the request's policy, when any token is routed. The coordinator must route with the very
+    /// router this worker holds: it decides whether a token visits at all, and the two must agree.
+    private func chooser(for request: ForwardRequest) throws -> RouterChooser? {
+        guard request.tokens.contains(where: \.routed) else { return nil }
+        guard let routing = request.routing else { throw RPCError.invalidArgument("ForwardRequest.routing: missing for routed tokens") }
+        guard let router else {
+            throw RPCError.failedPrecondition("this worker has no router (start it with --router); the coordinator routes with \(routing.routerFingerprint.prefix(16))")
+        }
+        guard routing.routerFingerprint == routerFingerprint else {
+            throw RPCError.failedPrecondition("the coordinator routes with router \(routing.routerFingerprint.prefix(16)), this worker holds \(routerFingerprint.prefix(16))")
+        }
+        let layers = shard.config.layerCount
+        if let bad = routing.alwaysRun.first(where: { $0 >= layers }) {
+            throw RPCError.invalidArgument("ForwardRequest.routing.always_run: layer \(bad) is not in the model (0-\(layers - 1))")
+        }
+        let policy = RoutingPolicy(threshold: routing.threshold, alwaysRun: LayerSet(routing.alwaysRun), minLayers: routing.minLayers,
+                                   modelLayers: shard.config.layerCount)
+        do { try policy.validate() } catch { throw RPCError.invalidArgument("ForwardRequest.routing: \(error)") }
+        return RouterChooser(network: router.network, policy: policy)
     }
 
     func closeSessions(_ request: CloseSessionRequest) throws -> CloseSessionReply {
@@ -176,7 +212,7 @@ public final class WorkerService: Sendable {
             let tokens = history.map { ShardToken(cache: cache, position: $0.position, layers: $0.layers.map { LayerSet($0) }) }
             if !tokens.isEmpty {
                 do {
-                    try hidden.withUnsafeMutableBufferPointer { try shard.forward($0.baseAddress!, tokens: tokens, kvPolicy: policy) }
+                    _ = try hidden.withUnsafeMutableBufferPointer { try shard.forward($0.baseAddress!, tokens: tokens, kvPolicy: policy) }
                 } catch let error as ModelError {
                     _ = store.close([session])
                     throw RPCError.invalidArgument(error.description)

@@ -5,6 +5,7 @@ import RadialCommandLine
 import RadialCoordinator
 import RadialModel
 import RadialProtocol
+import RadialRouter
 import RadialRPC
 
 @main
@@ -19,6 +20,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
             radial.Coordinator (Generate, Status, Tokenize) and batches all running sessions into one Forward per
             worker per step. Prints 'listening on HOST:PORT' once ready; SIGTERM lets running generations finish
             (up to --drain-seconds), then exits 0.
+            With --router (the same file on every worker) each token visits only the workers whose layers the
+            router selects; --threshold or --skip-rate sets the operating point (see `radial eval`).
             Example: radial-coordinator --model models/SmolLM2-135M-Instruct.Q4_1.gguf \\
                        --workers 127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103 --listen 127.0.0.1:7100
             """)
@@ -42,6 +45,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var connectTimeout: Double = 60
     @Option(name: .customLong("drain-seconds"), help: "On SIGTERM, how long running generations may take to finish before they are cancelled.")
     var drainSeconds: Double = 30
+    @OptionGroup(title: "Per-token depth") var routingOptions: RoutingOptions
     @OptionGroup var security: ServerSecurityOptions
     @OptionGroup(title: "Connecting to workers") var workerSecurity: WorkerSecurityOptions
 
@@ -65,12 +69,20 @@ struct CoordinatorCommand: AsyncParsableCommand {
             tokenizer = try Tokenizer(gguf: file)
         } catch { Serving.fail("\(error)") }
         let handshake = Handshake(modelFingerprint: file.fingerprint)
+        let routing: RoutingSetup?
+        do {
+            routing = try routingOptions.load(modelFingerprint: file.fingerprint, config: config).map { router, policy in
+                Serving.log("routing with \(routingOptions.router!) (\(router.fingerprint.prefix(16))): \(policy), kv \(routingOptions.kvPolicy)")
+                return RoutingSetup(router: router, policy: policy)
+            }
+        } catch { Serving.fail("\(error)") }
         Serving.log("model \(config.layerCount) layers × \(config.dim); head \(head.weightBytes >> 20) MiB; connecting to \(workerList.count) workers")
         let cluster: Cluster
         do {
             cluster = try await Cluster.connect(addresses: workerList, handshake: handshake, config: config,
                                                 channel: { try workerSecurity.channelConfig(target: $0) },
-                                                timeout: .milliseconds(Int64(connectTimeout * 1000)), log: Serving.log)
+                                                timeout: .milliseconds(Int64(connectTimeout * 1000)),
+                                                routerFingerprint: routing?.wire.routerFingerprint, log: Serving.log)
         } catch { Serving.fail("refusing to serve: \(error)") }
         Serving.log("pipeline: " + cluster.stages.map { "\($0.address) [\($0.layers)]" }.joined(separator: " -> ")
                     + (cluster.replicas.isEmpty ? "" : "; replicas: " + cluster.replicas.map(\.address).joined(separator: ", ")))
@@ -79,7 +91,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         limits.maxSessions = maxSessions
         limits.maxQueued = maxQueue
         limits.maxBatchTokens = maxBatchTokens
-        let scheduler = Scheduler(head: head, tokenizer: tokenizer, cluster: cluster, handshake: handshake, limits: limits)
+        let scheduler = Scheduler(head: head, tokenizer: tokenizer, cluster: cluster, handshake: handshake, limits: limits,
+                                  routing: routing, kvPolicy: routingOptions.kvPolicy)
         let name = (try? file.string("general.name")) ?? URL(fileURLWithPath: model.model).lastPathComponent
         let service = CoordinatorService(scheduler: scheduler, tokenizer: tokenizer, config: config, modelName: name,
                                          defaultMaxTokens: defaultMaxTokens, maxPromptTokens: maxPromptTokens)

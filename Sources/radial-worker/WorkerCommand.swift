@@ -3,6 +3,7 @@ import Foundation
 import RadialCommandLine
 import RadialModel
 import RadialProtocol
+import RadialRouter
 import RadialRPC
 import RadialWorker
 
@@ -31,6 +32,8 @@ struct WorkerCommand: AsyncParsableCommand {
     var sessionTTL: Double = 600
     @Option(name: .customLong("max-batch-tokens"), help: "Most rows one Forward batch may carry.")
     var maxBatchTokens = 4096
+    @Option(name: .long, help: "A router from `radial train-router`: lets the coordinator route tokens through this worker's layers (it must load the same file).")
+    var router: String?
     @Option(name: .customLong("worker-id"), help: "Name in status output (default: the listen address).")
     var workerID: String?
     @Option(name: .customLong("protocol-version"), help: .hidden)
@@ -70,6 +73,14 @@ struct WorkerCommand: AsyncParsableCommand {
         guard range.upperBound <= config.layerCount, range.count > 0 else {
             Serving.fail("--layers \(range) is outside the model's \(config.layerCount) layers (0-\(config.layerCount - 1))")
         }
+        var loadedRouter: Router?
+        if let router {
+            do {
+                let r = try Router(path: router)
+                try r.check(modelFingerprint: file.fingerprint, layers: config.layerCount, hiddenSize: config.dim)
+                loadedRouter = r
+            } catch { Serving.fail("\(error)") }
+        }
         let rssBefore = ProcessMemory.residentBytes
         let show = isatty(2) != 0
         let loaded: LlamaShard
@@ -87,7 +98,7 @@ struct WorkerCommand: AsyncParsableCommand {
                                  sessionTTL: .milliseconds(Int64(sessionTTL * 1000)), maxBatchTokens: maxBatchTokens)
             c.protocolVersion = protocolVersion
             return c
-        }())
+        }(), router: loadedRouter)
         service.register(on: server)
         let health = HealthService()
         health.set("radial.Worker", .serving)
@@ -98,6 +109,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let eviction = Task { await service.evictIdleSessions() }
         let rss = ProcessMemory.residentBytes
         Serving.log("layers \(range) of \(config.layerCount), weights \(loaded.weightBytes >> 20) MiB, RSS \(rss >> 20) MiB (+\((rss - min(rssBefore, rss)) >> 20) MiB for the shard)")
+        if let loadedRouter { Serving.log("router \(router!) (\(loadedRouter.fingerprint.prefix(16)))") }
         Serving.announce(listen: listen, port: port)
 
         let signal = await TerminationSignal.wait()

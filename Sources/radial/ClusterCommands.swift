@@ -160,7 +160,8 @@ struct StatusCommand: AsyncParsableCommand {
             try printJSON([
                 "model": s.model, "model_layers": s.modelLayers, "sessions_running": s.sessionsRunning,
                 "sessions_queued": s.sessionsQueued, "tokens_generated": s.tokensGenerated, "tokens_per_s": s.tokensPerSecond,
-                "hops_per_token": s.hopsPerToken, "kv_policy": s.kvPolicy.rawValue,
+                "hops_per_token": s.hopsPerToken, "hops_saved_per_token": s.hopsSavedPerToken, "kv_policy": s.kvPolicy.rawValue,
+                "layer_skip_rate": s.layerSkipRate,
                 "tokens_forwarded": s.tokensForwarded, "forward_bytes": s.forwardBytes,
                 "workers": s.workers.map { w -> [String: Any] in
                     let i = w.info
@@ -168,7 +169,8 @@ struct StatusCommand: AsyncParsableCommand {
                             "sessions": i?.sessions ?? 0, "kv_used_bytes": i?.kvUsedBytes ?? 0, "kv_budget_bytes": i?.kvBudgetBytes ?? 0,
                             "rss_bytes": i?.rssBytes ?? 0, "forward_calls": i?.counters.forwardCalls ?? 0,
                             "tokens": i?.counters.tokens ?? 0, "forward_p50_ms": i?.counters.forwardP50ms ?? 0,
-                            "forward_p99_ms": i?.counters.forwardP99ms ?? 0, "visits": w.visits, "rtt_p50_ms": w.rttP50ms,
+                            "forward_p99_ms": i?.counters.forwardP99ms ?? 0, "visits": w.visits, "token_visits_skipped": w.visitsSkipped,
+                            "layer_runs": i?.counters.layerRuns ?? 0, "layer_skips": i?.counters.layerSkips ?? 0, "rtt_p50_ms": w.rttP50ms,
                             "bytes_sent": w.bytesSent, "bytes_received": w.bytesReceived, "overhead_p50_ms": w.overheadP50ms]
                 },
             ])
@@ -176,9 +178,12 @@ struct StatusCommand: AsyncParsableCommand {
         }
         print("model \(s.model), \(s.modelLayers) layers; \(s.sessionsRunning) running, \(s.sessionsQueued) queued; "
               + "\(s.tokensGenerated) tokens generated, \(String(format: "%.1f", s.tokensPerSecond)) tokens/s now; "
-              + "\(String(format: "%.2f", s.hopsPerToken)) hops/token; "
+              + "\(String(format: "%.2f", s.hopsPerToken)) hops/token (\(String(format: "%.2f", s.hopsSavedPerToken)) saved by routing); "
               + "\(s.tokensForwarded > 0 ? s.forwardBytes / s.tokensForwarded : 0) wire bytes per token row; KV policy \(s.kvPolicy.rawValue)")
-        let header = ["worker", "layers", "health", "sessions", "KV used/budget MiB", "RSS MiB", "forwards", "tokens",
+        if s.layerSkipRate.contains(where: { $0 > 0 }) {
+            print("skip rate per layer: " + s.layerSkipRate.enumerated().map { "\($0.offset):\(String(format: "%.0f%%", $0.element * 100))" }.joined(separator: " "))
+        }
+        let header = ["worker", "layers", "health", "sessions", "KV used/budget MiB", "RSS MiB", "forwards", "tokens", "skipped",
                       "compute p50 ms", "p99 ms", "rtt p50 ms", "overhead p50 ms"]
         var rows = [header]
         for w in s.workers {
@@ -186,7 +191,7 @@ struct StatusCommand: AsyncParsableCommand {
             rows.append([
                 w.address, i.map { "\($0.layers)" } ?? "?", w.healthy ? "ok" : "DOWN", "\(i?.sessions ?? 0)",
                 "\(String(format: "%.1f", Double(i?.kvUsedBytes ?? 0) / 1_048_576))/\((i?.kvBudgetBytes ?? 0) >> 20)",
-                "\((i?.rssBytes ?? 0) >> 20)", "\(i?.counters.forwardCalls ?? 0)", "\(i?.counters.tokens ?? 0)",
+                "\((i?.rssBytes ?? 0) >> 20)", "\(i?.counters.forwardCalls ?? 0)", "\(i?.counters.tokens ?? 0)", "\(w.visitsSkipped)",
                 String(format: "%.2f", i?.counters.forwardP50ms ?? 0), String(format: "%.2f", i?.counters.forwardP99ms ?? 0),
                 String(format: "%.2f", w.rttP50ms), String(format: "%.2f", w.overheadP50ms),
             ])

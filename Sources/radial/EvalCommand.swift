@@ -177,4 +177,3 @@ struct EvalCommand: ParsableCommand {
     }
 }
 
-extension SkippedLayerKV: ExpressibleByArgument {}

@@ -3,6 +3,7 @@ import RadialCommandLine
 import Foundation
 import RadialModel
 import RadialProtocol
+import RadialRouter
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,6 +19,7 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var sampling: SamplingOptions
 
     @OptionGroup var prompt: PromptOptions
+    @OptionGroup(title: "Per-token depth") var routing: RoutingOptions
 
     func run() throws {
         let (llama, tokenizer) = try model.load()
@@ -36,7 +38,9 @@ struct RunCommand: ParsableCommand {
         case .text(let text):
             ids = tokenizer.encode(text)
         }
-        let generator = LocalGenerator(model: llama, tokenizer: tokenizer)
+        let routed = try routing.load(modelFingerprint: try model.openFile().fingerprint, config: llama.config)
+        let chooser = routed.map { RouterChooser(network: $0.0.network, policy: $0.1) }
+        let generator = LocalGenerator(model: llama, tokenizer: tokenizer, chooser: chooser, kvPolicy: routing.kvPolicy)
         let out = FileHandle.standardOutput
         let result = try generator.generate(promptIDs: ids, sampling: sampling.parameters, stop: sampling.stopConditions) { text in
             if !prompt.quiet { out.write(text.data(using: .utf8)!) }
@@ -54,6 +58,8 @@ struct RunCommand: ParsableCommand {
                 "decode_seconds": result.decodeSeconds,
                 "decode_tokens_per_s": result.decodeTokensPerSecond,
                 "threads": BLAS.threads,
+                "tokens": result.layersRun.map { ["layers_run": $0] },
+                "layers_per_token": result.layersRun.isEmpty ? 0 : Double(result.layersRun.reduce(0) { $0 + $1.count }) / Double(result.layersRun.count),
             ])
         }
     }

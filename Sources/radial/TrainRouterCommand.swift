@@ -29,7 +29,7 @@ struct TrainRouterCommand: ParsableCommand {
     @Option(name: .long, help: "Seed for initialisation and shuffling (training is deterministic for a seed).")
     var seed: UInt64 = 1
     @Option(name: .long, help: "Training rounds: the first on the dense model's states, each later one adds the states the router's own skipping produces.")
-    var rounds = 2
+    var rounds = 3
     @Option(name: .customLong("on-policy-skip-rate"), help: "Skip rate the router runs at while tracing for later rounds.")
     var onPolicySkipRate = 0.1
     @Flag(name: .long, help: "End with one JSON object on the last line.")

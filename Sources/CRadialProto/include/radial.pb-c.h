@@ -22,6 +22,7 @@ typedef struct Radial__InfoRequest Radial__InfoRequest;
 typedef struct Radial__WorkerCounters Radial__WorkerCounters;
 typedef struct Radial__WorkerInfo Radial__WorkerInfo;
 typedef struct Radial__TokenEntry Radial__TokenEntry;
+typedef struct Radial__RoutingPolicy Radial__RoutingPolicy;
 typedef struct Radial__KVFillEntry Radial__KVFillEntry;
 typedef struct Radial__ForwardRequest Radial__ForwardRequest;
 typedef struct Radial__ForwardReply Radial__ForwardReply;
@@ -188,10 +189,14 @@ struct  Radial__WorkerInfo
   uint32_t max_batch_tokens;
   uint64_t rss_bytes;
   Radial__WorkerCounters *counters;
+  /*
+   * the router this worker loaded; empty when none
+   */
+  char *router_fingerprint;
 };
 #define RADIAL__WORKER_INFO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&radial__worker_info__descriptor) \
-    , NULL, (char *)protobuf_c_empty_string, NULL, 0, 0, 0, 0, 0, 0, 0, NULL }
+    , NULL, (char *)protobuf_c_empty_string, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -209,10 +214,36 @@ struct  Radial__TokenEntry
   protobuf_c_boolean all_layers;
   size_t n_layers;
   uint32_t *layers;
+  /*
+   * The worker's router chooses, layer by layer, which of the layers above it runs (ForwardRequest.routing).
+   */
+  protobuf_c_boolean routed;
+  /*
+   * Layers the token ran before this worker (the routing policy's minimum-depth rule counts them).
+   */
+  uint32_t layers_before;
 };
 #define RADIAL__TOKEN_ENTRY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&radial__token_entry__descriptor) \
-    , 0, 0, 0, 0,NULL }
+    , 0, 0, 0, 0,NULL, 0, 0 }
+
+
+/*
+ * How a routed token's layers are chosen: the router (identified by fingerprint; the worker must hold the same
+ * one), the threshold on its predicted contribution, layers that always run, and a minimum depth per token.
+ */
+struct  Radial__RoutingPolicy
+{
+  ProtobufCMessage base;
+  char *router_fingerprint;
+  float threshold;
+  size_t n_always_run;
+  uint32_t *always_run;
+  uint32_t min_layers;
+};
+#define RADIAL__ROUTING_POLICY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&radial__routing_policy__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0,NULL, 0 }
 
 
 /*
@@ -251,10 +282,14 @@ struct  Radial__ForwardRequest
    */
   Radial__Tensor *fill_hidden;
   Radial__KVPolicy kv_policy;
+  /*
+   * required when any token is routed
+   */
+  Radial__RoutingPolicy *routing;
 };
 #define RADIAL__FORWARD_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&radial__forward_request__descriptor) \
-    , NULL, 0,NULL, NULL, 0,NULL, NULL, RADIAL__KVPOLICY__KV_FILL }
+    , NULL, 0,NULL, NULL, 0,NULL, NULL, RADIAL__KVPOLICY__KV_FILL, NULL }
 
 
 struct  Radial__ForwardReply
@@ -268,10 +303,17 @@ struct  Radial__ForwardReply
    * time the worker spent on this batch
    */
   double compute_seconds;
+  /*
+   * The layers each token ran, in request order: layers_run_counts[i] entries of layers_run belong to token i.
+   */
+  size_t n_layers_run_counts;
+  uint32_t *layers_run_counts;
+  size_t n_layers_run;
+  uint32_t *layers_run;
 };
 #define RADIAL__FORWARD_REPLY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&radial__forward_reply__descriptor) \
-    , NULL, 0 }
+    , NULL, 0, 0,NULL, 0,NULL }
 
 
 struct  Radial__CloseSessionRequest
@@ -699,6 +741,25 @@ Radial__TokenEntry *
 void   radial__token_entry__free_unpacked
                      (Radial__TokenEntry *message,
                       ProtobufCAllocator *allocator);
+/* Radial__RoutingPolicy methods */
+void   radial__routing_policy__init
+                     (Radial__RoutingPolicy         *message);
+size_t radial__routing_policy__get_packed_size
+                     (const Radial__RoutingPolicy   *message);
+size_t radial__routing_policy__pack
+                     (const Radial__RoutingPolicy   *message,
+                      uint8_t             *out);
+size_t radial__routing_policy__pack_to_buffer
+                     (const Radial__RoutingPolicy   *message,
+                      ProtobufCBuffer     *buffer);
+Radial__RoutingPolicy *
+       radial__routing_policy__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   radial__routing_policy__free_unpacked
+                     (Radial__RoutingPolicy *message,
+                      ProtobufCAllocator *allocator);
 /* Radial__KVFillEntry methods */
 void   radial__kvfill_entry__init
                      (Radial__KVFillEntry         *message);
@@ -1083,6 +1144,9 @@ typedef void (*Radial__WorkerInfo_Closure)
 typedef void (*Radial__TokenEntry_Closure)
                  (const Radial__TokenEntry *message,
                   void *closure_data);
+typedef void (*Radial__RoutingPolicy_Closure)
+                 (const Radial__RoutingPolicy *message,
+                  void *closure_data);
 typedef void (*Radial__KVFillEntry_Closure)
                  (const Radial__KVFillEntry *message,
                   void *closure_data);
@@ -1273,6 +1337,7 @@ extern const ProtobufCMessageDescriptor radial__info_request__descriptor;
 extern const ProtobufCMessageDescriptor radial__worker_counters__descriptor;
 extern const ProtobufCMessageDescriptor radial__worker_info__descriptor;
 extern const ProtobufCMessageDescriptor radial__token_entry__descriptor;
+extern const ProtobufCMessageDescriptor radial__routing_policy__descriptor;
 extern const ProtobufCMessageDescriptor radial__kvfill_entry__descriptor;
 extern const ProtobufCMessageDescriptor radial__forward_request__descriptor;
 extern const ProtobufCMessageDescriptor radial__forward_reply__descriptor;

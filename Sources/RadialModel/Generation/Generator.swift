@@ -6,6 +6,8 @@ public struct GenerationResult: Sendable, Codable {
     public var finishReason: FinishReason
     public var prefillSeconds: Double
     public var decodeSeconds: Double
+    /// Per generated token, the layers that ran for the row that produced it.
+    public var layersRun: [[Int]] = []
 
     public var prefillTokensPerSecond: Double { prefillSeconds > 0 ? Double(promptIDs.count) / prefillSeconds : 0 }
     /// Tokens after the first (the first comes from the prefill's logits) over the decode time.
@@ -66,10 +68,15 @@ public struct StopStringMatcher: Sendable {
 public struct LocalGenerator: Sendable {
     public let model: LlamaModel
     public let tokenizer: Tokenizer
+    /// Per-token depth: a router under its policy (nil: every layer), and the K/V of skipped layers.
+    public var chooser: (any LayerChooser)?
+    public var kvPolicy: SkippedLayerKV = .fill
 
-    public init(model: LlamaModel, tokenizer: Tokenizer) {
+    public init(model: LlamaModel, tokenizer: Tokenizer, chooser: (any LayerChooser)? = nil, kvPolicy: SkippedLayerKV = .fill) {
         self.model = model
         self.tokenizer = tokenizer
+        self.chooser = chooser
+        self.kvPolicy = kvPolicy
     }
 
     /// Runs one generation; `onText` receives text as soon as it is complete (UTF-8 and stop-string safe).
@@ -80,19 +87,27 @@ public struct LocalGenerator: Sendable {
         let clock = ContinuousClock()
         let cache = model.makeCache(initialCapacity: promptIDs.count + stop.maxTokens)
         let t0 = clock.now
-        var logits = try model.prefill(cache: cache, tokens: promptIDs)[0]
+        let rows = promptIDs.enumerated().map { (cache: cache, position: $0.offset, token: $0.element, layers: LayerSet?.none) }
+        var (out, ran) = try model.stepTracing(rows, wantLogits: promptIDs.indices.map { $0 == promptIDs.count - 1 },
+                                               kvPolicy: kvPolicy, chooser: chooser)
+        var logits = out[0], lastRan = ran[ran.count - 1]
+        var layersRun: [[Int]] = []
         let prefill = clock.now - t0
         let t1 = clock.now
         while true {
             let step = state.accept(logits: logits, tokenizer: tokenizer)
+            if step.emitted != nil { layersRun.append((0..<model.config.layerCount).filter(lastRan.contains)) }
             if !step.text.isEmpty { onText(step.text) }
             guard let next = step.feed else { break }
-            logits = try model.step([(cache: cache, position: step.position, token: next, layers: nil)])[0]
+            (out, ran) = try model.stepTracing([(cache: cache, position: step.position, token: next, layers: nil)],
+                                               kvPolicy: kvPolicy, chooser: chooser)
+            logits = out[0]
+            lastRan = ran[0]
         }
         let decode = clock.now - t1
         return GenerationResult(promptIDs: promptIDs, generatedIDs: state.generated, text: state.text,
                                 finishReason: state.finishReason ?? .maxTokens,
-                                prefillSeconds: prefill.seconds, decodeSeconds: decode.seconds)
+                                prefillSeconds: prefill.seconds, decodeSeconds: decode.seconds, layersRun: layersRun)
     }
 }
 

@@ -12,12 +12,15 @@ public struct ShardToken: @unchecked Sendable {
     public let layers: LayerSet?
     /// Layers this token ran before reaching this shard (a router's minimum-depth rule counts them).
     public let layersBefore: Int
+    /// Whether a batch's chooser decides for this row (false: the row runs exactly `layers`).
+    public let routed: Bool
 
-    public init(cache: KVCache, position: Int, layers: LayerSet? = nil, layersBefore: Int = 0) {
+    public init(cache: KVCache, position: Int, layers: LayerSet? = nil, layersBefore: Int = 0, routed: Bool = true) {
         self.cache = cache
         self.position = position
         self.layers = layers
         self.layersBefore = layersBefore
+        self.routed = routed
     }
 }
 
@@ -87,7 +90,7 @@ public final class LlamaShard: Sendable {
             var run: [Int] = [], skip: [Int] = []
             for i in 0..<n {
                 var runs = tokens[i].layers?.contains(l) ?? true
-                if runs, let chooser { runs = chooser.runs(layer: l, hidden: hidden + i * dim, runSoFar: runSoFar[i]) }
+                if runs, tokens[i].routed, let chooser { runs = chooser.runs(layer: l, hidden: hidden + i * dim, runSoFar: runSoFar[i]) }
                 if runs { run.append(i); ran[i].insert(l); runSoFar[i] += 1 } else { skip.append(i) }
             }
             // K/V of skipped rows first, so rows of the same session that run this layer can attend to them.

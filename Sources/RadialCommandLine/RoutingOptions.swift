@@ -1,0 +1,57 @@
+import ArgumentParser
+import Foundation
+import RadialModel
+import RadialRouter
+
+/// Per-token depth flags, shared by the coordinator and the in-process tools.
+public struct RoutingOptions: ParsableArguments {
+    public init() {}
+
+    @Option(name: .long, help: "A router from `radial train-router`; without one every token runs every layer.")
+    public var router: String?
+    @Option(name: .long, help: "Skip a layer whose predicted contribution is below this (0 never skips: exactly the dense model).")
+    public var threshold: Float?
+    @Option(name: .customLong("skip-rate"), help: "Target fraction of layers skipped, turned into a threshold with the router's calibration (instead of --threshold; default 0.1).")
+    public var skipRate: Double?
+    @Option(name: .customLong("always-run"), help: "Layers every token runs, comma-separated (default: the first and the last).")
+    public var alwaysRun: String?
+    @Option(name: .customLong("min-layers"), help: "No token runs fewer layers than this.")
+    public var minLayers = 0
+    @Option(name: .customLong("kv-policy"), help: "K/V of a skipped layer: fill (projected from the state entering it) or mask (none).")
+    public var kvPolicy: SkippedLayerKV = .fill
+
+    public func validate() throws {
+        if threshold != nil && skipRate != nil { throw ValidationError("give --threshold or --skip-rate, not both") }
+        if let t = threshold, !(t.isFinite && t >= 0 && t <= 1) { throw ValidationError("--threshold must be between 0 and 1") }
+        if let r = skipRate, !(r >= 0 && r < 1) { throw ValidationError("--skip-rate must be in [0, 1)") }
+        if router == nil && (threshold != nil || skipRate != nil || alwaysRun != nil || minLayers != 0) {
+            throw ValidationError("--threshold, --skip-rate, --always-run and --min-layers need --router")
+        }
+        if let a = alwaysRun, Self.parseLayers(a) == nil { throw ValidationError("--always-run must be layer numbers like 0,29") }
+        guard minLayers >= 0 else { throw ValidationError("--min-layers must be at least 0") }
+    }
+
+    static func parseLayers(_ s: String) -> [Int]? {
+        let parts = s.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil && $0! >= 0 }) else { return nil }
+        return parts.map { $0! }
+    }
+
+    /// Loads the router (checked against the model) and turns the flags into a policy; nil without --router.
+    public func load(modelFingerprint: String, config: LlamaConfig) throws -> (Router, RoutingPolicy)? {
+        guard let path = router else { return nil }
+        guard FileManager.default.fileExists(atPath: path) else { throw CLIError("router file not found: \(path)") }
+        let r = try Router(path: path)
+        try r.check(modelFingerprint: modelFingerprint, layers: config.layerCount, hiddenSize: config.dim)
+        let L = config.layerCount
+        let keepList = alwaysRun.flatMap(Self.parseLayers) ?? [0, L - 1]
+        if let bad = keepList.first(where: { $0 >= L }) { throw CLIError("--always-run: layer \(bad) is not in the model (0-\(L - 1))") }
+        let keep = LayerSet(keepList)
+        let t = try threshold ?? r.threshold(forSkipRate: skipRate ?? 0.1, alwaysRun: keep)
+        let policy = RoutingPolicy(threshold: t, alwaysRun: keep, minLayers: minLayers, modelLayers: L)
+        try policy.validate()
+        return (r, policy)
+    }
+}
+
+extension SkippedLayerKV: ExpressibleByArgument {}
