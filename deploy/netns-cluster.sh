@@ -3,6 +3,7 @@
 # radial-c, worker i in radial-w<i>, one veth pair per coordinator-worker link (10.77.<i>.1 <-> 10.77.<i>.2) and
 # one from this namespace to the coordinator (10.77.250.1 -> 10.77.250.2) for clients. Needs root.
 #   deploy/netns-cluster.sh up   [--model PATH] [--workers N] [--delay-ms D] [--rate-mbit R] [--bin DIR] [--threads T]
+#                                [--router FILE] [-- COORDINATOR FLAGS...]
 #   deploy/netns-cluster.sh down
 # --delay-ms adds D ms one-way on every coordinator-worker link (this kernel has no netem: a userspace proxy,
 # deploy/delay_proxy.py, runs in the coordinator's namespace per link). --rate-mbit limits each link with tc tbf.
@@ -11,7 +12,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 run_dir="${RADIAL_RUN_DIR:-$root/.cluster-netns}"
 model="$root/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-workers=3; delay=0; rate=""; bin="$root/.build/release"; threads="${RADIAL_THREADS:-2}"
+workers=3; delay=0; rate=""; bin="$root/.build/release"; threads="${RADIAL_THREADS:-2}"; router=""
+coordinator_args=()
 die() { echo "netns-cluster: $*" >&2; exit 1; }
 
 cmd="${1:-}"; shift || true
@@ -23,6 +25,8 @@ while [ $# -gt 0 ]; do
     --rate-mbit) rate="$2"; shift 2 ;;
     --bin) bin="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
+    --router) router="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"; shift 2 ;;
+    --) shift; coordinator_args=("$@"); break ;;
     *) die "unknown option $1" ;;
   esac
 done
@@ -84,14 +88,18 @@ up() {
   ip netns add radial-c
   ip netns exec radial-c ip link set lo up
   link "" radial-c rc-host rc-coord 10.77.250.1 10.77.250.2
-  local targets=()
+  local targets=() router_args=()
+  if [ -n "$router" ]; then
+    [ -f "$router" ] || die "router not found: $router"
+    router_args=(--router "$router")
+  fi
   for i in $(seq 0 $((workers - 1))); do
     ip netns add "radial-w$i"
     ip netns exec "radial-w$i" ip link set lo up
     link radial-c "radial-w$i" "rc-w$i" "rw$i-c" "10.77.$i.1" "10.77.$i.2"
     local log="$run_dir/worker$i.log"
     ip netns exec "radial-w$i" "$bin/radial-worker" --model "$model" --shard "$i/$workers" --listen "10.77.$i.2:7101" \
-      --threads "$threads" >"$log" 2>"$log.err" &
+      --threads "$threads" "${router_args[@]}" >"$log" 2>"$log.err" &
     echo $! >"$run_dir/worker$i.pid"
   done
   for i in $(seq 0 $((workers - 1))); do
@@ -109,7 +117,7 @@ up() {
   done
   local list; list="$(IFS=,; echo "${targets[*]}")"
   ip netns exec radial-c "$bin/radial-coordinator" --model "$model" --workers "$list" --listen 10.77.250.2:7100 \
-    --threads "$threads" >"$run_dir/coordinator.log" 2>"$run_dir/coordinator.log.err" &
+    --threads "$threads" "${router_args[@]}" "${coordinator_args[@]}" >"$run_dir/coordinator.log" 2>"$run_dir/coordinator.log.err" &
   echo $! >"$run_dir/coordinator.pid"
   wait_listening coordinator "$(cat "$run_dir/coordinator.pid")" "$run_dir/coordinator.log" || { down; exit 1; }
   echo "netns-cluster: coordinator 10.77.250.2:7100 in netns radial-c; $workers workers; +${delay} ms per link${rate:+, ${rate} Mbit/s}"

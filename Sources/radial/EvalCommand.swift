@@ -84,7 +84,7 @@ struct EvalCommand: ParsableCommand {
                 p.greedyAgreement = Evaluator.agreement(g.outputs, reference ?? g.outputs)
                 p.decodeTokensPerSecond = Double(promptSet.count * greedyTokens) / max(g.seconds, 1e-9)
             }
-            stderr(String(format: "  %-22@ perplexity %8.2f  skipped %5.1f%%", name as NSString, p.perplexity, p.skipRate * 100))
+            stderr("  " + pad(name, 30) + String(format: "perplexity %8.2f  skipped %5.1f%%", p.perplexity, p.skipRate * 100))
             points.append(p)
             return (p, outputs)
         }
@@ -134,13 +134,19 @@ struct EvalCommand: ParsableCommand {
             }
         }
 
-        print(String(format: "%-26@ %9@ %8@ %8@ %8@ %9@ %8@", "mode" as NSString, "perplex." as NSString, "skipped" as NSString,
-                     "layers" as NSString, "visits" as NSString, "agree" as NSString, "tok/s" as NSString))
+        print(pad("mode", 32) + ["perplexity", "skipped", "layers", "visits", "agree", "tok/s"].map { pad($0, 11, left: true) }.joined())
         for p in points {
             let agree = p.greedyAgreement.map { String(format: "%.3f", $0) } ?? "-"
             let tps = p.decodeTokensPerSecond.map { String(format: "%.1f", $0) } ?? "-"
-            print(String(format: "%-26@ %9.2f %7.1f%% %8.2f %8.2f %9@ %8@", p.name as NSString, p.perplexity, p.skipRate * 100,
-                         p.layersPerToken, p.visitsPerToken, agree as NSString, tps as NSString))
+            let cells = [String(format: "%.2f", p.perplexity), String(format: "%.1f%%", p.skipRate * 100),
+                         String(format: "%.2f", p.layersPerToken), String(format: "%.2f", p.visitsPerToken), agree, tps]
+            print(pad(p.name, 32) + cells.map { pad($0, 11, left: true) }.joined())
+        }
+        print("(visits: workers a token calls when the \(L) layers are split over \(workers) workers; agree: greedy tokens equal to dense)")
+        var routerMicroseconds: Double?
+        if let loaded {
+            routerMicroseconds = Self.routerCost(loaded.network, model: model, window: windows.windows[0])
+            print(String(format: "router cost: %.1f µs per token (scoring all %d layers, one state each)", routerMicroseconds!, L))
         }
         for c in comparisons {
             print(String(format: "%@ at %.1f%% skipped: perplexity %.2f vs static pruning %.2f at equal layers -> %@",
@@ -161,9 +167,26 @@ struct EvalCommand: ParsableCommand {
         if json {
             let data = try JSONEncoder().encode(points)
             let list = try JSONSerialization.jsonObject(with: data)
-            try printJSON(["points": list, "comparisons": comparisons, "kv_policy": kvPolicy.rawValue, "tokens": windows.tokenCount,
-                           "workers": workers])
+            var object: [String: Any] = ["points": list, "comparisons": comparisons, "kv_policy": kvPolicy.rawValue,
+                                         "tokens": windows.tokenCount, "workers": workers, "model_layers": L]
+            if let routerMicroseconds { object["router_microseconds_per_token"] = routerMicroseconds }
+            try printJSON(object)
         }
+    }
+
+    /// Wall time to score every layer for one token, averaged over the window's embeddings (the cost does not depend
+    /// on the values).
+    static func routerCost(_ net: RouterNetwork, model: LlamaModel, window: [Int]) -> Double {
+        guard let hidden = try? model.head.embed(window) else { return 0 }
+        let dim = model.config.dim, L = model.config.layerCount, n = window.count
+        let clock = ContinuousClock(), start = clock.now
+        var sink: Float = 0
+        let rounds = max(1, 2000 / n)
+        hidden.withUnsafeBufferPointer { h in
+            for _ in 0..<rounds { for r in 0..<n { for l in 0..<L { sink += net.score(h.baseAddress! + r * dim, layer: l) } } }
+        }
+        if sink.isNaN { print("") }
+        return (clock.now - start).seconds * 1e6 / Double(rounds * n)
     }
 
     /// The contribution threshold under which the oracle skips `rate` of all layer visits on this text.
@@ -177,3 +200,9 @@ struct EvalCommand: ParsableCommand {
     }
 }
 
+
+func pad(_ s: String, _ width: Int, left: Bool = false) -> String {
+    guard s.count < width else { return s + " " }
+    let fill = String(repeating: " ", count: width - s.count)
+    return left ? fill + s : s + fill
+}
