@@ -77,8 +77,8 @@ let package = Package(
         .testTarget(
             name: "RadialClusterTests",
             dependencies: ["RadialModel", "RadialRPC", "RadialProtocol", "RadialRouter", "RadialWorker", "RadialCoordinator", "RadialTestSupport"]),
-        // Starting and stopping the executables from tests.
-        .target(name: "RadialTestSupport", path: "Tests/RadialTestSupport"),
+        // Starting and stopping the executables from tests; tiny routers.
+        .target(name: "RadialTestSupport", dependencies: ["RadialModel", "RadialRouter"], path: "Tests/RadialTestSupport"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -13,7 +13,7 @@ public struct RoutingOptions: ParsableArguments {
     public var threshold: Float?
     @Option(name: .customLong("skip-rate"), help: "Target fraction of layers skipped, turned into a threshold with the router's calibration (instead of --threshold; default 0.1).")
     public var skipRate: Double?
-    @Option(name: .customLong("always-run"), help: "Layers every token runs, comma-separated (default: the first and the last).")
+    @Option(name: .customLong("always-run"), help: "Layers every token runs, comma-separated, or none (default: the first and the last).")
     public var alwaysRun: String?
     @Option(name: .customLong("min-layers"), help: "No token runs fewer layers than this.")
     public var minLayers = 0
@@ -27,11 +27,12 @@ public struct RoutingOptions: ParsableArguments {
         if router == nil && (threshold != nil || skipRate != nil || alwaysRun != nil || minLayers != 0) {
             throw ValidationError("--threshold, --skip-rate, --always-run and --min-layers need --router")
         }
-        if let a = alwaysRun, Self.parseLayers(a) == nil { throw ValidationError("--always-run must be layer numbers like 0,29") }
+        if let a = alwaysRun, Self.parseLayers(a) == nil { throw ValidationError("--always-run must be layer numbers like 0,29, or none") }
         guard minLayers >= 0 else { throw ValidationError("--min-layers must be at least 0") }
     }
 
     static func parseLayers(_ s: String) -> [Int]? {
+        if s == "none" { return [] }
         let parts = s.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !parts.isEmpty, parts.allSatisfy({ $0 != nil && $0! >= 0 }) else { return nil }
         return parts.map { $0! }

@@ -106,5 +106,7 @@ func quantile(_ sorted: [Float], _ q: Double) -> Float {
     guard !sorted.isEmpty else { return 0 }
     let x = q * Double(sorted.count - 1)
     let i = Int(x), f = Float(x - Double(i))
-    return i + 1 < sorted.count ? sorted[i] * (1 - f) + sorted[i + 1] * f : sorted[i]
+    guard i + 1 < sorted.count else { return sorted[i] }
+    // Monotone in q (the threshold search relies on it): the lower value plus a non-negative step, kept in range.
+    return min(sorted[i] + (sorted[i + 1] - sorted[i]) * f, sorted[i + 1])
 }

@@ -51,41 +51,24 @@ struct TrainRouterCommand: ParsableCommand {
             throw CLIError("the text gives \(windows.windows.count) window of \(textOptions.window) tokens; training needs at least 2 (one is held out): lower --window or give more text")
         }
         let show = isatty(2) != 0
-        let profiler = ResidualProfiler(model: model)
-        let L = model.config.layerCount
-        var trainer = RouterTrainer()
-        trainer.width = width
-        trainer.epochs = epochs
-        trainer.learningRate = learningRate
-        trainer.seed = seed
-        var set = RouterTrainer.TrainingSet(dim: model.config.dim, layers: L)
-        let dense = try profiler.run(windows, keepInputs: true) { done, total in
-            if show { Progress.report("profiling the dense model", done, total) }
-        }
-        if show { Progress.finish() }
-        let medians = dense.profile.summaries.map(\.median)
-        set.append(dense, windowLength: textOptions.window, heldOutFraction: trainer.heldOutFraction)
-        func fit(_ round: Int) -> Router {
-            stderr("round \(round)/\(rounds): training on \(set.tokens) token traces")
-            let (network, summary, calibration) = trainer.train(set) { p in
-                stderr(String(format: "  epoch %d/%d  train loss %.4f  held-out loss %.4f", p.epoch, p.epochs, p.trainLoss, p.heldOutLoss))
+        var distiller = RouterDistiller()
+        distiller.trainer.width = width
+        distiller.trainer.epochs = epochs
+        distiller.trainer.learningRate = learningRate
+        distiller.trainer.seed = seed
+        distiller.rounds = rounds
+        distiller.onPolicySkipRate = onPolicySkipRate
+        let router = try distiller.distil(model: model, modelFingerprint: fingerprint, windows: windows,
+                                          windowLength: textOptions.window) { event in
+            switch event {
+            case .tracing(let round, let done, let total):
+                if show { Progress.report(round == 1 ? "tracing the dense model" : "round \(round): tracing with the router at \(Int(onPolicySkipRate * 100))% skipped", done, total) }
+                if done == total && show { Progress.finish() }
+            case .epoch(let round, let p):
+                stderr(String(format: "round %d/%d epoch %d/%d  train loss %.4f  held-out loss %.4f", round, rounds, p.epoch, p.epochs, p.trainLoss, p.heldOutLoss))
+            case .fitted(let round, let s):
+                stderr(String(format: "round %d/%d: held-out MAE %.4f, within-layer correlation %.3f", round, rounds, s.heldOutMAE, s.withinLayerCorrelation))
             }
-            let header = Router.Header(modelFingerprint: fingerprint, modelLayers: L, hiddenSize: model.config.dim,
-                                       width: width, calibration: calibration, profileMedians: medians, training: summary)
-            return Router(network: network, header: header)
-        }
-        var router = fit(1)
-        // On-policy rounds: trace the text again with the router skipping, label the states it really produces.
-        for round in 2...max(rounds, 2) where round <= rounds {
-            let keep = LayerSet([0, L - 1])
-            let policy = RoutingPolicy(threshold: try router.threshold(forSkipRate: onPolicySkipRate, alwaysRun: keep), alwaysRun: keep,
-                                       modelLayers: L)
-            let routed = try profiler.run(windows, keepInputs: true, chooser: RouterChooser(network: router.network, policy: policy)) { done, total in
-                if show { Progress.report("tracing with the router at \(Int(onPolicySkipRate * 100))% skipped", done, total) }
-            }
-            if show { Progress.finish() }
-            set.append(routed, windowLength: textOptions.window, heldOutFraction: trainer.heldOutFraction)
-            router = fit(round)
         }
         let network = router.network, summary = router.header.training
         try router.write(to: out)

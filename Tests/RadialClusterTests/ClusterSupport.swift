@@ -44,16 +44,17 @@ final class LocalCluster: @unchecked Sendable {
     }
 
     /// One Generate, collected.
-    func generate(_ request: GenerateRequest) async throws -> (ids: [Int], text: String, finish: FinishReason?, hops: [Int]) {
-        var ids: [Int] = [], text = "", finish: FinishReason?, hops: [Int] = []
+    func generate(_ request: GenerateRequest) async throws -> (ids: [Int], text: String, finish: FinishReason?, hops: [Int], layers: [[Int]]) {
+        var ids: [Int] = [], text = "", finish: FinishReason?, hops: [Int] = [], layers: [[Int]] = []
         for try await reply in try channel.serverStreaming(Method.generate, request, response: GenerateReply.self,
                                                            options: CallOptions(timeout: .seconds(300))) {
             ids += reply.tokens.map(\.tokenID)
             hops += reply.tokens.map(\.hops)
+            layers += reply.tokens.map(\.layersRun)
             text += reply.text
             if let f = reply.finishReason { finish = f }
         }
-        return (ids, text, finish, hops)
+        return (ids, text, finish, hops, layers)
     }
 }
 
@@ -61,9 +62,9 @@ final class LocalCluster: @unchecked Sendable {
 struct Reference {
     let generator: LocalGenerator
 
-    init(path: String) throws {
+    init(path: String, chooser: (any LayerChooser)? = nil, kvPolicy: SkippedLayerKV = .fill) throws {
         let file = try GGUFFile(path: path)
-        generator = LocalGenerator(model: try LlamaModel(file: file), tokenizer: try Tokenizer(gguf: file))
+        generator = LocalGenerator(model: try LlamaModel(file: file), tokenizer: try Tokenizer(gguf: file), chooser: chooser, kvPolicy: kvPolicy)
     }
 
     /// Runs on a dispatch thread: seconds of model compute must not hold one of the few cooperative threads that
@@ -81,10 +82,11 @@ struct Reference {
 }
 
 enum ClusterTestSupport {
-    static func writeTinyModel(seed: UInt64 = 42, layers: Int = 3) throws -> String {
+    static func writeTinyModel(seed: UInt64 = 42, layers: Int = 3, weightType: GGMLType = .f32) throws -> String {
         var spec = TinyModelSpec()
         spec.seed = seed
         spec.layers = layers
+        spec.weightType = weightType
         let path = try TestPaths.tempDir() + "/tiny.gguf"
         try spec.write(to: path)
         return path

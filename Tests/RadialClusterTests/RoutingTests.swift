@@ -1,0 +1,105 @@
+import Foundation
+import RadialModel
+import RadialProtocol
+import RadialRouter
+import RadialRPC
+import RadialTestSupport
+import Testing
+
+/// Routing through real processes: the coordinator skips workers the router does not need, workers route layer
+/// by layer with the same router file, and the result is exactly the in-process routed engine.
+@Suite struct RoutingTests {
+    /// A 6-layer tiny model, a router distilled from it, written next to it. Quantised weights: their kernels give
+    /// the same bits whatever the batch (up to 64 rows), so a router decision near its threshold cannot flip
+    /// between the cluster's batches and the in-process reference's.
+    static func setUp() throws -> (model: String, routerPath: String, router: Router) {
+        let model = try ClusterTestSupport.writeTinyModel(seed: 42, layers: 6, weightType: .q8_0)
+        let (_, router) = try TinyRouter.distil(modelPath: model)
+        let path = (model as NSString).deletingLastPathComponent + "/tiny.rdrt"
+        try router.write(to: path)
+        return (model, path, router)
+    }
+
+    static let layers = ["0-1", "2-3", "4-5"]
+    static let prompts = (0..<4).map { i in (0..<(4 + 6 * i)).map { 3 + ($0 * 7 + i * 13) % 250 } }
+
+    func check(policy kv: SkippedLayerKV) async throws {
+        let (model, routerPath, router) = try Self.setUp()
+        let threshold = try router.threshold(forSkipRate: 0.4, alwaysRun: LayerSet())
+        let policy = RoutingPolicy(threshold: threshold, alwaysRun: LayerSet(), modelLayers: 6)
+        let reference = try Reference(path: model, chooser: RouterChooser(network: router.network, policy: policy), kvPolicy: kv)
+        let cluster = try LocalCluster(model: model, layers: Self.layers, workerArgs: ["--router", routerPath],
+                                       coordinatorArgs: ["--router", routerPath, "--threshold", "\(threshold)", "--always-run", "none",
+                                                         "--kv-policy", kv.rawValue])
+        let cases = Self.prompts.enumerated().map { (prompt: $1, sampling: ClusterTestSupport.sampling(seed: $0 % 2 == 0 ? nil : UInt64(500 + $0))) }
+        var expected: [GenerationResult] = []
+        for c in cases { expected.append(try await reference.generate(c.prompt, c.sampling, maxTokens: 20)) }
+        let results = try await withThrowingTaskGroup(of: (Int, [Int], [[Int]], [Int]).self) { group in
+            for (i, c) in cases.enumerated() {
+                group.addTask {
+                    let r = try await cluster.generate(GenerateRequest(input: .ids(c.prompt), sampling: c.sampling, maxTokens: 20))
+                    return (i, r.ids, r.layers, r.hops)
+                }
+            }
+            var out: [(Int, [Int], [[Int]], [Int])] = []
+            for try await r in group { out.append(r) }
+            return out.sorted { $0.0 < $1.0 }
+        }
+        var allHops: [Int] = []
+        for (i, ids, layers, hops) in results {
+            #expect(ids == expected[i].generatedIDs, "request \(i) (\(kv)): tokens equal the in-process routed engine")
+            #expect(layers == expected[i].layersRun, "request \(i) (\(kv)): and so do the layers each token ran")
+            for (l, h) in zip(layers, hops) {
+                let visited = Self.layers.indices.filter { w in l.contains { $0 / 2 == w } }.count
+                #expect(h >= visited, "a token visits at least the workers whose layers it ran")
+            }
+            allHops += hops
+        }
+        #expect(allHops.contains { $0 < Self.layers.count }, "some tokens skip a whole worker: \(allHops)")
+        #expect(allHops.allSatisfy { $0 <= Self.layers.count })
+        let status = try await cluster.status()
+        #expect(status.hopsSavedPerToken > 0)
+        #expect(status.workers.contains { $0.visitsSkipped > 0 })
+        #expect(status.layerSkipRate.contains { $0 > 0 })
+        #expect(status.kvPolicy == kv)
+        let exits = cluster.stop()
+        #expect(exits.allSatisfy { $0 == 0 }, "graceful stop, got \(exits)")
+    }
+
+    @Test func routedClusterEqualsInProcessUnderFill() async throws { try await check(policy: .fill) }
+    @Test func routedClusterEqualsInProcessUnderMask() async throws { try await check(policy: .mask) }
+
+    @Test func thresholdZeroIsTheDenseModel() async throws {
+        let (model, routerPath, _) = try Self.setUp()
+        let reference = try Reference(path: model)
+        let cluster = try LocalCluster(model: model, layers: Self.layers, workerArgs: ["--router", routerPath],
+                                       coordinatorArgs: ["--router", routerPath, "--threshold", "0"])
+        for p in Self.prompts.prefix(2) {
+            let expected = try await reference.generate(p, .greedy, maxTokens: 16)
+            let got = try await cluster.generate(GenerateRequest(input: .ids(p), sampling: .greedy, maxTokens: 16))
+            #expect(got.ids == expected.generatedIDs)
+            #expect(got.hops.allSatisfy { $0 == 3 } && got.layers.allSatisfy { $0 == Array(0..<6) })
+        }
+        #expect(cluster.stop().allSatisfy { $0 == 0 })
+    }
+
+    @Test func coordinatorRefusesWorkersWithoutTheRouter() async throws {
+        let (model, routerPath, _) = try Self.setUp()
+        let worker = try ServerProcess(TestPaths.binDir + "/radial-worker", ["--model", model, "--layers", "0-5", "--listen", "127.0.0.1:0"])
+        defer { worker.stop() }
+        let result = try TestPaths.execute(TestPaths.binDir + "/radial-coordinator",
+                                           ["--model", model, "--workers", worker.address, "--listen", "127.0.0.1:0", "--router", routerPath,
+                                            "--connect-timeout", "20"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("has no router") && result.stderr.contains(worker.address), "\(result.stderr)")
+    }
+
+    @Test func workerRefusesARouterOfAnotherModel() throws {
+        let (_, routerPath, _) = try Self.setUp()
+        let other = try ClusterTestSupport.writeTinyModel(seed: 9, layers: 6, weightType: .q8_0)
+        let result = try TestPaths.execute(TestPaths.binDir + "/radial-worker",
+                                           ["--model", other, "--layers", "0-5", "--listen", "127.0.0.1:0", "--router", routerPath])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("another model"), "\(result.stderr)")
+    }
+}
