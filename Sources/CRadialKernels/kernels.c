@@ -273,10 +273,13 @@ SIMD_FN static void attend_avx2(const float *q, int g, int hd, const float *keys
 #endif
 
 static int simd_state = -1;  // benign race: every thread computes the same answer
+// Per thread, so a test comparing the generic kernels cannot change the arithmetic of work on other threads.
+static _Thread_local int forced_generic = 0;
 
-void radial_kernels_force_generic(int on) { simd_state = on ? 0 : -1; }
+void radial_kernels_force_generic(int on) { forced_generic = on; }
 
 int radial_kernels_simd(void) {
+    if (forced_generic) return 0;
 #ifdef RADIAL_X86
     if (simd_state < 0) {
         __builtin_cpu_init();

@@ -32,13 +32,13 @@ import Testing
         let model = try ClusterTestSupport.writeTinyModel()
         let runDir = try TestPaths.tempDir()
         let env = ["/usr/bin/env", "RADIAL_RUN_DIR=\(runDir)"]
-        let up = try TestPaths.execute(env[0], Array(env[1...]) + [Self.script + "local-cluster.sh", "up", "--model", model, "--bin", TestPaths.binDir, "--port", "7640", "--threads", "1"])
+        let up = try await blocking { try TestPaths.execute(env[0], Array(env[1...]) + [Self.script + "local-cluster.sh", "up", "--model", model, "--bin", TestPaths.binDir, "--port", "7640", "--threads", "1"]) }
         #expect(up.status == 0, "up failed: \(up.stderr)")
         defer { _ = try? TestPaths.execute(env[0], Array(env[1...]) + [Self.script + "local-cluster.sh", "down"]) }
         let got = try await generate("127.0.0.1:7640", [5, 6, 7])
         let expected = try await Reference(path: model).generate([5, 6, 7], .greedy, maxTokens: 12)
         #expect(got == expected.generatedIDs)
-        let down = try TestPaths.execute(env[0], Array(env[1...]) + [Self.script + "local-cluster.sh", "down"])
+        let down = try await blocking { try TestPaths.execute(env[0], Array(env[1...]) + [Self.script + "local-cluster.sh", "down"]) }
         #expect(down.status == 0 && down.stdout.contains("stopped") && !down.stderr.contains("killed"), "graceful: \(down.stderr)")
     }
 
@@ -47,8 +47,8 @@ import Testing
         let model = try ClusterTestSupport.writeTinyModel()
         let runDir = try TestPaths.tempDir()
         let env = ["/usr/bin/env", "RADIAL_RUN_DIR=\(runDir)"]
-        let up = try TestPaths.execute(env[0], Array(env[1...]) + [Self.script + "netns-cluster.sh", "up", "--model", model, "--bin", TestPaths.binDir,
-                                                                  "--delay-ms", "1", "--rate-mbit", "1000", "--threads", "1"])
+        let up = try await blocking { try TestPaths.execute(env[0], Array(env[1...]) + [Self.script + "netns-cluster.sh", "up", "--model", model, "--bin", TestPaths.binDir,
+                                                                  "--delay-ms", "1", "--rate-mbit", "1000", "--threads", "1"]) }
         defer { _ = try? TestPaths.execute(env[0], Array(env[1...]) + [Self.script + "netns-cluster.sh", "down"]) }
         #expect(up.status == 0, "up failed: \(up.stderr)")
         let got = try await generate("10.77.250.2:7100", [5, 6, 7])

@@ -24,13 +24,13 @@ import Testing
     static let prompts = (0..<4).map { i in (0..<(4 + 6 * i)).map { 3 + ($0 * 7 + i * 13) % 250 } }
 
     func check(policy kv: SkippedLayerKV) async throws {
-        let (model, routerPath, router) = try Self.setUp()
+        let (model, routerPath, router) = try await blocking { try Self.setUp() }
         let threshold = try router.threshold(forSkipRate: 0.4, alwaysRun: LayerSet())
         let policy = RoutingPolicy(threshold: threshold, alwaysRun: LayerSet(), modelLayers: 6)
         let reference = try Reference(path: model, chooser: RouterChooser(network: router.network, policy: policy), kvPolicy: kv)
-        let cluster = try LocalCluster(model: model, layers: Self.layers, workerArgs: ["--router", routerPath],
+        let cluster = try await blocking { try LocalCluster(model: model, layers: Self.layers, workerArgs: ["--router", routerPath],
                                        coordinatorArgs: ["--router", routerPath, "--threshold", "\(threshold)", "--always-run", "none",
-                                                         "--kv-policy", kv.rawValue])
+                                                         "--kv-policy", kv.rawValue]) }
         let cases = Self.prompts.enumerated().map { (prompt: $1, sampling: ClusterTestSupport.sampling(seed: $0 % 2 == 0 ? nil : UInt64(500 + $0))) }
         var expected: [GenerationResult] = []
         for c in cases { expected.append(try await reference.generate(c.prompt, c.sampling, maxTokens: 20)) }
@@ -70,10 +70,10 @@ import Testing
     @Test func routedClusterEqualsInProcessUnderMask() async throws { try await check(policy: .mask) }
 
     @Test func thresholdZeroIsTheDenseModel() async throws {
-        let (model, routerPath, _) = try Self.setUp()
+        let (model, routerPath, _) = try await blocking { try Self.setUp() }
         let reference = try Reference(path: model)
-        let cluster = try LocalCluster(model: model, layers: Self.layers, workerArgs: ["--router", routerPath],
-                                       coordinatorArgs: ["--router", routerPath, "--threshold", "0"])
+        let cluster = try await blocking { try LocalCluster(model: model, layers: Self.layers, workerArgs: ["--router", routerPath],
+                                       coordinatorArgs: ["--router", routerPath, "--threshold", "0"]) }
         for p in Self.prompts.prefix(2) {
             let expected = try await reference.generate(p, .greedy, maxTokens: 16)
             let got = try await cluster.generate(GenerateRequest(input: .ids(p), sampling: .greedy, maxTokens: 16))
@@ -84,21 +84,21 @@ import Testing
     }
 
     @Test func coordinatorRefusesWorkersWithoutTheRouter() async throws {
-        let (model, routerPath, _) = try Self.setUp()
-        let worker = try ServerProcess(TestPaths.binDir + "/radial-worker", ["--model", model, "--layers", "0-5", "--listen", "127.0.0.1:0"])
+        let (model, routerPath, _) = try await blocking { try Self.setUp() }
+        let worker = try await blocking { try ServerProcess(TestPaths.binDir + "/radial-worker", ["--model", model, "--layers", "0-5", "--listen", "127.0.0.1:0"]) }
         defer { worker.stop() }
-        let result = try TestPaths.execute(TestPaths.binDir + "/radial-coordinator",
+        let result = try await blocking { try TestPaths.execute(TestPaths.binDir + "/radial-coordinator",
                                            ["--model", model, "--workers", worker.address, "--listen", "127.0.0.1:0", "--router", routerPath,
-                                            "--connect-timeout", "20"])
+                                            "--connect-timeout", "20"]) }
         #expect(result.status != 0)
         #expect(result.stderr.contains("has no router") && result.stderr.contains(worker.address), "\(result.stderr)")
     }
 
-    @Test func workerRefusesARouterOfAnotherModel() throws {
-        let (_, routerPath, _) = try Self.setUp()
+    @Test func workerRefusesARouterOfAnotherModel() async throws {
+        let (_, routerPath, _) = try await blocking { try Self.setUp() }
         let other = try ClusterTestSupport.writeTinyModel(seed: 9, layers: 6, weightType: .q8_0)
-        let result = try TestPaths.execute(TestPaths.binDir + "/radial-worker",
-                                           ["--model", other, "--layers", "0-5", "--listen", "127.0.0.1:0", "--router", routerPath])
+        let result = try await blocking { try TestPaths.execute(TestPaths.binDir + "/radial-worker",
+                                           ["--model", other, "--layers", "0-5", "--listen", "127.0.0.1:0", "--router", routerPath]) }
         #expect(result.status != 0)
         #expect(result.stderr.contains("another model"), "\(result.stderr)")
     }

@@ -1,4 +1,5 @@
 import Foundation
+import RadialTestSupport
 import Testing
 @testable import RadialModel
 
@@ -28,33 +29,37 @@ import Testing
         ("q8_0", .q8_0, true, 1),
         ("q4_1", .q4_1, false, 2),
     ])
-    func matchesNumpyReference(_ name: String, _ type: GGMLType, _ tied: Bool, _ kvHeads: Int) throws {
-        let path = try TestSupport.writeTinyModel { $0.weightType = type; $0.tiedOutput = tied; $0.kvHeads = kvHeads }
-        let model = try load(path)
-        let ours = try engineLogits(model, ids)
-        let ref = try TestSupport.referenceLogits(model: path, ids: ids)
-        #expect(ours.count == ref.count)
-        for (p, (a, b)) in zip(ours, ref).enumerated() {
-            let d = TestSupport.maxAbsDiff(a, b)
-            #expect(d <= 1e-4, "\(name): position \(p) differs by \(d)")
+    func matchesNumpyReference(_ name: String, _ type: GGMLType, _ tied: Bool, _ kvHeads: Int) async throws {
+        try await blocking {
+            let path = try TestSupport.writeTinyModel { $0.weightType = type; $0.tiedOutput = tied; $0.kvHeads = kvHeads }
+            let model = try load(path)
+            let ours = try engineLogits(model, ids)
+            let ref = try TestSupport.referenceLogits(model: path, ids: ids)
+            #expect(ours.count == ref.count)
+            for (p, (a, b)) in zip(ours, ref).enumerated() {
+                let d = TestSupport.maxAbsDiff(a, b)
+                #expect(d <= 1e-4, "\(name): position \(p) differs by \(d)")
+            }
+            // The logits must carry signal, or the comparison proves nothing.
+            #expect(ours.last!.max()! - ours.last!.min()! > 1)
         }
-        // The logits must carry signal, or the comparison proves nothing.
-        #expect(ours.last!.max()! - ours.last!.min()! > 1)
     }
 
     /// `fill` and `mask` with a forced skip pattern equal the slow, obvious reference.
     @Test(arguments: [SkippedLayerKV.fill, .mask])
-    func forcedSkipMatchesReference(_ policy: SkippedLayerKV) throws {
-        let path = try TestSupport.writeTinyModel()
-        let model = try load(path)
-        let skip = [(pos: 2, layer: 1), (pos: 5, layer: 0), (pos: 5, layer: 2), (pos: 9, layer: 1), (pos: 15, layer: 2)]
-        let ours = try engineLogits(model, ids, skip: skip, policy: policy)
-        let ref = try TestSupport.referenceLogits(model: path, ids: ids, skip: skip, policy: policy)
-        for (p, (a, b)) in zip(ours, ref).enumerated() {
-            #expect(TestSupport.maxAbsDiff(a, b) <= 1e-4, "\(policy) position \(p)")
+    func forcedSkipMatchesReference(_ policy: SkippedLayerKV) async throws {
+        try await blocking {
+            let path = try TestSupport.writeTinyModel()
+            let model = try load(path)
+            let skip = [(pos: 2, layer: 1), (pos: 5, layer: 0), (pos: 5, layer: 2), (pos: 9, layer: 1), (pos: 15, layer: 2)]
+            let ours = try engineLogits(model, ids, skip: skip, policy: policy)
+            let ref = try TestSupport.referenceLogits(model: path, ids: ids, skip: skip, policy: policy)
+            for (p, (a, b)) in zip(ours, ref).enumerated() {
+                #expect(TestSupport.maxAbsDiff(a, b) <= 1e-4, "\(policy) position \(p)")
+            }
+            let dense = try engineLogits(model, ids)
+            #expect(TestSupport.maxAbsDiff(dense[3], ours[3]) > 1e-3, "a skip at position 2 must change position 3")
         }
-        let dense = try engineLogits(model, ids)
-        #expect(TestSupport.maxAbsDiff(dense[3], ours[3]) > 1e-3, "a skip at position 2 must change position 3")
     }
 
     /// An explicit all-layers plan is the dense model under both policies.

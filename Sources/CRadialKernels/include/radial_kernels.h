@@ -30,7 +30,7 @@ void radial_attend(const float *q, int g, int hd, const float *keys, const float
 
 // 1 when the AVX2/FMA versions run on this CPU (otherwise portable C).
 int radial_kernels_simd(void);
-// Tests: 1 forces the portable versions, 0 restores detection.
+// Tests: 1 forces the portable versions on the calling thread only, 0 restores detection.
 void radial_kernels_force_generic(int on);
 
 #ifdef __cplusplus
