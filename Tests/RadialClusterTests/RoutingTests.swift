@@ -103,3 +103,61 @@ import Testing
         #expect(result.stderr.contains("another model"), "\(result.stderr)")
     }
 }
+
+/// The same through the real model: a router distilled in the test from a little real text (a weak router, but a
+/// real one), three workers of ten layers, two concurrent requests.
+@Suite struct RealModelRoutingTests {
+    static let corpus = TestPaths.packageRoot + "/data/fortunes-train.txt"
+    static var available: Bool {
+        FileManager.default.fileExists(atPath: ClusterTestSupport.realModelPath) && FileManager.default.fileExists(atPath: corpus)
+    }
+
+    @Test(.enabled(if: RealModelRoutingTests.available, "needs scripts/setup.sh model and corpus"))
+    func routedClusterEqualsInProcess() async throws {
+        let model = ClusterTestSupport.realModelPath
+        let (routerPath, policy, router, prompts) = try await blocking { () throws -> (String, RoutingPolicy, Router, [[Int]]) in
+            let file = try GGUFFile(path: model)
+            let llama = try LlamaModel(file: file)
+            let tokenizer = try Tokenizer(gguf: file)
+            let windows = try TokenWindows(path: Self.corpus, tokenizer: tokenizer, windowLength: 64, maxTokens: 256)
+            var distiller = RouterDistiller()
+            distiller.trainer.width = 16
+            distiller.trainer.epochs = 2
+            distiller.rounds = 2
+            let router = try distiller.distil(model: llama, modelFingerprint: file.fingerprint, windows: windows, windowLength: 64)
+            let path = try TestPaths.tempDir() + "/smollm2.rdrt"
+            try router.write(to: path)
+            let policy = RoutingPolicy.firstAndLast(threshold: try router.threshold(forSkipRate: 0.15, alwaysRun: LayerSet([0, 29])), modelLayers: 30)
+            let prompts = ["The capital of France is", "Once upon a time, in a small village,"].map { tokenizer.encode($0) }
+            return (path, policy, router, prompts)
+        }
+        let reference = try await blocking { try Reference(path: model, chooser: RouterChooser(network: router.network, policy: policy)) }
+        var expected: [GenerationResult] = []
+        for p in prompts { expected.append(try await reference.generate(p, .greedy, maxTokens: 16)) }
+        let cluster = try await blocking {
+            try LocalCluster(model: model, layers: ["0-9", "10-19", "20-29"], workerArgs: ["--router", routerPath],
+                             coordinatorArgs: ["--router", routerPath, "--threshold", "\(policy.threshold)"])
+        }
+        let results = try await withThrowingTaskGroup(of: (Int, [Int], [[Int]]).self) { group in
+            for (i, p) in prompts.enumerated() {
+                group.addTask {
+                    let r = try await cluster.generate(GenerateRequest(input: .ids(p), sampling: .greedy, maxTokens: 16))
+                    return (i, r.ids, r.layers)
+                }
+            }
+            var out: [(Int, [Int], [[Int]])] = []
+            for try await r in group { out.append(r) }
+            return out
+        }
+        for (i, ids, layers) in results {
+            #expect(ids == expected[i].generatedIDs, "prompt \(i): tokens equal the in-process routed engine")
+            #expect(layers == expected[i].layersRun, "prompt \(i): and the layers each token ran")
+        }
+        let skipped = expected.flatMap(\.layersRun).reduce(0) { $0 + 30 - $1.count }
+        #expect(skipped > 0, "the router skipped some layers")
+        let status = try await cluster.status()
+        #expect(status.layerSkipRate[0] == 0 && status.layerSkipRate[29] == 0, "first and last always run")
+        #expect(status.layerSkipRate.contains { $0 > 0 })
+        #expect(cluster.stop().allSatisfy { $0 == 0 })
+    }
+}
