@@ -11,7 +11,7 @@ public struct RoutingSetup: Sendable {
     public let wire: WireRouting
 
     public init(router: Router, policy: RoutingPolicy) {
-        chooser = RouterChooser(network: router.network, policy: policy)
+        chooser = RouterChooser(router: router, policy: policy)
         wire = WireRouting(routerFingerprint: router.fingerprint, threshold: policy.threshold,
                            alwaysRun: (0..<policy.modelLayers).filter(policy.alwaysRun.contains), minLayers: policy.minLayers)
     }

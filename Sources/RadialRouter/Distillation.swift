@@ -10,6 +10,8 @@ public struct RouterDistiller {
     public var onPolicySkipRate = 0.1
     /// Layers always run while tracing on-policy (the serving default: first and last).
     public var alwaysRun: LayerSet?
+    /// Layers decided together: 1 decides each layer; a worker's range size lets a token skip whole workers.
+    public var blockSize = 1
 
     public init() {}
 
@@ -23,7 +25,7 @@ public struct RouterDistiller {
                        events: @escaping (Event) -> Void = { _ in }) throws -> Router {
         let L = model.config.layerCount
         let profiler = ResidualProfiler(model: model)
-        var set = RouterTrainer.TrainingSet(dim: model.config.dim, layers: L)
+        var set = RouterTrainer.TrainingSet(dim: model.config.dim, layers: L, block: blockSize)
         let dense = try profiler.run(windows, keepInputs: true) { events(.tracing(round: 1, done: $0, total: $1)) }
         let medians = dense.profile.summaries.map(\.median)
         set.append(dense, windowLength: windowLength, heldOutFraction: trainer.heldOutFraction)
@@ -32,14 +34,14 @@ public struct RouterDistiller {
             events(.fitted(round: round, summary))
             return Router(network: network, header: Router.Header(
                 modelFingerprint: modelFingerprint, modelLayers: L, hiddenSize: model.config.dim, width: trainer.width,
-                calibration: calibration, profileMedians: medians, training: summary))
+                calibration: calibration, profileMedians: medians, training: summary, blockSize: blockSize))
         }
         var router = fit(1)
         let keep = alwaysRun ?? LayerSet([0, L - 1])
         for round in stride(from: 2, through: rounds, by: 1) {
             let policy = RoutingPolicy(threshold: try router.threshold(forSkipRate: onPolicySkipRate, alwaysRun: keep),
                                        alwaysRun: keep, modelLayers: L)
-            let routed = try profiler.run(windows, keepInputs: true, chooser: RouterChooser(network: router.network, policy: policy)) {
+            let routed = try profiler.run(windows, keepInputs: true, chooser: RouterChooser(router: router, policy: policy)) {
                 events(.tracing(round: round, done: $0, total: $1))
             }
             set.append(routed, windowLength: windowLength, heldOutFraction: trainer.heldOutFraction)

@@ -27,9 +27,13 @@ public struct ResidualProfile: Sendable {
         }
     }
 
-    /// The `k` layers with the lowest median contribution, leaving out `keep`: what static pruning removes.
-    public static func leastContributing(_ medians: [Float], count k: Int, keep: LayerSet) -> [Int] {
-        Array(medians.indices.filter { !keep.contains($0) }.sorted { medians[$0] < medians[$1] }.prefix(k)).sorted()
+    /// The `k` units (layers, or aligned blocks of `block` layers) with the lowest median contribution (summed over
+    /// a block), leaving out any holding a layer of `keep`: what static pruning removes. Returns their layers.
+    public static func leastContributing(_ medians: [Float], count k: Int, keep: LayerSet, block: Int = 1) -> [Int] {
+        let units = stride(from: 0, to: medians.count, by: block).map { $0..<min($0 + block, medians.count) }
+            .filter { !$0.contains(where: keep.contains) }
+        let cost = { (u: Range<Int>) in u.reduce(Float(0)) { $0 + medians[$1] } }
+        return units.sorted { cost($0) < cost($1) }.prefix(k).flatMap { Array($0) }.sorted()
     }
 }
 
@@ -45,6 +49,13 @@ public struct ResidualProfiler {
         public var profile: ResidualProfile
         /// (tokens × layers) rows of `dim` floats: the state entering each layer; empty unless asked for.
         public var inputs: [Float]
+        /// (tokens) rows of `dim` floats: the state leaving the last layer; empty unless asked for.
+        public var outputs: [Float] = []
+
+        /// The state entering layer `l` of token `t` (`l == layers`: leaving the last one).
+        func state(token t: Int, layer l: Int, layers L: Int, dim: Int) -> ArraySlice<Float> {
+            l < L ? inputs[((t * L + l) * dim)..<((t * L + l + 1) * dim)] : outputs[(t * dim)..<((t + 1) * dim)]
+        }
     }
 
     /// With a `chooser`, the trace follows the routed trajectory instead of the dense one: every layer is still
@@ -57,6 +68,7 @@ public struct ResidualProfiler {
         let total = windows.tokenCount
         var ratios = [Float](repeating: 0, count: total * L)
         var inputs = [Float](repeating: 0, count: keepInputs ? total * L * dim : 0)
+        var outputs = [Float](repeating: 0, count: keepInputs ? total * dim : 0)
         var done = 0
         for window in windows.windows {
             let n = window.count
@@ -65,6 +77,7 @@ public struct ResidualProfiler {
             var hidden = try model.head.embed(window)
             var before = hidden
             var runSoFar = Array(repeating: 0, count: n)
+            var ran = Array(repeating: LayerSet(), count: n)
             for l in 0..<L {
                 before.withUnsafeMutableBufferPointer { b in hidden.withUnsafeBufferPointer { b.baseAddress!.update(from: $0.baseAddress!, count: n * dim) } }
                 if keepInputs {
@@ -79,15 +92,18 @@ public struct ResidualProfiler {
                 }
                 if let chooser {
                     for r in 0..<n {
-                        let runs = before.withUnsafeBufferPointer { chooser.runs(layer: l, hidden: $0.baseAddress! + r * dim, runSoFar: runSoFar[r]) }
-                        if runs { runSoFar[r] += 1 } else { for d in (r * dim)..<((r + 1) * dim) { hidden[d] = before[d] } }
+                        let runs = before.withUnsafeBufferPointer {
+                            chooser.runs(layer: l, hidden: $0.baseAddress! + r * dim, runSoFar: runSoFar[r], ran: ran[r])
+                        }
+                        if runs { runSoFar[r] += 1; ran[r].insert(l) } else { for d in (r * dim)..<((r + 1) * dim) { hidden[d] = before[d] } }
                     }
                 }
             }
+            if keepInputs { for i in 0..<(n * dim) { outputs[done * dim + i] = hidden[i] } }
             done += n
             progress?(done, total)
         }
-        return Trace(profile: ResidualProfile(layers: L, tokens: total, ratios: ratios), inputs: inputs)
+        return Trace(profile: ResidualProfile(layers: L, tokens: total, ratios: ratios), inputs: inputs, outputs: outputs)
     }
 
     /// ||after − before|| / ||after|| for one row.

@@ -15,15 +15,22 @@ public struct Router: Sendable {
         public var modelLayers: Int
         public var hiddenSize: Int
         public var width: Int
-        /// Per layer, the predicted contribution at quantiles 0, 1, ..., 100 % over the training tokens: turns a
+        /// Layers decided together (1: each layer on its own). Absent in files of per-layer routers.
+        public var blockSize: Int?
+        /// Per decision unit (layer or block), the predicted contribution at quantiles 0, 1, ..., 100 % over the training tokens: turns a
         /// target skip rate into a threshold.
         public var calibration: [[Float]]
         /// Per layer, the median measured contribution on the training text (static pruning drops the lowest).
         public var profileMedians: [Float]
         public var training: TrainingSummary
 
+        public var block: Int { blockSize ?? 1 }
+        /// Decision units: layers, or blocks of `block` layers.
+        public var units: Int { (modelLayers + block - 1) / block }
+
         public init(modelFingerprint: String, modelLayers: Int, hiddenSize: Int, width: Int, calibration: [[Float]],
-                    profileMedians: [Float], training: TrainingSummary) {
+                    profileMedians: [Float], training: TrainingSummary, blockSize: Int = 1) {
+            self.blockSize = blockSize
             self.modelFingerprint = modelFingerprint
             self.modelLayers = modelLayers
             self.hiddenSize = hiddenSize
@@ -84,13 +91,14 @@ public struct Router: Sendable {
             throw bad("unreadable header: \(error)")
         }
         let (d, L, w) = (header.hiddenSize, header.modelLayers, header.width)
-        guard (1...65536).contains(d), (1...4096).contains(L), (1...65536).contains(w) else {
-            throw bad("absurd sizes (hidden \(d), layers \(L), width \(w))")
+        guard (1...65536).contains(d), (1...4096).contains(L), (1...65536).contains(w), (1...L).contains(header.block) else {
+            throw bad("absurd sizes (hidden \(d), layers \(L), width \(w), block \(header.block))")
         }
-        guard header.calibration.count == L, header.calibration.allSatisfy({ $0.count == 101 }), header.profileMedians.count == L else {
-            throw bad("calibration tables do not match \(L) layers")
+        let U = header.units
+        guard header.calibration.count == U, header.calibration.allSatisfy({ $0.count == 101 }), header.profileMedians.count == L else {
+            throw bad("calibration tables do not match \(U) decision units of \(L) layers")
         }
-        let counts = [w * (d + 1), w * L, w, w, 1]
+        let counts = [w * (d + 1), w * U, w, w, 1]
         let need = counts.reduce(0, +) * 4, start = 12 + headerLength
         guard bytes.count - start == need else { throw bad("weights are \(bytes.count - start) bytes, expected \(need)") }
         var arrays: [[Float]] = [], offset = start
@@ -101,7 +109,7 @@ public struct Router: Sendable {
             offset += 4 * c
         }
         guard arrays.allSatisfy({ $0.allSatisfy(\.isFinite) }) else { throw bad("weights hold NaN or infinity") }
-        var net = RouterNetwork(dim: d, layers: L, width: w)
+        var net = RouterNetwork(dim: d, layers: U, width: w)
         (net.w1, net.w1Layer, net.b1, net.w2, net.b2) = (arrays[0], arrays[1], arrays[2], arrays[3], arrays[4][0])
         self.init(network: net, header: header)
     }

@@ -12,6 +12,7 @@ import RadialModel
 /// worker's range with one matrix-vector product.
 public struct RouterNetwork: Sendable {
     public let dim: Int
+    /// Decision units the one-hot covers: layers, or blocks of layers.
     public let layers: Int
     public let width: Int
     /// (width × features) on the state's features, row-major.

@@ -98,37 +98,48 @@ public struct RouterTrainer {
         return (net, summary, calibration)
     }
 
-    /// Features and labels from one or more traces over the same text (the dense one, then routed ones).
+    /// Features and labels from one or more traces over the same text (the dense one, then routed ones), one row
+    /// per token and decision unit: a layer, or a block of `block` layers labelled with the whole block's
+    /// contribution ||h_out − h_in|| / ||h_out||.
     public struct TrainingSet: Sendable {
         public let dim: Int
-        public let layers: Int
+        public let modelLayers: Int
+        public let block: Int
         public private(set) var features: [Float] = []
         public private(set) var labels: [Float] = []
         /// Per token: whether it is held out.
         public private(set) var heldOut: [Bool] = []
 
-        public init(dim: Int, layers: Int) {
+        public init(dim: Int, layers: Int, block: Int = 1) {
             self.dim = dim
-            self.layers = layers
+            self.modelLayers = layers
+            self.block = max(block, 1)
         }
 
+        /// Decision units per token (what the router's one-hot covers).
+        public var layers: Int { (modelLayers + block - 1) / block }
         public var tokens: Int { heldOut.count }
 
         /// Adds a trace's states (turned into router features) and contributions (clamped to 0...1). The last
         /// `heldOutFraction` of the windows are held out, the same windows for every trace of the text.
         public mutating func append(_ trace: ResidualProfiler.Trace, windowLength: Int, heldOutFraction: Double) {
-            let L = layers, F = dim + 1, T = trace.profile.tokens
-            precondition(trace.inputs.count == T * L * dim, "the trace was run without keepInputs")
+            let L = modelLayers, U = layers, F = dim + 1, T = trace.profile.tokens
+            precondition(trace.inputs.count == T * L * dim && trace.outputs.count == T * dim, "the trace was run without keepInputs")
             let base = features.count
-            features += repeatElement(0, count: T * L * F)
+            features += repeatElement(0, count: T * U * F)
+            var added = [Float](repeating: 0, count: T * U)
             features.withUnsafeMutableBufferPointer { f in
-                trace.inputs.withUnsafeBufferPointer { x in
-                    for row in 0..<(T * L) {
-                        RouterNetwork.features(x.baseAddress! + row * dim, dim: dim, into: f.baseAddress! + base + row * F)
+                for t in 0..<T {
+                    for u in 0..<U {
+                        let start = u * block, end = min(start + block, L)
+                        let x = trace.state(token: t, layer: start, layers: L, dim: dim)
+                        x.withUnsafeBufferPointer { RouterNetwork.features($0.baseAddress!, dim: dim, into: f.baseAddress! + base + (t * U + u) * F) }
+                        added[t * U + u] = block == 1 ? trace.profile.ratio(token: t, layer: start)
+                            : ResidualProfiler.ratio(before: Array(x), after: Array(trace.state(token: t, layer: end, layers: L, dim: dim)), row: 0, dim: dim)
                     }
                 }
             }
-            labels += trace.profile.ratios.map { min(max($0, 0), 1) }
+            labels += added.map { min(max($0, 0), 1) }
             let windows = max(T / windowLength, 1)
             let held = windows > 1 ? max(1, Int((Double(windows) * heldOutFraction).rounded())) : 0
             heldOut += (0..<T).map { $0 / windowLength >= windows - held }

@@ -45,26 +45,56 @@ public struct RoutingPolicy: Sendable, Equatable, CustomStringConvertible {
 
 /// A router under a policy: what a shard asks, layer by layer, and what the coordinator asks to decide whether a
 /// token needs a worker at all. Both ask with the same hidden state and the same arithmetic, so they agree.
+///
+/// A router decides per unit: one layer, or a block of `blockSize` consecutive layers (a worker's range, say) that
+/// runs or skips as a whole, decided from the state entering its first layer.
 public struct RouterChooser: LayerChooser {
     public let network: RouterNetwork
     public let policy: RoutingPolicy
+    public let blockSize: Int
 
-    public init(network: RouterNetwork, policy: RoutingPolicy) {
+    public init(network: RouterNetwork, policy: RoutingPolicy, blockSize: Int = 1) {
         self.network = network
         self.policy = policy
+        self.blockSize = max(blockSize, 1)
     }
 
-    public func runs(layer: Int, hidden: UnsafePointer<Float>, runSoFar: Int) -> Bool {
-        if policy.forced(layer: layer, runSoFar: runSoFar) { return true }
-        return network.score(hidden, layer: layer) >= policy.threshold
+    public init(router: Router, policy: RoutingPolicy) {
+        self.init(network: router.network, policy: policy, blockSize: router.header.block)
+    }
+
+    /// The unit holding `layer`, and its layers.
+    @inline(__always) func unit(of layer: Int) -> (index: Int, layers: Range<Int>) {
+        let u = layer / blockSize
+        return (u, (u * blockSize)..<min((u + 1) * blockSize, policy.modelLayers))
+    }
+
+    /// Whether a unit must run whatever the router says: it holds an always-run layer, or skipping it could leave
+    /// the token under the minimum depth.
+    @inline(__always) func forced(_ layers: Range<Int>, runSoFar: Int) -> Bool {
+        layers.contains { policy.alwaysRun.contains($0) } || policy.forced(layer: layers.lowerBound, runSoFar: runSoFar)
+    }
+
+    public func runs(layer: Int, hidden: UnsafePointer<Float>, runSoFar: Int, ran: LayerSet) -> Bool {
+        let (u, layers) = unit(of: layer)
+        // Inside a block the first layer's decision holds (blocks never straddle workers: the coordinator checks).
+        if layer != layers.lowerBound { return ran.contains(layers.lowerBound) }
+        if forced(layers, runSoFar: runSoFar) { return true }
+        return network.score(hidden, layer: u) >= policy.threshold
     }
 
     /// Whether a token entering `range` with state `hidden` runs any of its layers. While a token skips, its state
-    /// does not change, so scoring every layer of the range from the entering state is exactly what the worker
-    /// would decide layer by layer: if this says no, the worker would have run nothing.
+    /// does not change, so scoring every unit of the range from the entering state is exactly what the worker
+    /// would decide unit by unit: if this says no, the worker would have run nothing.
     public func visits(_ range: LayerRange, hidden: UnsafePointer<Float>, runSoFar: Int) -> Bool {
-        if range.indices.contains(where: { policy.forced(layer: $0, runSoFar: runSoFar) }) { return true }
-        return network.scores(hidden, layers: range.indices).contains { $0 >= policy.threshold }
+        let starts = Array(stride(from: range.lowerBound, to: range.upperBound, by: 1).filter { $0 % blockSize == 0 })
+        if starts.contains(where: { forced(unit(of: $0).layers, runSoFar: runSoFar) }) { return true }
+        return network.scores(hidden, layers: starts.map { $0 / blockSize }).contains { $0 >= policy.threshold }
+    }
+
+    /// Whether every worker boundary is a unit boundary (required for blocks).
+    public func aligned(with ranges: [LayerRange]) -> Bool {
+        ranges.allSatisfy { $0.lowerBound % blockSize == 0 }
     }
 }
 
@@ -72,14 +102,19 @@ extension Router {
     /// The threshold at which the router, on its training tokens, would skip `rate` of all layer visits (counting
     /// always-run layers as never skipped), found by bisection over the per-layer quantile tables.
     public func threshold(forSkipRate rate: Double, alwaysRun: LayerSet) throws -> Float {
-        let L = header.modelLayers
-        let free = (0..<L).filter { !alwaysRun.contains($0) }
-        guard rate >= 0, rate <= Double(free.count) / Double(L) else {
-            throw RouterError.badPolicy("a skip rate of \(rate) is not reachable with \(L - free.count) layers always run (at most \(Double(free.count) / Double(L)))")
+        let L = header.modelLayers, b = header.block
+        // Units (layers or blocks) with no always-run layer, and how many layers each holds.
+        let free = (0..<header.units).compactMap { u -> (unit: Int, size: Int)? in
+            let layers = (u * b)..<min((u + 1) * b, L)
+            return layers.contains(where: alwaysRun.contains) ? nil : (u, layers.count)
+        }
+        let reachable = Double(free.reduce(0) { $0 + $1.size }) / Double(L)
+        guard rate >= 0, rate <= reachable else {
+            throw RouterError.badPolicy("a skip rate of \(rate) is not reachable with layers \(alwaysRun) always run (at most \(reachable))")
         }
         if rate == 0 { return 0 }
         func skipped(_ t: Float) -> Double {
-            free.reduce(0) { $0 + Self.fractionBelow(t, header.calibration[$1]) } / Double(L)
+            free.reduce(0) { $0 + Self.fractionBelow(t, header.calibration[$1.unit]) * Double($1.size) } / Double(L)
         }
         var lo: Float = 0, hi: Float = 1
         for _ in 0..<50 {

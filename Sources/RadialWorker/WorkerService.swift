@@ -180,7 +180,7 @@ public final class WorkerService: Sendable {
         let policy = RoutingPolicy(threshold: routing.threshold, alwaysRun: LayerSet(routing.alwaysRun), minLayers: routing.minLayers,
                                    modelLayers: shard.config.layerCount)
         do { try policy.validate() } catch { throw RPCError.invalidArgument("ForwardRequest.routing: \(error)") }
-        return RouterChooser(network: router.network, policy: policy)
+        return RouterChooser(router: router, policy: policy)
     }
 
     func closeSessions(_ request: CloseSessionRequest) throws -> CloseSessionReply {

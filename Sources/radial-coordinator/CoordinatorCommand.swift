@@ -84,6 +84,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
                                                 timeout: .milliseconds(Int64(connectTimeout * 1000)),
                                                 routerFingerprint: routing?.wire.routerFingerprint, log: Serving.log)
         } catch { Serving.fail("refusing to serve: \(error)") }
+        if let routing, !routing.chooser.aligned(with: cluster.stages.map(\.layers)) {
+            let b = routing.chooser.blockSize
+            let bad = cluster.stages.first { $0.layers.lowerBound % b != 0 }!
+            Serving.fail("refusing to serve: the router decides blocks of \(b) layers, but worker \(bad.address) starts at layer \(bad.layers.lowerBound), inside a block (give every worker a range starting at a multiple of \(b))")
+        }
         Serving.log("pipeline: " + cluster.stages.map { "\($0.address) [\($0.layers)]" }.joined(separator: " -> ")
                     + (cluster.replicas.isEmpty ? "" : "; replicas: " + cluster.replicas.map(\.address).joined(separator: ", ")))
 

@@ -78,6 +78,9 @@ struct WorkerCommand: AsyncParsableCommand {
             do {
                 let r = try Router(path: router)
                 try r.check(modelFingerprint: file.fingerprint, layers: config.layerCount, hiddenSize: config.dim)
+                guard range.lowerBound % r.header.block == 0 else {
+                    Serving.fail("the router decides blocks of \(r.header.block) layers; layers \(range) start inside a block (start at a multiple of \(r.header.block))")
+                }
                 loadedRouter = r
             } catch { Serving.fail("\(error)") }
         }

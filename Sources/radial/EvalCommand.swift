@@ -96,11 +96,15 @@ struct EvalCommand: ParsableCommand {
         if let loaded { medians = loaded.header.profileMedians } else {
             medians = try ResidualProfiler(model: model).run(windows).profile.summaries.map(\.median)
         }
+        // Static pruning removes the router's own unit: single layers, or whole blocks for a block router (which is
+        // what removing a worker from the pipeline would do).
+        let unit = loaded?.header.block ?? 1
         func staticPoint(_ k: Int) throws -> EvalPoint {
             if let p = staticCache[k] { return p }
             if k == 0 { return points[0] }
-            let skip = ResidualProfile.leastContributing(medians, count: k, keep: keep)
-            let p = try measure("static -\(k) \(skip.map(String.init).joined(separator: ","))", .staticPruning(skip: skip),
+            let skip = ResidualProfile.leastContributing(medians, count: k, keep: keep, block: unit)
+            let what = unit == 1 ? "static -\(k)" : "static -\(k) blocks of \(unit):"
+            let p = try measure("\(what) \(skip.map(String.init).joined(separator: ","))", .staticPruning(skip: skip),
                                 reference: denseOutputs).0
             staticCache[k] = p
             return p
@@ -110,11 +114,11 @@ struct EvalCommand: ParsableCommand {
             for rate in targets {
                 var policy = policyTemplate
                 policy.threshold = try loaded.threshold(forSkipRate: rate, alwaysRun: keep)
-                let chooser = RouterChooser(network: loaded.network, policy: policy)
+                let chooser = RouterChooser(router: loaded, policy: policy)
                 let (p, _) = try measure(String(format: "router @%.0f%%", rate * 100), .router(chooser),
                                          threshold: policy.threshold, reference: denseOutputs)
-                // Static pruning at the same layers executed, interpolated between whole layer counts.
-                let k = p.skipRate * Double(L)
+                // Static pruning at the same layers executed, interpolated between whole unit counts.
+                let k = p.skipRate * Double(L) / Double(unit)
                 let lo = try staticPoint(Int(k.rounded(.down))), hi = try staticPoint(Int(k.rounded(.up)))
                 let f = k - k.rounded(.down)
                 let staticPPL = lo.perplexity * (1 - f) + hi.perplexity * f
@@ -122,7 +126,7 @@ struct EvalCommand: ParsableCommand {
                                     "static_perplexity_at_equal_layers": staticPPL, "router_better": p.perplexity < staticPPL])
             }
         } else {
-            for rate in targets { _ = try staticPoint(Int((rate * Double(L)).rounded())) }
+            for rate in targets { _ = try staticPoint(Int((rate * Double(L) / Double(unit)).rounded())) }
         }
 
         if !noOracle && kvPolicy == .fill {
@@ -146,7 +150,7 @@ struct EvalCommand: ParsableCommand {
         var routerMicroseconds: Double?
         if let loaded {
             routerMicroseconds = Self.routerCost(loaded.network, model: model, window: windows.windows[0])
-            print(String(format: "router cost: %.1f µs per token (scoring all %d layers, one state each)", routerMicroseconds!, L))
+            print(String(format: "router cost: %.1f µs per token (scoring all %d decision units, one state each)", routerMicroseconds!, loaded.network.layers))
         }
         for c in comparisons {
             print(String(format: "%@ at %.1f%% skipped: perplexity %.2f vs static pruning %.2f at equal layers -> %@",
@@ -178,12 +182,12 @@ struct EvalCommand: ParsableCommand {
     /// on the values).
     static func routerCost(_ net: RouterNetwork, model: LlamaModel, window: [Int]) -> Double {
         guard let hidden = try? model.head.embed(window) else { return 0 }
-        let dim = model.config.dim, L = model.config.layerCount, n = window.count
+        let dim = model.config.dim, n = window.count
         let clock = ContinuousClock(), start = clock.now
         var sink: Float = 0
         let rounds = max(1, 2000 / n)
         hidden.withUnsafeBufferPointer { h in
-            for _ in 0..<rounds { for r in 0..<n { for l in 0..<L { sink += net.score(h.baseAddress! + r * dim, layer: l) } } }
+            for _ in 0..<rounds { for r in 0..<n { for u in 0..<net.layers { sink += net.score(h.baseAddress! + r * dim, layer: u) } } }
         }
         if sink.isNaN { print("") }
         return (clock.now - start).seconds * 1e6 / Double(rounds * n)

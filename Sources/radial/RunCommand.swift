@@ -39,7 +39,7 @@ struct RunCommand: ParsableCommand {
             ids = tokenizer.encode(text)
         }
         let routed = try routing.load(modelFingerprint: try model.openFile().fingerprint, config: llama.config)
-        let chooser = routed.map { RouterChooser(network: $0.0.network, policy: $0.1) }
+        let chooser = routed.map { RouterChooser(router: $0.0, policy: $0.1) }
         let generator = LocalGenerator(model: llama, tokenizer: tokenizer, chooser: chooser, kvPolicy: routing.kvPolicy)
         let out = FileHandle.standardOutput
         let result = try generator.generate(promptIDs: ids, sampling: sampling.parameters, stop: sampling.stopConditions) { text in

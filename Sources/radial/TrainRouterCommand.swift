@@ -28,6 +28,8 @@ struct TrainRouterCommand: ParsableCommand {
     var learningRate: Float = 1e-3
     @Option(name: .long, help: "Seed for initialisation and shuffling (training is deterministic for a seed).")
     var seed: UInt64 = 1
+    @Option(name: .long, help: "Decide blocks of this many layers together (a worker's range size: a token then skips whole workers). 1 decides each layer.")
+    var block = 1
     @Option(name: .long, help: "Training rounds: the first on the dense model's states, each later one adds the states the router's own skipping produces.")
     var rounds = 3
     @Option(name: .customLong("on-policy-skip-rate"), help: "Skip rate the router runs at while tracing for later rounds.")
@@ -39,6 +41,7 @@ struct TrainRouterCommand: ParsableCommand {
         guard (1...4096).contains(width) else { throw ValidationError("--width must be between 1 and 4096") }
         guard (1...1000).contains(epochs) else { throw ValidationError("--epochs must be between 1 and 1000") }
         guard learningRate > 0, learningRate < 1 else { throw ValidationError("--learning-rate must be in (0, 1)") }
+        guard block >= 1 else { throw ValidationError("--block must be at least 1") }
         guard (1...10).contains(rounds) else { throw ValidationError("--rounds must be between 1 and 10") }
         guard onPolicySkipRate > 0, onPolicySkipRate < 0.9 else { throw ValidationError("--on-policy-skip-rate must be in (0, 0.9)") }
     }
@@ -46,6 +49,7 @@ struct TrainRouterCommand: ParsableCommand {
     func run() throws {
         let (model, tokenizer) = try modelOptions.load()
         let fingerprint = try modelOptions.openFile().fingerprint
+        guard block <= model.config.layerCount else { throw CLIError("--block \(block) is more than the model's \(model.config.layerCount) layers") }
         let windows = try textOptions.windows(tokenizer)
         guard windows.windows.count >= 2 else {
             throw CLIError("the text gives \(windows.windows.count) window of \(textOptions.window) tokens; training needs at least 2 (one is held out): lower --window or give more text")
@@ -57,6 +61,7 @@ struct TrainRouterCommand: ParsableCommand {
         distiller.trainer.learningRate = learningRate
         distiller.trainer.seed = seed
         distiller.rounds = rounds
+        distiller.blockSize = block
         distiller.onPolicySkipRate = onPolicySkipRate
         let router = try distiller.distil(model: model, modelFingerprint: fingerprint, windows: windows,
                                           windowLength: textOptions.window) { event in

@@ -12,9 +12,9 @@ import Testing
     /// A 6-layer tiny model, a router distilled from it, written next to it. Quantised weights: their kernels give
     /// the same bits whatever the batch (up to 64 rows), so a router decision near its threshold cannot flip
     /// between the cluster's batches and the in-process reference's.
-    static func setUp() throws -> (model: String, routerPath: String, router: Router) {
+    static func setUp(blockSize: Int = 1) throws -> (model: String, routerPath: String, router: Router) {
         let model = try ClusterTestSupport.writeTinyModel(seed: 42, layers: 6, weightType: .q8_0)
-        let (_, router) = try TinyRouter.distil(modelPath: model)
+        let (_, router) = try TinyRouter.distil(modelPath: model, blockSize: blockSize)
         let path = (model as NSString).deletingLastPathComponent + "/tiny.rdrt"
         try router.write(to: path)
         return (model, path, router)
@@ -23,11 +23,12 @@ import Testing
     static let layers = ["0-1", "2-3", "4-5"]
     static let prompts = (0..<4).map { i in (0..<(4 + 6 * i)).map { 3 + ($0 * 7 + i * 13) % 250 } }
 
-    func check(policy kv: SkippedLayerKV) async throws {
-        let (model, routerPath, router) = try await blocking { try Self.setUp() }
+    func check(policy kv: SkippedLayerKV, blockSize: Int = 1) async throws {
+        let (model, routerPath, router) = try await blocking { try Self.setUp(blockSize: blockSize) }
         let threshold = try router.threshold(forSkipRate: 0.4, alwaysRun: LayerSet())
         let policy = RoutingPolicy(threshold: threshold, alwaysRun: LayerSet(), modelLayers: 6)
-        let reference = try Reference(path: model, chooser: RouterChooser(network: router.network, policy: policy), kvPolicy: kv)
+        let reference = try Reference(path: model, chooser: RouterChooser(router: router, policy: policy), kvPolicy: kv)
+        #expect(router.header.block == blockSize)
         let cluster = try await blocking { try LocalCluster(model: model, layers: Self.layers, workerArgs: ["--router", routerPath],
                                        coordinatorArgs: ["--router", routerPath, "--threshold", "\(threshold)", "--always-run", "none",
                                                          "--kv-policy", kv.rawValue]) }
@@ -54,6 +55,10 @@ import Testing
                 #expect(h >= visited, "a token visits at least the workers whose layers it ran")
             }
             allHops += hops
+            if blockSize > 1 {
+                #expect(layers.allSatisfy { run in run.allSatisfy { run.contains($0 / blockSize * blockSize) } && run.count % blockSize == 0 },
+                        "a block router runs whole blocks: \(layers)")
+            }
         }
         #expect(allHops.contains { $0 < Self.layers.count }, "some tokens skip a whole worker: \(allHops)")
         #expect(allHops.allSatisfy { $0 <= Self.layers.count })
@@ -68,6 +73,17 @@ import Testing
 
     @Test func routedClusterEqualsInProcessUnderFill() async throws { try await check(policy: .fill) }
     @Test func routedClusterEqualsInProcessUnderMask() async throws { try await check(policy: .mask) }
+    /// A router that decides each worker's two layers together: a token runs a worker whole or skips it.
+    @Test func blockRouterClusterEqualsInProcess() async throws { try await check(policy: .fill, blockSize: 2) }
+
+    /// A worker whose range starts inside a block could not make the block's decision: it refuses to start.
+    @Test func workerRefusesARangeSplittingABlock() async throws {
+        let (model, routerPath, _) = try await blocking { try Self.setUp(blockSize: 2) }
+        let result = try await blocking { try TestPaths.execute(TestPaths.binDir + "/radial-worker",
+                                                               ["--model", model, "--layers", "1-5", "--listen", "127.0.0.1:0", "--router", routerPath]) }
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("blocks of 2"), "\(result.stderr)")
+    }
 
     @Test func thresholdZeroIsTheDenseModel() async throws {
         let (model, routerPath, _) = try await blocking { try Self.setUp() }
@@ -131,7 +147,7 @@ import Testing
             let prompts = ["The capital of France is", "Once upon a time, in a small village,"].map { tokenizer.encode($0) }
             return (path, policy, router, prompts)
         }
-        let reference = try await blocking { try Reference(path: model, chooser: RouterChooser(network: router.network, policy: policy)) }
+        let reference = try await blocking { try Reference(path: model, chooser: RouterChooser(router: router, policy: policy)) }
         var expected: [GenerationResult] = []
         for p in prompts { expected.append(try await reference.generate(p, .greedy, maxTokens: 16)) }
         let cluster = try await blocking {

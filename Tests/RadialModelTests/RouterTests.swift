@@ -86,7 +86,7 @@ import Testing
     func thresholdZeroIsExactlyDense(_ policy: SkippedLayerKV) async throws {
         try await blocking {
             let (_, model, router) = try Self.tinyRouter()
-            let off = RouterChooser(network: router.network, policy: RoutingPolicy(threshold: 0, alwaysRun: LayerSet(), modelLayers: 4))
+            let off = RouterChooser(router: router, policy: RoutingPolicy(threshold: 0, alwaysRun: LayerSet(), modelLayers: 4))
             let (dense, _) = try routedStep(model, chooser: nil, policy: policy)
             let (routed, ran) = try routedStep(model, chooser: off, policy: policy)
             #expect(routed == dense, "bit for bit")
@@ -99,7 +99,7 @@ import Testing
     func routedRunMatchesReference(_ policy: SkippedLayerKV) async throws {
         try await blocking {
             let (path, model, router) = try Self.tinyRouter()
-            let chooser = RouterChooser(network: router.network, policy: try Self.skippingPolicy(router))
+            let chooser = RouterChooser(router: router, policy: try Self.skippingPolicy(router))
             let (routed, ran) = try routedStep(model, chooser: chooser, policy: policy)
             let skip = ran.enumerated().flatMap { pos, set in (0..<4).filter { !set.contains($0) }.map { (pos: pos, layer: $0) } }
             #expect(skip.count >= 4 && skip.count <= Self.ids.count * 4 - 4, "the router skips some layers, not all: \(skip.count)")
@@ -120,7 +120,7 @@ import Testing
             for minLayers in [0, 3] {
                 var policy = try Self.skippingPolicy(router, rate: 0.5)
                 policy.minLayers = minLayers
-                let chooser = RouterChooser(network: router.network, policy: policy)
+                let chooser = RouterChooser(router: router, policy: policy)
                 let hidden = try model.head.embed(Self.ids)
                 var skipped = 0
                 for r in 0..<Self.ids.count {
@@ -129,7 +129,7 @@ import Testing
                             hidden.withUnsafeBufferPointer { h in
                                 let x = h.baseAddress! + r * dim
                                 let visits = chooser.visits(range, hidden: x, runSoFar: before)
-                                let anyLayer = range.indices.contains { chooser.runs(layer: $0, hidden: x, runSoFar: before) }
+                                let anyLayer = range.indices.contains { chooser.runs(layer: $0, hidden: x, runSoFar: before, ran: LayerSet()) }
                                 #expect(visits == anyLayer)
                                 if !visits { skipped += 1 }
                             }

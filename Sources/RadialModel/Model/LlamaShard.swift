@@ -27,8 +27,9 @@ public struct ShardToken: @unchecked Sendable {
 /// Decides, row by row and layer by layer, whether a token runs a layer its plan allows: a trained router.
 /// Asked with the hidden state entering the layer, so a skipped layer leaves the next decision the same input.
 public protocol LayerChooser: Sendable {
-    /// `runSoFar` counts the layers this token has already run, in earlier shards too.
-    func runs(layer: Int, hidden: UnsafePointer<Float>, runSoFar: Int) -> Bool
+    /// `runSoFar` counts the layers this token has already run, in earlier shards too; `ran` holds the layers it
+    /// ran in this shard so far (a router deciding whole blocks of layers repeats its block's first decision).
+    func runs(layer: Int, hidden: UnsafePointer<Float>, runSoFar: Int, ran: LayerSet) -> Bool
 }
 
 /// A contiguous range of transformer blocks: what a worker hosts, or the whole stack in-process.
@@ -90,7 +91,9 @@ public final class LlamaShard: Sendable {
             var run: [Int] = [], skip: [Int] = []
             for i in 0..<n {
                 var runs = tokens[i].layers?.contains(l) ?? true
-                if runs, tokens[i].routed, let chooser { runs = chooser.runs(layer: l, hidden: hidden + i * dim, runSoFar: runSoFar[i]) }
+                if runs, tokens[i].routed, let chooser {
+                    runs = chooser.runs(layer: l, hidden: hidden + i * dim, runSoFar: runSoFar[i], ran: ran[i])
+                }
                 if runs { run.append(i); ran[i].insert(l); runSoFar[i] += 1 } else { skip.append(i) }
             }
             // K/V of skipped rows first, so rows of the same session that run this layer can attend to them.
