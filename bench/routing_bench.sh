@@ -94,7 +94,7 @@ for c in ev["comparisons"]:
     print(f"- {c['router']}: {c['skip_rate']*100:.1f}% skipped, perplexity {c['router_perplexity']:.2f} vs static pruning "
           f"{c['static_perplexity_at_equal_layers']:.2f} at equal layers: {verdict}")
 if "router_microseconds_per_token" in ev:
-    print(f"- router cost: {ev['router_microseconds_per_token']:.1f} µs per token (all {ev.get('model_layers', '')} layers scored)")
+    print(f"- router cost: {ev['router_microseconds_per_token']:.1f} µs per token (every decision unit scored once)")
 print("\n### Across processes (%s workers, greedy, end-of-generation ignored)\n" % workers)
 print("| network | point | streams | tok/s | p50 ms/tok | hops/token | tok/s vs dense |")
 print("|---|---|---|---|---|---|---|")
