@@ -9,10 +9,10 @@ struct EvalCommand: ParsableCommand {
         commandName: "eval",
         abstract: "Measure depth against quality on held-out text: dense, the router, static pruning, the oracle.",
         discussion: """
-            For each target skip rate: the router (threshold calibrated on its training tokens), static pruning of the
-            same number of layers (the lowest profile medians), and the per-token oracle (true contribution under a
-            threshold; an upper bound). Reports held-out perplexity, layers skipped, worker visits per token for the
-            layers split over --workers workers, greedy agreement with the dense model, and batch-1 decode tokens/s.
+            For each target skip rate: the router (threshold calibrated on its training tokens), static pruning of the \
+            same number of layers (the lowest profile medians), and the per-token oracle (true contribution under a \
+            threshold; an upper bound). Reports held-out perplexity, layers skipped, worker visits per token for the \
+            layers split over --workers workers, greedy agreement with the dense model, and batch-1 decode tokens/s. \
             Static pruning is compared at equal layers executed (interpolated between whole layer counts).
             """)
 

@@ -29,9 +29,9 @@ struct ProfileCommand: ParsableCommand {
         commandName: "profile",
         abstract: "Measure how much each layer changes the hidden state, token by token (the Radial paper's measure).",
         discussion: """
-            For every token and layer, r = ||f(x)|| / ||x + f(x)|| over the whole block, on the dense model. Prints a
-            per-layer table (median, p10, p90); --csv writes it, --plot draws it, --json ends with one object holding
-            `layer_medians`. Layers with a low median are what static pruning would drop; the spread within a layer
+            For every token and layer, r = ||f(x)|| / ||x + f(x)|| over the whole block, on the dense model. Prints a \
+            per-layer table (median, p10, p90); --csv writes it, --plot draws it, --json ends with one object holding \
+            `layer_medians`. Layers with a low median are what static pruning would drop; the spread within a layer \
             is what a per-token router can use.
             """)
 

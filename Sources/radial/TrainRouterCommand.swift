@@ -9,10 +9,10 @@ struct TrainRouterCommand: ParsableCommand {
         commandName: "train-router",
         abstract: "Distil a per-token layer router from the dense model over a text.",
         discussion: """
-            Runs the dense model over the text, records the state entering every layer and how much the layer changed
-            it, and fits a small MLP (normalised state + which layer -> predicted contribution) on the first 90% of
-            the windows; the rest is held out and reported. The router file records the model's fingerprint: loading
-            it against another model is an error. Serve it with `radial-coordinator --router` and
+            Runs the dense model over the text, records the state entering every layer and how much the layer changed \
+            it, and fits a small MLP (normalised state + which layer -> predicted contribution) on the first 90% of \
+            the windows; the rest is held out and reported. The router file records the model's fingerprint: loading \
+            it against another model is an error. Serve it with `radial-coordinator --router` and \
             `radial-worker --router`, or measure it with `radial eval --router`.
             """)
 
