@@ -1,4 +1,6 @@
 import Foundation
+import RadialProtocol
+import RadialRPC
 
 /// Process-level plumbing of the servers: the "listening on" line scripts wait for, and timestamped log lines on
 /// standard error.
@@ -18,6 +20,23 @@ public enum Serving {
         let stamp = ISO8601DateFormatter.string(from: Date(), timeZone: .current,
                                                 formatOptions: [.withTime, .withColonSeparatorInTime, .withFractionalSeconds])
         FileHandle.standardError.write(Data("\(stamp) \(program): \(message)\n".utf8))
+    }
+
+    /// What every Radial server does around its own service: grpc.health.v1 (reporting `service` SERVING) and
+    /// radial.Diagnostics on `server`, start it (exit 1 with a clear message if it cannot bind), print the listening
+    /// line; then wait for SIGTERM or SIGINT, log it with `stopping` (what the process does next), and report
+    /// NOT_SERVING so probes and load balancers stop sending work. The caller drains and shuts down.
+    public static func serveUntilSignal(_ server: RPCServer, listen: String, service: String, stopping: String) async {
+        let health = HealthService()
+        health.set(service, .serving)
+        health.register(on: server)
+        DiagnosticsService().register(on: server)
+        let port: Int
+        do { port = try server.start() } catch { exitWithRPCError(error, "listen on \(listen)") }
+        announce(listen: listen, port: port)
+        let signal = await TerminationSignal.wait()
+        log("signal \(signal): \(stopping)")
+        health.enterShutdown()
     }
 
     /// Prints a fatal error and exits 1.

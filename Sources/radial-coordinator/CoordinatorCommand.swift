@@ -104,21 +104,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
         let server: RPCServer
         do { server = RPCServer(config: try security.serverConfig(address: listen)) } catch { Serving.fail("\(error)") }
         service.register(on: server)
-        let health = HealthService()
-        health.set("radial.Coordinator", .serving)
-        health.register(on: server)
-        DiagnosticsService().register(on: server)
         // The batching loop runs on the thread that receives the workers' replies: each reply resumes it with no
         // thread wake-up (one per hop). Its own compute (embedding, LM head, sampling) happens while no worker call
         // is in flight, so it delays no other call's I/O.
         let loop = Task(executorPreference: RPCClientExecutor.shared) { await scheduler.run() }
-        let port: Int
-        do { port = try server.start() } catch { exitWithRPCError(error, "listen on \(listen)") }
-        Serving.announce(listen: listen, port: port)
-
-        let signal = await TerminationSignal.wait()
-        Serving.log("signal \(signal): refusing new requests, letting running generations finish (up to \(drainSeconds) s)")
-        health.enterShutdown()
+        await Serving.serveUntilSignal(server, listen: listen, service: "radial.Coordinator",
+                                           stopping: "refusing new requests, letting running generations finish (up to \(drainSeconds) s)")
         scheduler.stopAccepting()
         // A plain dispatch timer, not a sleeping task: it fires even when the cooperative pool is busy.
         DispatchQueue.global().asyncAfter(deadline: .now() + drainSeconds) {

@@ -103,21 +103,11 @@ struct WorkerCommand: AsyncParsableCommand {
             return c
         }(), router: loadedRouter)
         service.register(on: server)
-        let health = HealthService()
-        health.set("radial.Worker", .serving)
-        health.register(on: server)
-        DiagnosticsService().register(on: server)
-        let port: Int
-        do { port = try server.start() } catch { exitWithRPCError(error, "listen on \(listen)") }
         let eviction = Task { await service.evictIdleSessions() }
         let rss = ProcessMemory.residentBytes
         Serving.log("layers \(range) of \(config.layerCount), weights \(loaded.weightBytes >> 20) MiB, RSS \(rss >> 20) MiB (+\((rss - min(rssBefore, rss)) >> 20) MiB for the shard)")
         if let loadedRouter { Serving.log("router \(router!) (\(loadedRouter.fingerprint.prefix(16)))") }
-        Serving.announce(listen: listen, port: port)
-
-        let signal = await TerminationSignal.wait()
-        Serving.log("signal \(signal): finishing batches in flight")
-        health.enterShutdown()
+        await Serving.serveUntilSignal(server, listen: listen, service: "radial.Worker", stopping: "finishing batches in flight")
         eviction.cancel()
         await server.shutdown(grace: .seconds(10))
         Serving.log("stopped")

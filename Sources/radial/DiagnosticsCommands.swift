@@ -18,16 +18,7 @@ struct ServeEchoCommand: AsyncParsableCommand {
 
     func run() async throws {
         let server = RPCServer(config: try security.serverConfig(address: listen))
-        let health = HealthService()
-        health.set("radial.Diagnostics", .serving)
-        health.register(on: server)
-        DiagnosticsService().register(on: server)
-        let port: Int
-        do { port = try server.start() } catch { exitWithRPCError(error, "serve-echo") }
-        Serving.announce(listen: listen, port: port)
-        let signal = await TerminationSignal.wait()
-        FileHandle.standardError.write(Data("serve-echo: signal \(signal), draining\n".utf8))
-        health.enterShutdown()
+        await Serving.serveUntilSignal(server, listen: listen, service: "radial.Diagnostics", stopping: "draining")
         await server.shutdown(grace: .seconds(5))
     }
 }
