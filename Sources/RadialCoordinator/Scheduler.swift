@@ -27,6 +27,9 @@ public struct SchedulerLimits: Sendable {
     public var maxBatchTokens = 512
     /// How long one Forward may take before the step fails.
     public var forwardTimeout: Duration = .seconds(60)
+    /// Deferred K/V fills a session may hold for one worker it keeps skipping; at this many they are sent in that
+    /// step even without a token for the worker, so they never outgrow a worker's batch or the batch-invariant rows.
+    public var maxPendingFills = 32
     public init() {}
 }
 
@@ -295,16 +298,20 @@ public final class Scheduler: Sendable {
                 }
             }
             stage.countSkipped(n - visiting.count)
-            if visiting.isEmpty { continue }
-            // Deferred fills of the sessions visiting now, this step's skipped rows included.
+            // Deferred fills ride along for the sessions visiting now (this step's skipped rows included), and for
+            // any session whose backlog for this worker reached the limit.
             var fills: [KVFillEntry] = [], fillHidden: [Float] = []
             var seen = Set<ObjectIdentifier>()
-            for i in visiting where seen.insert(ObjectIdentifier(rows[i].session)).inserted {
-                for f in rows[i].session.takeFills(stage: si) {
-                    fills.append(KVFillEntry(sessionID: rows[i].session.id, position: f.position))
+            let visitingSessions = Set(visiting.map { ObjectIdentifier(rows[$0].session) })
+            for i in 0..<n where seen.insert(ObjectIdentifier(rows[i].session)).inserted {
+                let s = rows[i].session
+                guard visitingSessions.contains(ObjectIdentifier(s)) || s.pendingFills(stage: si) >= limits.maxPendingFills else { continue }
+                for f in s.takeFills(stage: si) {
+                    fills.append(KVFillEntry(sessionID: s.id, position: f.position))
                     fillHidden += f.hidden
                 }
             }
+            if visiting.isEmpty && fills.isEmpty { continue }
             var sent = [Float](repeating: 0, count: visiting.count * dim)
             for (j, i) in visiting.enumerated() { for d in 0..<dim { sent[j * dim + d] = hidden[i * dim + d] } }
             let entries = visiting.map {
@@ -404,6 +411,8 @@ final class LiveSession: @unchecked Sendable {
     func pendingFill(stage: Int, position: Int, hidden: [Float]) { fills[stage, default: []].append((position, hidden)) }
 
     func takeFills(stage: Int) -> [(position: Int, hidden: [Float])] { fills.removeValue(forKey: stage) ?? [] }
+
+    func pendingFills(stage: Int) -> Int { fills[stage]?.count ?? 0 }
 
     func finish(_ reason: FinishReason, at now: ContinuousClock.Instant = .now) {
         guard !isFinished else { return }

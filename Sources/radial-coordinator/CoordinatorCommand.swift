@@ -46,6 +46,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("drain-seconds"), help: "On SIGTERM, how long running generations may take to finish before they are cancelled.")
     var drainSeconds: Double = 30
     @OptionGroup(title: "Per-token depth") var routingOptions: RoutingOptions
+    @Option(name: .customLong("max-pending-fills"), help: .hidden)
+    var maxPendingFills = 32
     @OptionGroup var security: ServerSecurityOptions
     @OptionGroup(title: "Connecting to workers") var workerSecurity: WorkerSecurityOptions
 
@@ -96,6 +98,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         limits.maxSessions = maxSessions
         limits.maxQueued = maxQueue
         limits.maxBatchTokens = maxBatchTokens
+        limits.maxPendingFills = max(maxPendingFills, 1)
         let scheduler = Scheduler(head: head, tokenizer: tokenizer, cluster: cluster, handshake: handshake, limits: limits,
                                   routing: routing, kvPolicy: routingOptions.kvPolicy)
         let name = (try? file.string("general.name")) ?? URL(fileURLWithPath: model.model).lastPathComponent
