@@ -1,6 +1,7 @@
 import Foundation
 import RadialModel
 import RadialProtocol
+import RadialRouter
 import RadialRPC
 import RadialTestSupport
 import RadialWorker
@@ -16,13 +17,14 @@ import Testing
         let service: WorkerService
     }
 
-    func withWorker(budgetBytes: Int = 64 << 20, _ body: (Setup) async throws -> Void) async throws {
-        let path = try ClusterTestSupport.writeTinyModel()
+    func withWorker(budgetBytes: Int = 64 << 20, path: String? = nil, router: Router? = nil,
+                    _ body: (Setup) async throws -> Void) async throws {
+        let path = try path ?? ClusterTestSupport.writeTinyModel()
         let file = try GGUFFile(path: path)
         let model = try LlamaModel(file: file)
-        let shard = try LlamaShard(file: file, config: model.config, range: LayerRange(0, 3))
+        let shard = try LlamaShard(file: file, config: model.config, range: LayerRange(0, model.config.layerCount))
         let service = WorkerService(shard: shard, fingerprint: file.fingerprint,
-                                    config: WorkerConfig(workerID: "test", kvBudgetBytes: budgetBytes, maxBatchTokens: 64))
+                                    config: WorkerConfig(workerID: "test", kvBudgetBytes: budgetBytes, maxBatchTokens: 64), router: router)
         let server = RPCServer(config: ServerConfig(address: "127.0.0.1:0"))
         service.register(on: server)
         let port = try server.start()
@@ -115,6 +117,66 @@ import Testing
             // Malformed bytes.
             let garbage = await ClusterTestSupport.rpcError { _ = try await s.channel.unary(Method.workerForward, request: [0x0a, 0xff, 0xff]) }
             #expect(garbage?.code == .invalidArgument)
+        }
+    }
+}
+
+extension WorkerServiceTests {
+    /// Routed tokens: the worker's own router decides, exactly as the in-process engine with the same router; the
+    /// reply says which layers ran; and every way of getting routing wrong has its code.
+    @Test func routedForwardEqualsTheEngineAndRejectsBadRouting() async throws {
+        let path = try ClusterTestSupport.writeTinyModel(layers: 4)
+        let (_, router) = try await blocking { try TinyRouter.distil(modelPath: path) }
+        let policy = RoutingPolicy(threshold: try router.threshold(forSkipRate: 0.4, alwaysRun: LayerSet()), alwaysRun: LayerSet(), modelLayers: 4)
+        let wire = WireRouting(routerFingerprint: router.fingerprint, threshold: policy.threshold, alwaysRun: [], minLayers: 0)
+        let ids = [5, 9, 30, 41, 77, 12, 3, 200]
+        try await withWorker(path: path, router: router) { s in
+            let dim = s.model.config.dim
+            func request(_ tokens: [TokenEntry], routing: WireRouting?) throws -> ForwardRequest {
+                ForwardRequest(handshake: s.handshake, tokens: tokens, hidden: WireTensor(try s.model.head.embed(ids.prefix(tokens.count).map { $0 }), shape: [tokens.count, dim]),
+                               routing: routing)
+            }
+            let entries = ids.indices.map { TokenEntry(sessionID: 1, position: $0, routed: true) }
+            let reply = try await s.channel.unary(Method.workerForward, try request(entries, routing: wire), response: ForwardReply.self)
+            var local = try s.model.head.embed(ids)
+            let cache = s.model.makeCache()
+            let ran = try local.withUnsafeMutableBufferPointer {
+                try s.model.shard.forward($0.baseAddress!, tokens: ids.indices.map { ShardToken(cache: cache, position: $0) },
+                                          chooser: RouterChooser(router: router, policy: policy))
+            }
+            #expect(reply.hidden.floats() == local, "bit for bit")
+            #expect(reply.layersRun == ran.map { (0..<4).filter($0.contains) })
+            #expect(reply.layersRun.contains { $0.count < 4 }, "the router skipped something: \(reply.layersRun)")
+            let info = try await s.channel.unary(Method.workerInfo, InfoRequest(handshake: s.handshake), response: WorkerInfo.self)
+            #expect(info.routerFingerprint == router.fingerprint && info.counters.layerSkips > 0)
+
+            let one = [TokenEntry(sessionID: 2, position: 0, routed: true)]
+            var other = wire
+            other.routerFingerprint = "feed"
+            let wrongRouter = await ClusterTestSupport.rpcError { _ = try await s.channel.unary(Method.workerForward, try request(one, routing: other), response: ForwardReply.self) }
+            #expect(wrongRouter?.code == .failedPrecondition && wrongRouter?.message.contains("router") == true)
+            let noPolicy = await ClusterTestSupport.rpcError { _ = try await s.channel.unary(Method.workerForward, try request(one, routing: nil), response: ForwardReply.self) }
+            #expect(noPolicy?.code == .invalidArgument && noPolicy?.message.contains("routing") == true)
+            var badLayer = wire
+            badLayer.alwaysRun = [4_000_000_000]
+            let outside = await ClusterTestSupport.rpcError { _ = try await s.channel.unary(Method.workerForward, try request(one, routing: badLayer), response: ForwardReply.self) }
+            #expect(outside?.code == .invalidArgument)
+            var nan = wire
+            nan.threshold = .nan
+            let notANumber = await ClusterTestSupport.rpcError { _ = try await s.channel.unary(Method.workerForward, try request(one, routing: nan), response: ForwardReply.self) }
+            #expect(notANumber?.code == .invalidArgument)
+            let twice = await ClusterTestSupport.rpcError {
+                _ = try await s.channel.unary(Method.workerForward, try request([TokenEntry(sessionID: 3, position: 0), TokenEntry(sessionID: 3, position: 0)], routing: nil),
+                                              response: ForwardReply.self)
+            }
+            #expect(twice?.code == .failedPrecondition && twice?.message.contains("twice") == true)
+        }
+        // A worker without a router refuses routed tokens by name.
+        try await withWorker(path: path) { s in
+            let r = ForwardRequest(handshake: s.handshake, tokens: [TokenEntry(sessionID: 1, position: 0, routed: true)],
+                                   hidden: WireTensor(try s.model.head.embed([5]), shape: [1, s.model.config.dim]), routing: wire)
+            let none = await ClusterTestSupport.rpcError { _ = try await s.channel.unary(Method.workerForward, r, response: ForwardReply.self) }
+            #expect(none?.code == .failedPrecondition && none?.message.contains("no router") == true)
         }
     }
 }
