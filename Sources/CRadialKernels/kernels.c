@@ -218,55 +218,98 @@ SIMD_FN static void matmul_q8_avx2(const int8_t *qs, const float *d, int nb, int
 }
 
 // Eight horizontal sums at once: r[j] = sum of the lanes of a[j].
-SIMD_FN static inline __m256 hsum8(const __m256 a[8]) {
-    __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
-    __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
-    __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
-    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+// Four horizontal sums at once: lane i of the result is the sum of a_i's eight lanes.
+SIMD_FN static inline __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+    __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
 }
 
-// Attention for head dimensions that are multiples of 8: the same arithmetic as attend_generic, with
-// scores computed eight positions at a time.
-SIMD_FN static void attend_avx2(const float *q, int g, int hd, const float *keys, const float *values, int ks,
-                                int npos, const uint8_t *present, float scale, float *scores, float *out) {
-    for (int h = 0; h < g; h++) {
-        const float *qh = q + (size_t)h * hd;
-        float *sc = scores + (size_t)h * npos;
-        int p = 0;
-        for (; p + 8 <= npos; p += 8) {
-            __m256 a[8];
-            for (int t = 0; t < 8; t++) a[t] = _mm256_setzero_ps();
-            for (int j = 0; j < hd; j += 8) {
-                __m256 qv = _mm256_loadu_ps(qh + j);
-                for (int t = 0; t < 8; t++) a[t] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(keys + (size_t)(p + t) * ks + j), a[t]);
+// Attention for the G query heads that share one K/V head (grouped-query attention). Each key and value row is
+// loaded once for all G heads instead of once per head: the loads, not the multiplies, bound this loop.
+// G is a compile-time constant in each caller below, so the per-head loops unroll into registers.
+SIMD_FN static inline __attribute__((always_inline))
+void attend_group(const int G, const float *q, int hd, const float *keys, const float *values, int ks,
+                  int npos, const uint8_t *present, float scale, float *scores, float *out) {
+    const __m128 vscale = _mm_set1_ps(scale);
+    int p = 0;
+    // Scores, four positions at a time.
+    for (; p + 4 <= npos; p += 4) {
+        __m256 a[4][4];
+        for (int h = 0; h < G; h++) for (int t = 0; t < 4; t++) a[h][t] = _mm256_setzero_ps();
+        for (int j = 0; j < hd; j += 8) {
+            __m256 k0 = _mm256_loadu_ps(keys + (size_t)(p + 0) * ks + j);
+            __m256 k1 = _mm256_loadu_ps(keys + (size_t)(p + 1) * ks + j);
+            __m256 k2 = _mm256_loadu_ps(keys + (size_t)(p + 2) * ks + j);
+            __m256 k3 = _mm256_loadu_ps(keys + (size_t)(p + 3) * ks + j);
+            for (int h = 0; h < G; h++) {
+                __m256 qv = _mm256_loadu_ps(q + (size_t)h * hd + j);
+                a[h][0] = _mm256_fmadd_ps(qv, k0, a[h][0]);
+                a[h][1] = _mm256_fmadd_ps(qv, k1, a[h][1]);
+                a[h][2] = _mm256_fmadd_ps(qv, k2, a[h][2]);
+                a[h][3] = _mm256_fmadd_ps(qv, k3, a[h][3]);
             }
-            _mm256_storeu_ps(sc + p, _mm256_mul_ps(hsum8(a), _mm256_set1_ps(scale)));
         }
-        for (; p < npos; p++) {
-            const float *k = keys + (size_t)p * ks;
+        for (int h = 0; h < G; h++)
+            _mm_storeu_ps(scores + (size_t)h * npos + p, _mm_mul_ps(hsum4(a[h][0], a[h][1], a[h][2], a[h][3]), vscale));
+    }
+    for (; p < npos; p++) {
+        const float *k = keys + (size_t)p * ks;
+        for (int h = 0; h < G; h++) {
             __m256 a = _mm256_setzero_ps();
-            for (int j = 0; j < hd; j += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(qh + j), _mm256_loadu_ps(k + j), a);
-            sc[p] = hsum(a) * scale;
+            for (int j = 0; j < hd; j += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + (size_t)h * hd + j), _mm256_loadu_ps(k + j), a);
+            scores[(size_t)h * npos + p] = hsum(a) * scale;
         }
-        float mx = -INFINITY;
+    }
+    // Softmax per head; a masked position (no K/V entry) weighs 0.
+    float inv[4];
+    for (int h = 0; h < G; h++) {
+        float *sc = scores + (size_t)h * npos, mx = -INFINITY, sum = 0;
         for (p = 0; p < npos; p++) {
             if (present && !present[p]) sc[p] = -INFINITY;
             else if (sc[p] > mx) mx = sc[p];
         }
-        float sum = 0;
         for (p = 0; p < npos; p++) { sc[p] = sc[p] == -INFINITY ? 0 : expf(sc[p] - mx); sum += sc[p]; }
-        float inv = sum > 0 ? 1 / sum : 0;
-        float *o = out + (size_t)h * hd;
-        for (int j0 = 0; j0 < hd; j0 += 32) {
-            int w8 = hd - j0 < 32 ? (hd - j0) / 8 : 4;
-            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-            for (p = 0; p < npos; p++) {
-                if (sc[p] == 0) continue;
-                __m256 w = _mm256_set1_ps(sc[p] * inv);
-                const float *v = values + (size_t)p * ks + j0;
-                for (int t = 0; t < w8; t++) acc[t] = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8 * t), acc[t]);
+        inv[h] = sum > 0 ? 1 / sum : 0;
+    }
+    // Weighted values, sixteen dimensions at a time; masked positions are skipped (their memory may be stale).
+    for (int j0 = 0; j0 < hd; j0 += 16) {
+        const int w8 = hd - j0 >= 16 ? 2 : 1;
+        __m256 acc[4][2];
+        for (int h = 0; h < G; h++) { acc[h][0] = _mm256_setzero_ps(); acc[h][1] = _mm256_setzero_ps(); }
+        for (p = 0; p < npos; p++) {
+            if (present && !present[p]) continue;
+            const float *v = values + (size_t)p * ks + j0;
+            __m256 v0 = _mm256_loadu_ps(v), v1 = w8 == 2 ? _mm256_loadu_ps(v + 8) : _mm256_setzero_ps();
+            for (int h = 0; h < G; h++) {
+                __m256 w = _mm256_set1_ps(scores[(size_t)h * npos + p] * inv[h]);
+                acc[h][0] = _mm256_fmadd_ps(w, v0, acc[h][0]);
+                acc[h][1] = _mm256_fmadd_ps(w, v1, acc[h][1]);
             }
-            for (int t = 0; t < w8; t++) _mm256_storeu_ps(o + j0 + 8 * t, acc[t]);
+        }
+        for (int h = 0; h < G; h++) {
+            _mm256_storeu_ps(out + (size_t)h * hd + j0, acc[h][0]);
+            if (w8 == 2) _mm256_storeu_ps(out + (size_t)h * hd + j0 + 8, acc[h][1]);
+        }
+    }
+}
+
+SIMD_FN static void attend_g1(const float *q, int hd, const float *k, const float *v, int ks, int n, const uint8_t *pr, float sc, float *s, float *o) { attend_group(1, q, hd, k, v, ks, n, pr, sc, s, o); }
+SIMD_FN static void attend_g2(const float *q, int hd, const float *k, const float *v, int ks, int n, const uint8_t *pr, float sc, float *s, float *o) { attend_group(2, q, hd, k, v, ks, n, pr, sc, s, o); }
+SIMD_FN static void attend_g3(const float *q, int hd, const float *k, const float *v, int ks, int n, const uint8_t *pr, float sc, float *s, float *o) { attend_group(3, q, hd, k, v, ks, n, pr, sc, s, o); }
+SIMD_FN static void attend_g4(const float *q, int hd, const float *k, const float *v, int ks, int n, const uint8_t *pr, float sc, float *s, float *o) { attend_group(4, q, hd, k, v, ks, n, pr, sc, s, o); }
+
+// Any group size, in chunks of up to four heads (the score buffer holds g rows of npos).
+SIMD_FN static void attend_avx2(const float *q, int g, int hd, const float *keys, const float *values, int ks,
+                                int npos, const uint8_t *present, float scale, float *scores, float *out) {
+    for (int h0 = 0; h0 < g; h0 += 4) {
+        const int G = g - h0 < 4 ? g - h0 : 4;
+        const float *qh = q + (size_t)h0 * hd;
+        float *sc = scores + (size_t)h0 * npos, *o = out + (size_t)h0 * hd;
+        switch (G) {
+        case 1: attend_g1(qh, hd, keys, values, ks, npos, present, scale, sc, o); break;
+        case 2: attend_g2(qh, hd, keys, values, ks, npos, present, scale, sc, o); break;
+        case 3: attend_g3(qh, hd, keys, values, ks, npos, present, scale, sc, o); break;
+        default: attend_g4(qh, hd, keys, values, ks, npos, present, scale, sc, o); break;
         }
     }
 }

@@ -67,14 +67,17 @@ import Testing
         #expect(QuantizedMatrix(tensors: [try f.requireTensor("f")], file: f) == nil)
     }
 
-    @Test func attentionMatchesPlainSoftmax() throws {
-        let g = 3, hd = 64, ks = 200, npos = 37
+    /// Group sizes 1-5 (the SIMD kernel shares each K/V load among up to four heads, in chunks), head sizes with a
+    /// half chunk left over, position counts off the four-position tile, with and without masked positions.
+    @Test(arguments: [(3, 64, 37), (2, 16, 9), (5, 24, 13), (1, 8, 4), (4, 40, 3)])
+    func attentionMatchesPlainSoftmax(_ g: Int, _ hd: Int, _ npos: Int) throws {
+        let ks = 200
         var rng = SplitMix64(seed: 9)
         let q = (0..<(g * hd)).map { _ in Float(rng.nextDouble() - 0.5) }
         let k = (0..<(npos * ks)).map { _ in Float(rng.nextDouble() - 0.5) }
         let v = (0..<(npos * ks)).map { _ in Float(rng.nextDouble() - 0.5) }
         var present = [UInt8](repeating: 1, count: npos)
-        present[3] = 0; present[20] = 0
+        present[min(2, npos - 1)] = 0; present[npos / 2] = 0
         for generic in [false, true] {
             radial_kernels_force_generic(generic ? 1 : 0)
             defer { radial_kernels_force_generic(0) }
