@@ -3013,7 +3013,7 @@ const ProtobufCMessageDescriptor radial__worker_status__descriptor =
   (ProtobufCMessageInit) radial__worker_status__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor radial__status_reply__field_descriptors[14] =
+static const ProtobufCFieldDescriptor radial__status_reply__field_descriptors[16] =
 {
   {
     "handshake",
@@ -3183,6 +3183,30 @@ static const ProtobufCFieldDescriptor radial__status_reply__field_descriptors[14
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "routing",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Radial__StatusReply, routing),
+    &radial__routing_policy__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "router_block",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Radial__StatusReply, router_block),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned radial__status_reply__field_indices_by_name[] = {
   0,   /* field[0] = handshake */
@@ -3192,6 +3216,8 @@ static const unsigned radial__status_reply__field_indices_by_name[] = {
   8,   /* field[8] = layer_skip_rate */
   1,   /* field[1] = model */
   2,   /* field[2] = model_layers */
+  15,   /* field[15] = router_block */
+  14,   /* field[14] = routing */
   5,   /* field[5] = sessions_queued */
   4,   /* field[4] = sessions_running */
   12,   /* field[12] = tokens_forwarded */
@@ -3203,7 +3229,7 @@ static const unsigned radial__status_reply__field_indices_by_name[] = {
 static const ProtobufCIntRange radial__status_reply__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 14 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor radial__status_reply__descriptor =
 {
@@ -3213,7 +3239,7 @@ const ProtobufCMessageDescriptor radial__status_reply__descriptor =
   "Radial__StatusReply",
   "radial",
   sizeof(Radial__StatusReply),
-  14,
+  16,
   radial__status_reply__field_descriptors,
   radial__status_reply__field_indices_by_name,
   1,  radial__status_reply__number_ranges,

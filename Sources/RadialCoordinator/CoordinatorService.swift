@@ -114,6 +114,8 @@ public final class CoordinatorService: Sendable {
         reply.hopsSavedPerToken = metrics.tokensForwarded > 0 ? Double(metrics.rowHopsDense - metrics.rowHops) / rows : 0
         reply.tokensForwarded = metrics.tokensForwarded
         reply.kvPolicy = scheduler.kvPolicy
+        reply.routing = scheduler.routing?.wire
+        reply.routerBlock = scheduler.routing?.chooser.blockSize ?? 1
         let workers = scheduler.cluster.stages + scheduler.cluster.replicas
         let handshake = scheduler.handshake
         reply.workers = await withTaskGroup(of: (Int, WorkerStatus).self) { group in

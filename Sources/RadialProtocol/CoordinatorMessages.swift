@@ -204,6 +204,9 @@ public struct StatusReply: WireMessage, Equatable {
     public var kvPolicy: SkippedLayerKV = .fill
     public var tokensForwarded: UInt64 = 0
     public var forwardBytes: UInt64 = 0
+    /// The coordinator's routing policy (nil: dense), and how many layers its router decides together.
+    public var routing: WireRouting?
+    public var routerBlock: Int = 1
 
     public init(handshake: Handshake) { self.handshake = handshake }
 
@@ -232,6 +235,8 @@ public struct StatusReply: WireMessage, Equatable {
             r.kvPolicy = try kvPolicyFrom(m.kv_policy, field: "StatusReply.kv_policy")
             r.tokensForwarded = m.tokens_forwarded
             r.forwardBytes = m.wire_bytes
+            r.routing = m.routing.map { WireRouting($0.pointee) }
+            r.routerBlock = max(Int(m.router_block), 1)
             return r
         }
     }
@@ -269,6 +274,8 @@ public struct StatusReply: WireMessage, Equatable {
         m.kv_policy = kvPolicy == .fill ? RADIAL__KVPOLICY__KV_FILL : RADIAL__KVPOLICY__KV_MASK
         m.tokens_forwarded = tokensForwarded
         m.wire_bytes = forwardBytes
+        if let routing { m.routing = routing.c(arena) }
+        m.router_block = UInt32(routerBlock)
         return pack(m)
     }
 }

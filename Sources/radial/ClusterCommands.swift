@@ -162,6 +162,10 @@ struct StatusCommand: AsyncParsableCommand {
                 "sessions_queued": s.sessionsQueued, "tokens_generated": s.tokensGenerated, "tokens_per_s": s.tokensPerSecond,
                 "hops_per_token": s.hopsPerToken, "hops_saved_per_token": s.hopsSavedPerToken, "kv_policy": s.kvPolicy.rawValue,
                 "layer_skip_rate": s.layerSkipRate,
+                "routing": s.routing.map { r -> [String: Any] in
+                    ["router_fingerprint": r.routerFingerprint, "threshold": Double(r.threshold), "always_run": r.alwaysRun,
+                     "min_layers": r.minLayers, "block": s.routerBlock]
+                } ?? NSNull(),
                 "tokens_forwarded": s.tokensForwarded, "forward_bytes": s.forwardBytes,
                 "workers": s.workers.map { w -> [String: Any] in
                     let i = w.info
@@ -180,6 +184,12 @@ struct StatusCommand: AsyncParsableCommand {
               + "\(s.tokensGenerated) tokens generated, \(String(format: "%.1f", s.tokensPerSecond)) tokens/s now; "
               + "\(String(format: "%.2f", s.hopsPerToken)) hops/token (\(String(format: "%.2f", s.hopsSavedPerToken)) saved by routing); "
               + "\(s.tokensForwarded > 0 ? s.forwardBytes / s.tokensForwarded : 0) wire bytes per token row; KV policy \(s.kvPolicy.rawValue)")
+        if let r = s.routing {
+            print("routing: router \(r.routerFingerprint.prefix(16)), threshold \(r.threshold), always run \(r.alwaysRun), "
+                  + "at least \(r.minLayers) layers" + (s.routerBlock > 1 ? ", blocks of \(s.routerBlock) layers" : ""))
+        } else {
+            print("routing: off (every token runs every layer)")
+        }
         if s.layerSkipRate.contains(where: { $0 > 0 }) {
             print("skip rate per layer: " + s.layerSkipRate.enumerated().map { "\($0.offset):\(String(format: "%.0f%%", $0.element * 100))" }.joined(separator: " "))
         }

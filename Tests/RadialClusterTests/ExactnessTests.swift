@@ -38,6 +38,7 @@ import Testing
         }
         let status = try await cluster.status()
         #expect(status.workers.allSatisfy { ($0.info?.counters.forwardCalls ?? 0) > 0 })
+        #expect(status.routing == nil && status.hopsSavedPerToken == 0, "no router: dense")
         let exits = cluster.stop()
         #expect(exits.allSatisfy { $0 == 0 }, "every process stops gracefully on SIGTERM, got \(exits)")
     }

@@ -69,6 +69,8 @@ import Testing
         #expect(status.workers.contains { $0.visitsSkipped > 0 })
         #expect(status.layerSkipRate.contains { $0 > 0 })
         #expect(status.kvPolicy == kv)
+        #expect(status.routing?.routerFingerprint == router.fingerprint && status.routing?.threshold == threshold)
+        #expect(status.routerBlock == blockSize)
         let exits = cluster.stop()
         #expect(exits.allSatisfy { $0 == 0 }, "graceful stop, got \(exits)")
     }

@@ -545,10 +545,18 @@ struct  Radial__StatusReply
    * Forward bytes, both directions, all workers
    */
   uint64_t wire_bytes;
+  /*
+   * absent when every token runs every layer
+   */
+  Radial__RoutingPolicy *routing;
+  /*
+   * layers the router decides together (1: each layer)
+   */
+  uint32_t router_block;
 };
 #define RADIAL__STATUS_REPLY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&radial__status_reply__descriptor) \
-    , NULL, (char *)protobuf_c_empty_string, 0, 0,NULL, 0, 0, 0, 0, 0,NULL, 0, 0, RADIAL__KVPOLICY__KV_FILL, 0, 0 }
+    , NULL, (char *)protobuf_c_empty_string, 0, 0,NULL, 0, 0, 0, 0, 0,NULL, 0, 0, RADIAL__KVPOLICY__KV_FILL, 0, 0, NULL, 0 }
 
 
 struct  Radial__TokenizeRequest
