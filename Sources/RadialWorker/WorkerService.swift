@@ -159,7 +159,10 @@ public final class WorkerService: Sendable {
             s.latency.add(seconds)
         }
         return ForwardReply(hidden: WireTensor(out, shape: [request.tokens.count, dim], dtype: request.hidden.dtype),
-                            computeSeconds: seconds, layersRun: ran.map { shard.range.indices.filter($0.contains) })
+                            computeSeconds: seconds,
+                            // Only when some token could skip: an empty list means "all of this worker's layers".
+                            layersRun: request.tokens.contains { $0.routed || $0.layers != nil }
+                                ? ran.map { shard.range.indices.filter($0.contains) } : [])
     }
 
     /// The router under the request's policy, when any token is routed. The coordinator must route with the very

@@ -305,6 +305,7 @@ struct  Radial__ForwardReply
   double compute_seconds;
   /*
    * The layers each token ran, in request order: layers_run_counts[i] entries of layers_run belong to token i.
+   * Empty when no token could skip (none routed, none with a layer list): every token ran all the worker's layers.
    */
   size_t n_layers_run_counts;
   uint32_t *layers_run_counts;
