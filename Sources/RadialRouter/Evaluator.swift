@@ -61,8 +61,7 @@ public struct Evaluator {
                     try model.shard.forward($0.baseAddress!, tokens: tokens, kvPolicy: kvPolicy, chooser: chooser)
                 }
             case .staticPruning(let skip):
-                var plan = LayerSet.all(LayerRange(0, L))
-                for l in skip { plan.remove(l) }
+                let plan = staticPlan(skip)
                 let planned = (0..<n).map { ShardToken(cache: cache, position: $0, layers: plan) }
                 ran = try hidden.withUnsafeMutableBufferPointer { try model.shard.forward($0.baseAddress!, tokens: planned, kvPolicy: kvPolicy) }
             case .oracle(let threshold, let alwaysRun):
@@ -110,9 +109,7 @@ public struct Evaluator {
             case .dense: break
             case .router(let c): chooser = c
             case .staticPruning(let skip):
-                var p = LayerSet.all(LayerRange(0, model.config.layerCount))
-                for l in skip { p.remove(l) }
-                plan = p
+                plan = staticPlan(skip)
             case .oracle: throw RouterError.badPolicy("the oracle is measured by perplexity only")
             }
             let rows = prompt.enumerated().map { (cache: cache, position: $0.offset, token: $0.element, layers: plan) }
@@ -129,6 +126,13 @@ public struct Evaluator {
             outputs.append(out)
         }
         return (outputs, seconds)
+    }
+
+    /// Every layer but `skip`: what static pruning runs for each token.
+    func staticPlan(_ skip: [Int]) -> LayerSet {
+        var plan = LayerSet.all(LayerRange(0, model.config.layerCount))
+        for l in skip { plan.remove(l) }
+        return plan
     }
 
     static func negativeLogLikelihood(_ logits: [Float], row: Int, vocab v: Int, target: Int) -> Double {

@@ -54,7 +54,7 @@ public struct RouterTrainer {
         var adam = Adam(count: net.parameterCount, rate: learningRate)
         var rng = SplitMix64(seed: seed &+ 7)
         var order = trainRows
-        var trainLoss: Float = 0
+        var trainLoss: Float = 0, heldLoss: Float = 0
         for epoch in 1...epochs {
             for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, rng.below(i + 1)) }
             var sum: Float = 0
@@ -65,8 +65,8 @@ public struct RouterTrainer {
                 adam.step(&net, grad)
             }
             trainLoss = sum / Float(max(order.count, 1))
-            let held = heldRows.isEmpty ? 0 : Self.lossAndGradient(net, rows: heldRows, inputs: features, labels: labels, dim: F, layers: L, wantGradient: false).0
-            progress?(Progress(epoch: epoch, epochs: epochs, trainLoss: trainLoss, heldOutLoss: held))
+            heldLoss = heldRows.isEmpty ? 0 : Self.lossAndGradient(net, rows: heldRows, inputs: features, labels: labels, dim: F, layers: L, wantGradient: false).0
+            progress?(Progress(epoch: epoch, epochs: epochs, trainLoss: trainLoss, heldOutLoss: heldLoss))
         }
 
         // Measure on held-out rows; calibrate thresholds on training rows.
@@ -91,7 +91,6 @@ public struct RouterTrainer {
             let s = v.sorted()
             return (0...100).map { quantile(s, Double($0) / 100) }
         }
-        let heldLoss = heldRows.isEmpty ? 0 : Self.lossAndGradient(net, rows: heldRows, inputs: features, labels: labels, dim: F, layers: L, wantGradient: false).0
         let summary = TrainingSummary(trainTokens: heldStart, heldOutTokens: heldRows.count / L, epochs: epochs, trainLoss: trainLoss,
                                       heldOutLoss: heldLoss, heldOutMAE: mae, heldOutCorrelation: corr,
                                       layerOnlyCorrelation: layerOnly, withinLayerCorrelation: within, seconds: (clock.now - start).seconds)
