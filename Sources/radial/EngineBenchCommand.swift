@@ -76,7 +76,7 @@ struct EngineBenchCommand: ParsableCommand {
             "prefill_tokens": prompt.count, "prefill_tokens_per_s": prefillRate,
             "decode_tokens": decodeTokens, "decode_tokens_per_s": decodeRate,
             "batch": batch, "batch_aggregate_tokens_per_s": batchRate,
-            "batch_speedup": batchRate / decodeRate,
+            "batch_speedup": decodeRate > 0 ? batchRate / decodeRate : 0,  // 0: not measured (--only)
             "peak_rss_mb": rssMB, "weights_mb": Double(llama.weightBytes) / 1_048_576,
         ]
         if json {
@@ -84,7 +84,8 @@ struct EngineBenchCommand: ParsableCommand {
         } else {
             print(String(format: "prefill %d tokens: %.1f tokens/s", prompt.count, prefillRate))
             print(String(format: "decode batch 1: %.1f tokens/s", decodeRate))
-            print(String(format: "decode batch %d: %.1f tokens/s aggregate (%.2fx batch 1)", batch, batchRate, batchRate / decodeRate))
+            let speedup = decodeRate > 0 ? String(format: " (%.2fx batch 1)", batchRate / decodeRate) : ""
+            print(String(format: "decode batch %d: %.1f tokens/s aggregate", batch, batchRate) + speedup)
             print(String(format: "peak RSS %.0f MB (fp32 weights %.0f MB)", rssMB, Double(llama.weightBytes) / 1_048_576))
         }
     }

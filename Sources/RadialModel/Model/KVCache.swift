@@ -11,24 +11,34 @@ public enum SkippedLayerKV: String, Sendable, Codable, CaseIterable {
 /// short session holds little memory. Each position also carries a presence bit per layer: attention reads only
 /// positions that were written and not masked.
 ///
+/// Stored head-major: per layer, each K/V head's rows are contiguous, so the attention over one head (one
+/// kernel call) reads one sequential stream instead of a 1/heads slice of every row: at long contexts batched
+/// decode is bound by those reads, and the prefetcher follows a sequential stream.
+///
 /// Not thread-safe: a session is advanced by one forward call at a time (the owner serialises).
 public final class KVCache: @unchecked Sendable {
     public let layers: LayerRange
     public let kvDim: Int
+    /// K/V heads; each holds `kvDim / heads` dimensions.
+    public let heads: Int
+    public let headDim: Int
     public let maxPositions: Int
     /// Positions [0, capacity) are allocated.
     public private(set) var capacity: Int
     /// One past the highest position written.
     public private(set) var length = 0
-    private var keys: [UnsafeMutablePointer<Float>]     // per local layer: (capacity, kvDim)
+    private var keys: [UnsafeMutablePointer<Float>]     // per local layer: (heads, capacity, headDim)
     private var values: [UnsafeMutablePointer<Float>]
     private var present: [UnsafeMutablePointer<UInt8>]  // per local layer: (capacity), 1 = attendable
     private var hasHoles: [Bool]                        // per local layer: some position below its length is absent
     private var layerLength: [Int]                      // per local layer: one past the highest position written
 
-    public init(layers: LayerRange, kvDim: Int, maxPositions: Int, initialCapacity: Int = 64) {
+    public init(layers: LayerRange, kvDim: Int, heads: Int = 1, maxPositions: Int, initialCapacity: Int = 64) {
+        precondition(heads > 0 && kvDim % heads == 0)
         self.layers = layers
         self.kvDim = kvDim
+        self.heads = heads
+        headDim = kvDim / heads
         self.maxPositions = maxPositions
         let cap = min(max(initialCapacity, 1), maxPositions)
         capacity = cap
@@ -49,12 +59,15 @@ public final class KVCache: @unchecked Sendable {
         for p in present { p.deallocate() }
     }
 
+    /// Bytes per stored key or value element.
+    public static let elementBytes = MemoryLayout<Float>.size
+
     /// Bytes held now (keys and values).
-    public var bytes: Int { 2 * layers.count * capacity * kvDim * MemoryLayout<Float>.size }
+    public var bytes: Int { 2 * layers.count * capacity * kvDim * Self.elementBytes }
 
     /// Bytes it would hold with room for `positions` positions.
     public static func bytes(layers: Int, kvDim: Int, positions: Int) -> Int {
-        2 * layers * positions * kvDim * MemoryLayout<Float>.size
+        2 * layers * positions * kvDim * elementBytes
     }
 
     /// The capacity `reserve(position:)` would grow to (doubling, capped at the context limit).
@@ -67,7 +80,7 @@ public final class KVCache: @unchecked Sendable {
 
     /// Bytes held after `reserve(position:)`: what admitting a position would cost, checked before running it.
     public func bytes(reserving position: Int) -> Int {
-        2 * layers.count * capacity(reserving: position) * kvDim * MemoryLayout<Float>.size
+        2 * layers.count * capacity(reserving: position) * kvDim * Self.elementBytes
     }
 
     /// Makes room for `position`, doubling capacity.
@@ -81,7 +94,9 @@ public final class KVCache: @unchecked Sendable {
             for store in [0, 1] {
                 let old = store == 0 ? keys[l] : values[l]
                 let p = UnsafeMutablePointer<Float>.allocate(capacity: newCap * kvDim)
-                p.update(from: old, count: capacity * kvDim)
+                for h in 0..<heads {  // each head's rows move to the start of its larger region
+                    (p + h * newCap * headDim).update(from: old + h * capacity * headDim, count: capacity * headDim)
+                }
                 old.deallocate()
                 if store == 0 { keys[l] = p } else { values[l] = p }
             }
@@ -96,14 +111,27 @@ public final class KVCache: @unchecked Sendable {
 
     @inline(__always) func local(_ layer: Int) -> Int { layer - layers.lowerBound }
 
-    /// Where position `pos`'s key and value rows for `layer` go (after `reserve`).
-    @inline(__always) func keyRow(_ layer: Int, _ pos: Int) -> UnsafeMutablePointer<Float> { keys[local(layer)] + pos * kvDim }
-    @inline(__always) func valueRow(_ layer: Int, _ pos: Int) -> UnsafeMutablePointer<Float> { values[local(layer)] + pos * kvDim }
-    @inline(__always) func keyBase(_ layer: Int) -> UnsafeMutablePointer<Float> { keys[local(layer)] }
-    @inline(__always) func valueBase(_ layer: Int) -> UnsafeMutablePointer<Float> { values[local(layer)] }
+    /// Stores position `pos`'s key and value at `layer` (kvDim floats each, heads one after another; after
+    /// `reserve`) and marks the position present.
+    func write(_ layer: Int, _ pos: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
+        let l = local(layer), hd = headDim
+        for h in 0..<heads {
+            (keys[l] + (h * capacity + pos) * hd).update(from: key + h * hd, count: hd)
+            (values[l] + (h * capacity + pos) * hd).update(from: value + h * hd, count: hd)
+        }
+        markWritten(layer, pos)
+    }
 
-    /// Records that `pos` at `layer` now holds K/V (written by the caller through keyRow/valueRow).
-    func markWritten(_ layer: Int, _ pos: Int) {
+    /// Head `head`'s key rows at `layer`: `headDim` floats per position, positions contiguous.
+    @inline(__always) func keyBase(_ layer: Int, head: Int) -> UnsafePointer<Float> {
+        UnsafePointer(keys[local(layer)] + head * capacity * headDim)
+    }
+    @inline(__always) func valueBase(_ layer: Int, head: Int) -> UnsafePointer<Float> {
+        UnsafePointer(values[local(layer)] + head * capacity * headDim)
+    }
+
+    /// Records that `pos` at `layer` now holds K/V.
+    private func markWritten(_ layer: Int, _ pos: Int) {
         let l = local(layer)
         present[l][pos] = 1
         if pos > layerLength[l] { hasHoles[l] = true }

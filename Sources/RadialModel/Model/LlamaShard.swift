@@ -63,7 +63,7 @@ public final class LlamaShard: Sendable {
     public var weightBytes: Int { layers.reduce(0) { $0 + $1.bytes } }
 
     public func makeCache(initialCapacity: Int = 64, maxPositions: Int? = nil) -> KVCache {
-        KVCache(layers: range, kvDim: config.kvDim, maxPositions: maxPositions ?? config.contextLength,
+        KVCache(layers: range, kvDim: config.kvDim, heads: config.kvHeadCount, maxPositions: maxPositions ?? config.contextLength,
                 initialCapacity: initialCapacity)
     }
 
@@ -171,9 +171,7 @@ public final class LlamaShard: Sendable {
                 let row = qkv + r * qkvDim, t = tokens[r]
                 rope.apply(row, heads: c.headCount, position: t.position)
                 rope.apply(row + c.qDim, heads: c.kvHeadCount, position: t.position)
-                t.cache.keyRow(l, t.position).update(from: row + c.qDim, count: c.kvDim)
-                t.cache.valueRow(l, t.position).update(from: row + c.qDim + c.kvDim, count: c.kvDim)
-                t.cache.markWritten(l, t.position)
+                t.cache.write(l, t.position, key: row + c.qDim, value: row + c.qDim + c.kvDim)
             }
             // causal grouped-query attention, row by row (rows may belong to different sessions)
             attendAll(l, qkv: qkv, ldq: qkvDim, tokens: tokens, out: attn)
@@ -206,7 +204,7 @@ public final class LlamaShard: Sendable {
             let present = t.cache.needsPresenceCheck(l) ? t.cache.presence(l) : nil
             withUnsafeTemporaryAllocation(of: Float.self, capacity: g * npos) { scores in
                 radial_attend(UnsafePointer<Float>(bitPattern: qAddr)! + r * ldq + h * g * hd, Int32(g), Int32(hd),
-                              t.cache.keyBase(l) + h * hd, t.cache.valueBase(l) + h * hd, Int32(c.kvDim), Int32(npos),
+                              t.cache.keyBase(l, head: h), t.cache.valueBase(l, head: h), Int32(hd), Int32(npos),
                               present, scale, scores.baseAddress!, UnsafeMutablePointer<Float>(bitPattern: oAddr)! + r * c.qDim + h * g * hd)
             }
         }
@@ -233,9 +231,7 @@ public final class LlamaShard: Sendable {
             for r in 0..<m {
                 let row = kv + r * kv2, t = tokens[r]
                 rope.apply(row, heads: c.kvHeadCount, position: t.position)
-                t.cache.keyRow(l, t.position).update(from: row, count: c.kvDim)
-                t.cache.valueRow(l, t.position).update(from: row + c.kvDim, count: c.kvDim)
-                t.cache.markWritten(l, t.position)
+                t.cache.write(l, t.position, key: row, value: row + c.kvDim)
             }
         }}
     }
