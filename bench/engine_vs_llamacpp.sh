@@ -2,6 +2,7 @@
 # Side by side on the same GGUF and thread count: Radial's in-process engine vs llama.cpp (llama-cpp-python).
 # Alternates the two engines ROUNDS times and reports medians and ratios (this machine is noisy).
 #   bench/engine_vs_llamacpp.sh [MODEL] [THREADS] [ROUNDS]
+# RADIAL_ACTIVATIONS=q8 measures Radial's int8-activation arithmetic (llama.cpp's) instead of f32.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
@@ -30,7 +31,7 @@ med = lambda rows, k: statistics.median(r[k] for r in rows)
 rd, ld = med(R, "decode_tokens_per_s"), med(L, "decode_tokens_per_s")
 rp, lp = med(R, "prefill_tokens_per_s"), med(L, "prefill_tokens_per_s")
 rb = med(R, "batch_aggregate_tokens_per_s")
-print(f"threads {R[0]['threads']}, {n} alternating rounds, medians (tokens/s)")
+print(f"threads {R[0]['threads']}, radial activations {R[0].get('activations', 'f32')}, {n} alternating rounds, medians (tokens/s)")
 print(f"{'':34}{'radial':>10}{'llama.cpp':>11}{'ratio':>8}  target")
 print(f"{'decode, batch 1, 128 tokens':34}{rd:10.1f}{ld:11.1f}{rd/ld:8.2f}  >= 0.5")
 print(f"{'prefill, 180-token prompt':34}{rp:10.1f}{lp:11.1f}{rp/lp:8.2f}  >= 1.0")

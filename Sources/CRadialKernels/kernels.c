@@ -49,6 +49,65 @@ static void matmul_q8_generic(const int8_t *qs, const float *d, int nb, int r0, 
 }
 
 
+// int8 activations: one block's quantisation (shared by every path, so all of them see the same bits).
+static void quantize_q8_generic(const float *x, int ldx, int n, int nb, int8_t *xq, int ldq, float *xd, float *xs) {
+    for (int i = 0; i < n; i++) {
+        for (int b = 0; b < nb; b++) {
+            const float *xb = x + (size_t)i * ldx + b * 32;
+            float amax = 0;
+            for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(xb[j]));
+            const float dd = amax / 127.0f, id = dd != 0 ? 1.0f / dd : 0.0f;
+            int8_t *q = xq + (size_t)i * ldq + b * 32;
+            int sum = 0;
+            for (int j = 0; j < 32; j++) {
+                long v = lrintf(xb[j] * id);
+                v = v > 127 ? 127 : v < -127 ? -127 : v;
+                q[j] = (int8_t)v;
+                sum += (int)v;
+            }
+            xd[(size_t)i * nb + b] = dd;
+            xs[(size_t)i * nb + b] = dd * (float)sum;
+        }
+    }
+}
+
+static void matmul_q4_q8_generic(const uint8_t *qs, const float *d, const float *m, int nb, int r0, int r1,
+                                 const int8_t *xq, int ldq, const float *xd, const float *xs, int n,
+                                 float *y, int ldy, int acc) {
+    for (int r = r0; r < r1; r++) {
+        for (int i = 0; i < n; i++) {
+            float sum = 0, off = 0;
+            for (int b = 0; b < nb; b++) {
+                const uint8_t *q = qs + ((size_t)r * nb + b) * 16;
+                const int8_t *xb = xq + (size_t)i * ldq + b * 32;
+                int isum = 0;
+                for (int j = 0; j < 16; j++) isum += (q[j] & 15) * xb[j] + (q[j] >> 4) * xb[j + 16];
+                sum += d[(size_t)r * nb + b] * xd[(size_t)i * nb + b] * (float)isum;
+                off += m[(size_t)r * nb + b] * xs[(size_t)i * nb + b];
+            }
+            float *out = y + (size_t)i * ldy + r;
+            *out = acc ? *out + sum + off : sum + off;
+        }
+    }
+}
+
+static void matmul_q8_q8_generic(const int8_t *qs, const float *d, int nb, int r0, int r1,
+                                 const int8_t *xq, int ldq, const float *xd, int n, float *y, int ldy, int acc) {
+    for (int r = r0; r < r1; r++) {
+        for (int i = 0; i < n; i++) {
+            float sum = 0;
+            for (int b = 0; b < nb; b++) {
+                const int8_t *q = qs + ((size_t)r * nb + b) * 32, *xb = xq + (size_t)i * ldq + b * 32;
+                int isum = 0;
+                for (int j = 0; j < 32; j++) isum += q[j] * xb[j];
+                sum += d[(size_t)r * nb + b] * xd[(size_t)i * nb + b] * (float)isum;
+            }
+            float *out = y + (size_t)i * ldy + r;
+            *out = acc ? *out + sum : sum;
+        }
+    }
+}
+
 static void attend_generic(const float *q, int g, int hd, const float *keys, const float *values, int ks,
                            int npos, const uint8_t *present, float scale, float *scores, float *out) {
     for (int h = 0; h < g; h++) {
@@ -217,6 +276,98 @@ SIMD_FN static void matmul_q8_avx2(const int8_t *qs, const float *d, int nb, int
     }
 }
 
+// int8 activations, K inputs per tile as above: per block and input one maddubs (32 byte products summed in
+// pairs), one madd (pairs to 8 int32), a conversion and an FMA with the two blocks' scales: the integer work
+// runs on ports the fp32 version leaves idle, and each input's block is one 32-byte load instead of four.
+SIMD_FN static inline __m256 int_block_dot(__m256i wu, __m256i xs8) {  // wu unsigned bytes, xs8 signed
+    const __m256i p16 = _mm256_maddubs_epi16(wu, xs8);
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+#define Q8X_BODY(K, PREP, DOT) \
+    for (int r = r0; r < r1; r++) { \
+        const float *dr = d + (size_t)r * nb; \
+        __m256 sum[K]; \
+        for (int i = 0; i < K; i++) sum[i] = _mm256_setzero_ps(); \
+        for (int b = 0; b < nb; b++) { \
+            PREP \
+            const __m256 dw = _mm256_set1_ps(dr[b]); \
+            for (int i = 0; i < K; i++) { \
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (size_t)i * ldq + b * 32)); \
+                const __m256 scale = _mm256_mul_ps(dw, _mm256_broadcast_ss(xd + (size_t)i * nb + b)); \
+                sum[i] = _mm256_fmadd_ps(scale, DOT, sum[i]); \
+            } \
+        } \
+        for (int i = 0; i < K; i++) { \
+            float v = hsum(sum[i]) + OFFSET(i); \
+            float *out = y + (size_t)i * ldy + r; \
+            *out = acc ? *out + v : v; \
+        } \
+    }
+
+#define Q4_PREP \
+    const __m128i v4 = _mm_loadu_si128((const __m128i *)(qs + ((size_t)r * nb + b) * 16)); \
+    const __m256i wu = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v4, 4), _mm_set1_epi8(15)), \
+                                        _mm_and_si128(v4, _mm_set1_epi8(15)));
+#define Q8_PREP \
+    const __m256i w8 = _mm256_loadu_si256((const __m256i *)(qs + ((size_t)r * nb + b) * 32)); \
+    const __m256i wu = _mm256_sign_epi8(w8, w8);
+#define OFFSET(i) offset_dot(m + (size_t)r * nb, xs + (size_t)(i) * nb, nb)
+#define Q4Q8(K) \
+SIMD_FN static void q4q8_rows_##K(const uint8_t *qs, const float *d, const float *m, int nb, int r0, int r1, \
+                                  const int8_t *xq, int ldq, const float *xd, const float *xs, float *y, int ldy, int acc) { \
+    Q8X_BODY(K, Q4_PREP, int_block_dot(wu, xv)) }
+Q4Q8(1) Q4Q8(2) Q4Q8(3) Q4Q8(4) Q4Q8(5) Q4Q8(6) Q4Q8(7) Q4Q8(8)
+#undef OFFSET
+#define OFFSET(i) 0.0f
+#define Q8Q8(K) \
+SIMD_FN static void q8q8_rows_##K(const int8_t *qs, const float *d, int nb, int r0, int r1, \
+                                  const int8_t *xq, int ldq, const float *xd, float *y, int ldy, int acc) { \
+    Q8X_BODY(K, Q8_PREP, int_block_dot(wu, _mm256_sign_epi8(xv, w8))) }
+Q8Q8(1) Q8Q8(2) Q8Q8(3) Q8Q8(4) Q8Q8(5) Q8Q8(6) Q8Q8(7) Q8Q8(8)
+#undef OFFSET
+
+SIMD_FN static void matmul_q4_q8_avx2(const uint8_t *qs, const float *d, const float *m, int nb, int r0, int r1,
+                                      const int8_t *xq, int ldq, const float *xd, const float *xs, int n,
+                                      float *y, int ldy, int acc) {
+    for (int i0 = 0; i0 < n; i0 += 8) {
+        const int k = n - i0 < 8 ? n - i0 : 8;
+        const int8_t *q = xq + (size_t)i0 * ldq;
+        const float *dd = xd + (size_t)i0 * nb, *ss = xs + (size_t)i0 * nb;
+        float *yi = y + (size_t)i0 * ldy;
+        switch (k) {
+        case 1: q4q8_rows_1(qs, d, m, nb, r0, r1, q, ldq, dd, ss, yi, ldy, acc); break;
+        case 2: q4q8_rows_2(qs, d, m, nb, r0, r1, q, ldq, dd, ss, yi, ldy, acc); break;
+        case 3: q4q8_rows_3(qs, d, m, nb, r0, r1, q, ldq, dd, ss, yi, ldy, acc); break;
+        case 4: q4q8_rows_4(qs, d, m, nb, r0, r1, q, ldq, dd, ss, yi, ldy, acc); break;
+        case 5: q4q8_rows_5(qs, d, m, nb, r0, r1, q, ldq, dd, ss, yi, ldy, acc); break;
+        case 6: q4q8_rows_6(qs, d, m, nb, r0, r1, q, ldq, dd, ss, yi, ldy, acc); break;
+        case 7: q4q8_rows_7(qs, d, m, nb, r0, r1, q, ldq, dd, ss, yi, ldy, acc); break;
+        default: q4q8_rows_8(qs, d, m, nb, r0, r1, q, ldq, dd, ss, yi, ldy, acc); break;
+        }
+    }
+}
+
+SIMD_FN static void matmul_q8_q8_avx2(const int8_t *qs, const float *d, int nb, int r0, int r1,
+                                      const int8_t *xq, int ldq, const float *xd, int n, float *y, int ldy, int acc) {
+    for (int i0 = 0; i0 < n; i0 += 8) {
+        const int k = n - i0 < 8 ? n - i0 : 8;
+        const int8_t *q = xq + (size_t)i0 * ldq;
+        const float *dd = xd + (size_t)i0 * nb;
+        float *yi = y + (size_t)i0 * ldy;
+        switch (k) {
+        case 1: q8q8_rows_1(qs, d, nb, r0, r1, q, ldq, dd, yi, ldy, acc); break;
+        case 2: q8q8_rows_2(qs, d, nb, r0, r1, q, ldq, dd, yi, ldy, acc); break;
+        case 3: q8q8_rows_3(qs, d, nb, r0, r1, q, ldq, dd, yi, ldy, acc); break;
+        case 4: q8q8_rows_4(qs, d, nb, r0, r1, q, ldq, dd, yi, ldy, acc); break;
+        case 5: q8q8_rows_5(qs, d, nb, r0, r1, q, ldq, dd, yi, ldy, acc); break;
+        case 6: q8q8_rows_6(qs, d, nb, r0, r1, q, ldq, dd, yi, ldy, acc); break;
+        case 7: q8q8_rows_7(qs, d, nb, r0, r1, q, ldq, dd, yi, ldy, acc); break;
+        default: q8q8_rows_8(qs, d, nb, r0, r1, q, ldq, dd, yi, ldy, acc); break;
+        }
+    }
+}
+
 // Eight horizontal sums at once: r[j] = sum of the lanes of a[j].
 // Four horizontal sums at once: lane i of the result is the sum of a_i's eight lanes.
 SIMD_FN static inline __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
@@ -359,4 +510,25 @@ void radial_attend(const float *q, int g, int hd, const float *keys, const float
     }
 #endif
     attend_generic(q, g, hd, keys, values, kv_stride, npos, present, scale, scores, out);
+}
+
+void radial_quantize_q8(const float *x, int ldx, int n, int nb, int8_t *xq, int ldq, float *xd, float *xs) {
+    quantize_q8_generic(x, ldx, n, nb, xq, ldq, xd, xs);
+}
+
+void radial_matmul_q4_q8(const uint8_t *qs, const float *d, const float *m, int nb, int r0, int r1,
+                         const int8_t *xq, int ldq, const float *xd, const float *xs, int n,
+                         float *y, int ldy, int acc) {
+#ifdef RADIAL_X86
+    if (radial_kernels_simd()) { matmul_q4_q8_avx2(qs, d, m, nb, r0, r1, xq, ldq, xd, xs, n, y, ldy, acc); return; }
+#endif
+    matmul_q4_q8_generic(qs, d, m, nb, r0, r1, xq, ldq, xd, xs, n, y, ldy, acc);
+}
+
+void radial_matmul_q8_q8(const int8_t *qs, const float *d, int nb, int r0, int r1,
+                         const int8_t *xq, int ldq, const float *xd, int n, float *y, int ldy, int acc) {
+#ifdef RADIAL_X86
+    if (radial_kernels_simd()) { matmul_q8_q8_avx2(qs, d, nb, r0, r1, xq, ldq, xd, n, y, ldy, acc); return; }
+#endif
+    matmul_q8_q8_generic(qs, d, nb, r0, r1, xq, ldq, xd, n, y, ldy, acc);
 }

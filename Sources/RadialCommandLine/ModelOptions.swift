@@ -11,15 +11,35 @@ public struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "BLAS threads (default: 2, or RADIAL_THREADS).")
     public var threads: Int?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Decode arithmetic: f32 (default, or RADIAL_ACTIVATIONS) multiplies fp32 activations by the 4/8-bit weights "
+        + "and equals the fp32 reference up to summation order; q8 quantises activations to int8 per block of 32 "
+        + "as llama.cpp does: faster, but greedy text drifts from f32's after a few tokens. Every process of a "
+        + "cluster must use the same one for its output to equal `radial run` with it.",
+        valueName: "f32|q8"))
+    public var activations: String?
+
     public func validate() throws {
         if let t = threads, t < 1 || t > 256 { throw ValidationError("--threads must be between 1 and 256") }
+        _ = try resolvedActivations()
     }
 
+    func resolvedActivations() throws -> QuantizedMatrix.Activations {
+        let env = ProcessInfo.processInfo.environment["RADIAL_ACTIVATIONS"]
+        let name = activations ?? (env?.isEmpty == false ? env! : "f32")
+        guard let mode = QuantizedMatrix.Activations(rawValue: name) else {
+            throw ValidationError("--activations must be f32 or q8 (got '\(name)'\(activations == nil ? " from RADIAL_ACTIVATIONS" : ""))")
+        }
+        return mode
+    }
+
+    /// Thread counts and decode arithmetic, process-wide; call before loading.
     public func applyThreads() {
         let env = ProcessInfo.processInfo.environment["RADIAL_THREADS"].flatMap(Int.init)
         let n = threads ?? env ?? 2
         BLAS.setThreads(n)
         QuantizedMatrix.threads = n
+        QuantizedMatrix.activations = (try? resolvedActivations()) ?? .f32
     }
 
     public func openFile() throws -> GGUFFile {

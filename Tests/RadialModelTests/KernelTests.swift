@@ -100,4 +100,61 @@ import Testing
             }
         }
     }
+
+    /// int8 activations: the quantiser's blocks (q in ±127, |x - q·d| <= d/2, s = d·Σq).
+    @Test func quantizerBlocks() {
+        var rng = SplitMix64(seed: 21)
+        let n = 3, nb = 4, cols = nb * 32
+        var x = (0..<(n * cols)).map { _ in Float(rng.nextDouble() * 6 - 3) }
+        for j in 32..<64 { x[j] = 0 }  // an all-zero block: d = 0, q = 0
+        var q = [Int8](repeating: 0, count: n * cols), d = [Float](repeating: -1, count: n * nb), sums = d
+        radial_quantize_q8(x, Int32(cols), Int32(n), Int32(nb), &q, Int32(cols), &d, &sums)
+        for i in 0..<n { for b in 0..<nb {
+            let blk = i * nb + b, dd = d[blk]
+            var total = 0
+            for j in 0..<32 {
+                let e = i * cols + b * 32 + j
+                #expect(abs(Int(q[e])) <= 127)
+                #expect(abs(x[e] - Float(q[e]) * dd) <= dd / 2 * 1.0001 + 1e-7)
+                total += Int(q[e])
+            }
+            #expect(sums[blk] == dd * Float(total))
+            if i == 0 && b == 1 { #expect(dd == 0 && total == 0) } else { #expect(q[(i * cols + b * 32)..<(i * cols + b * 32 + 32)].contains { abs($0) == 127 }) }
+        } }
+    }
+
+    /// q8 arithmetic: exactly the integer product of the quantised activations and the weights (SIMD and
+    /// portable), close to the fp32 product, and the same bits for a row alone or in any batch.
+    @Test(arguments: [GGMLType.q4_0, .q4_1, .q8_0])
+    func int8ActivationsMatchTheirReferenceAndAreBatchInvariant(_ type: GGMLType) throws {
+        let rows = 70, cols = 96, nb = cols / 32
+        let (q, w) = try matrix(type, rows: rows, cols: cols, seed: 17)
+        var rng = SplitMix64(seed: 8)
+        let n = 11
+        let x = (0..<(n * cols)).map { _ in Float(rng.nextDouble() * 2 - 1) }
+        // the activations the kernels see
+        var xq = [Int8](repeating: 0, count: n * cols), xd = [Float](repeating: 0, count: n * nb), xs = xd
+        radial_quantize_q8(x, Int32(cols), Int32(n), Int32(nb), &xq, Int32(cols), &xd, &xs)
+        let xDequant = (0..<(n * cols)).map { Float(xq[$0]) * xd[($0 / cols) * nb + ($0 % cols) / 32] }
+        let want = reference(w, rows: rows, cols: cols, xDequant, inputs: n)
+        let fp32 = reference(w, rows: rows, cols: cols, x, inputs: n)
+        func run(_ inputs: Int, offset: Int, threads: Int) -> [Float] {
+            var y = [Float](repeating: 0, count: inputs * rows)
+            x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
+                q.multiply(xp.baseAddress! + offset * cols, inputs: inputs, into: yp.baseAddress!, threads: threads, activations: .q8)
+            } }
+            return y
+        }
+        for generic in [false, true] {
+            radial_kernels_force_generic(generic ? 1 : 0)
+            defer { radial_kernels_force_generic(0) }
+            let all = run(n, offset: 0, threads: generic ? 1 : 2)
+            #expect(TestSupport.maxAbsDiff(all, want) < 1e-4, "\(type) generic=\(generic)")
+            #expect(TestSupport.maxAbsDiff(all, fp32) < 0.05, "\(type): int8 activations far from fp32")
+            #expect(TestSupport.maxAbsDiff(all, fp32) > 0, "\(type): q8 must not be the fp32 path")
+            // batch invariance: each row alone, and a batch of 3 starting at row 5, give the same bits
+            for i in 0..<n { #expect(run(1, offset: i, threads: 1) == Array(all[(i * rows)..<((i + 1) * rows)])) }
+            #expect(run(3, offset: 5, threads: 2) == Array(all[(5 * rows)..<(8 * rows)]))
+        }
+    }
 }

@@ -22,6 +22,19 @@ void radial_matmul_q8(const int8_t *qs, const float *d, int nb,
                       int row_begin, int row_end, const float *x, int ldx, int n_inputs,
                       float *y, int ldy, int accumulate);
 
+// int8 activations (the opt-in `q8` arithmetic, llama.cpp's): each input row quantised per block of 32 to
+// q[32] int8 with scale d = max|x|/127 (q = round-to-nearest-even(x/d)) and s = d * sum(q); weights times those
+// in integer dot products, scaled per block in fp32. Results are no longer the fp32 product (activations carry
+// ~0.4% error per block), but every row is still summed in one order whatever the batch.
+//   xq: n_inputs rows of nb*32 int8 (row stride ldq bytes); xd, xs: n_inputs rows of nb floats (stride nb).
+void radial_quantize_q8(const float *x, int ldx, int n_inputs, int nb, int8_t *xq, int ldq, float *xd, float *xs);
+void radial_matmul_q4_q8(const uint8_t *qs, const float *d, const float *m, int nb, int row_begin, int row_end,
+                         const int8_t *xq, int ldq, const float *xd, const float *xs, int n_inputs,
+                         float *y, int ldy, int accumulate);
+void radial_matmul_q8_q8(const int8_t *qs, const float *d, int nb, int row_begin, int row_end,
+                         const int8_t *xq, int ldq, const float *xd, int n_inputs,
+                         float *y, int ldy, int accumulate);
+
 // Attention of `g` query heads (q: g rows of hd, contiguous) sharing one K/V head, over positions [0, npos):
 // keys[p*kv_stride .. +hd], values likewise. present[p] == 0 excludes a position (NULL: all present).
 // scores: scratch of g*npos floats. out: g rows of hd.

@@ -7,6 +7,15 @@ import Dispatch
 ///
 /// Read-only after init (hence `@unchecked Sendable`).
 public final class QuantizedMatrix: @unchecked Sendable {
+    /// The arithmetic of the decode kernels.
+    public enum Activations: String, Sendable, CaseIterable {
+        /// fp32 inputs times the dequantised weights: the fp32 reference's results up to summation order.
+        case f32
+        /// Inputs quantised per block of 32 to int8 (llama.cpp's arithmetic): integer dot products, faster,
+        /// but ~0.4% error per block, so greedy text drifts from the fp32 reference after a few tokens.
+        case q8
+    }
+
     public enum Format: Sendable { case q4, q8 }
     public let format: Format
     public let rows: Int
@@ -69,7 +78,8 @@ public final class QuantizedMatrix: @unchecked Sendable {
     /// across `threads` when the matrix is large enough to repay the hand-off.
     public func multiply(_ x: UnsafePointer<Float>, inputs n: Int, ldx: Int? = nil,
                          into y: UnsafeMutablePointer<Float>, ldy: Int? = nil, accumulate: Bool = false,
-                         rowStart: Int = 0, rowCount: Int? = nil, threads: Int = QuantizedMatrix.threads) {
+                         rowStart: Int = 0, rowCount: Int? = nil, threads: Int = QuantizedMatrix.threads,
+                         activations: Activations = QuantizedMatrix.activations) {
         let count = rowCount ?? rows - rowStart
         precondition(rowStart >= 0 && rowStart + count <= rows)
         let lx = Int32(ldx ?? columns), ly = Int32(ldy ?? count), nb = Int32(blocksPerRow)
@@ -80,10 +90,32 @@ public final class QuantizedMatrix: @unchecked Sendable {
         let xAddr = UInt(bitPattern: x), yAddr = UInt(bitPattern: y)
         let fmt = format, qBytes = format == .q4 ? 16 : 32
         let acc: Int32 = accumulate ? 1 : 0
+        // q8 arithmetic: the inputs are quantised once here, before the rows are split across threads.
+        let q8 = activations == .q8
+        let xq = q8 ? UnsafeMutablePointer<Int8>.allocate(capacity: n * columns) : nil
+        let xd = q8 ? UnsafeMutablePointer<Float>.allocate(capacity: 2 * n * Int(nb)) : nil
+        defer { xq?.deallocate(); xd?.deallocate() }
+        if let xq, let xd {
+            radial_quantize_q8(x, lx, Int32(n), nb, xq, Int32(columns), xd, xd + n * Int(nb))
+        }
+        let xqAddr = UInt(bitPattern: xq), xdAddr = UInt(bitPattern: xd), xsOffset = n * Int(nb), ldq = Int32(columns)
         let run: @Sendable (Int, Int) -> Void = { r0, r1 in
             let q = UnsafeRawPointer(bitPattern: qsAddr)! + blockBase * qBytes
             let d = UnsafePointer<Float>(bitPattern: dAddr)!
-            let x = UnsafePointer<Float>(bitPattern: xAddr)!, y = UnsafeMutablePointer<Float>(bitPattern: yAddr)!
+            let y = UnsafeMutablePointer<Float>(bitPattern: yAddr)!
+            if q8 {
+                let xq = UnsafePointer<Int8>(bitPattern: xqAddr)!, xd = UnsafePointer<Float>(bitPattern: xdAddr)!
+                switch fmt {
+                case .q4:
+                    radial_matmul_q4_q8(q.assumingMemoryBound(to: UInt8.self), d, UnsafePointer<Float>(bitPattern: mAddr)!, nb,
+                                        Int32(r0), Int32(r1), xq, ldq, xd, xd + xsOffset, Int32(n), y, ly, acc)
+                case .q8:
+                    radial_matmul_q8_q8(q.assumingMemoryBound(to: Int8.self), d, nb, Int32(r0), Int32(r1),
+                                        xq, ldq, xd, Int32(n), y, ly, acc)
+                }
+                return
+            }
+            let x = UnsafePointer<Float>(bitPattern: xAddr)!
             switch fmt {
             case .q4:
                 radial_matmul_q4(q.assumingMemoryBound(to: UInt8.self), d, UnsafePointer<Float>(bitPattern: mAddr)!, nb,
@@ -108,5 +140,8 @@ public final class QuantizedMatrix: @unchecked Sendable {
 
     /// Threads the quantised kernels use (set with BLAS threads by the CLI).
     nonisolated(unsafe) public static var threads = 2
+
+    /// How the decode kernels multiply: set once at start-up (`--activations`), before any work runs.
+    nonisolated(unsafe) public static var activations = Activations.f32
     public static var usesSIMD: Bool { radial_kernels_simd() != 0 }
 }
