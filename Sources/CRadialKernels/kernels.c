@@ -178,8 +178,9 @@ SIMD_FN static inline float offset_dot(const float *m, const float *xs, int nb) 
     return t;
 }
 
-// K inputs (a batch of sequences, K = 1...8 per tile): each block of weights is widened and scaled once, then
-// used by all K inputs, so the batch streams the weights once. K is a constant in each generated copy, which keeps
+// K inputs (a batch of sequences, K = 1...8 per tile): each block of weights is widened once, then used by all
+// K inputs, so the batch streams the weights once; the block's scale multiplies each input's block sum (one FMA)
+// rather than the 32 weights (four multiplies): at one input the widening, not the memory, is the bound. K is a constant in each generated copy, which keeps
 // the accumulators in registers. Every input is summed in the same order whatever K is, so a row's result does
 // not depend on how many rows share its tile: a token gets the same bits alone, batched with other sessions, or
 // split over workers (what makes the cluster equal the in-process engine exactly). Consecutive blocks' products
@@ -193,9 +194,7 @@ SIMD_FN static inline float offset_dot(const float *m, const float *xs, int nb) 
         for (int b = 0; b < nb; b++) { \
             __m256 w[4]; \
             WIDEN(qr + b * QSTRIDE, w); \
-            __m256 db = _mm256_set1_ps(dr[b]); \
-            w[0] = _mm256_mul_ps(w[0], db); w[1] = _mm256_mul_ps(w[1], db); \
-            w[2] = _mm256_mul_ps(w[2], db); w[3] = _mm256_mul_ps(w[3], db); \
+            const __m256 db = _mm256_set1_ps(dr[b]); \
             const float *xb = x + b * 32; \
             for (int i = 0; i < K; i++) { \
                 const float *xk = xb + (size_t)i * ldx; \
@@ -203,7 +202,7 @@ SIMD_FN static inline float offset_dot(const float *m, const float *xs, int nb) 
                 s = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(xk + 8), s); \
                 s = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(xk + 16), s); \
                 s = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xk + 24), s); \
-                sum[i] = _mm256_add_ps(sum[i], s); \
+                sum[i] = _mm256_fmadd_ps(s, db, sum[i]); \
             } \
         } \
         for (int i = 0; i < K; i++) { \
