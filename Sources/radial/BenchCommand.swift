@@ -63,10 +63,15 @@ struct BenchCommand: AsyncParsableCommand {
     var label: String?
     @Option(name: .long, help: "BLAS threads for --model (default: 2, or RADIAL_THREADS).")
     var threads: Int?
+    @Option(name: .long, help: "Decode arithmetic for --model: f32 or q8 (default: f32, or RADIAL_ACTIVATIONS).")
+    var activations: String?
     @Flag(name: .long, help: "One JSON object per configuration instead of a table.")
     var json = false
 
     func validate() throws {
+        if let a = activations, QuantizedMatrix.Activations(rawValue: a) == nil {
+            throw ValidationError("--activations must be f32 or q8 (got '\(a)')")
+        }
         guard maxTokens >= 2, concurrency.allSatisfy({ $0 >= 1 && $0 <= 256 }) else {
             throw ValidationError("--max-tokens must be at least 2 and --concurrency values 1...256")
         }
@@ -80,6 +85,7 @@ struct BenchCommand: AsyncParsableCommand {
             var options = ModelOptions()
             options.model = model
             options.threads = threads
+            options.activations = activations  // every @Option of a hand-built ModelOptions must be assigned
             let (llama, tokenizer) = try options.load()
             for c in concurrency { results.append(try inProcess(llama, tokenizer, streams: c)) }
         } else {

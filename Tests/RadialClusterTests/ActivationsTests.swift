@@ -58,4 +58,18 @@ import Testing
         #expect(r.status != 0)
         #expect(r.stderr.contains("--activations must be f32 or q8"))
     }
+
+    /// `radial bench --model` (in-process) in both arithmetics: it builds its ModelOptions by hand.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: ClusterTestSupport.realModelPath), "the real model is fetched by scripts/setup.sh model"))
+    func inProcessBenchRunsInBothModes() throws {
+        for mode in ["f32", "q8"] {
+            let out = try TestPaths.run(TestPaths.binDir + "/radial", [
+                "bench", "--model", ClusterTestSupport.realModelPath, "--threads", "1", "--activations", mode,
+                "--max-tokens", "3", "--concurrency", "1", "--json",
+            ])
+            let last = try #require(out.split(separator: "\n").last)
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
+            #expect((json["tokens"] as? Int ?? 0) >= 3, "\(mode): \(last)")
+        }
+    }
 }
