@@ -1555,7 +1555,7 @@ const ProtobufCMessageDescriptor radial__worker_counters__descriptor =
   (ProtobufCMessageInit) radial__worker_counters__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor radial__worker_info__field_descriptors[12] =
+static const ProtobufCFieldDescriptor radial__worker_info__field_descriptors[13] =
 {
   {
     "handshake",
@@ -1701,8 +1701,21 @@ static const ProtobufCFieldDescriptor radial__worker_info__field_descriptors[12]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "activations",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Radial__WorkerInfo, activations),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned radial__worker_info__field_indices_by_name[] = {
+  12,   /* field[12] = activations */
   10,   /* field[10] = counters */
   0,   /* field[0] = handshake */
   4,   /* field[4] = hidden_size */
@@ -1719,7 +1732,7 @@ static const unsigned radial__worker_info__field_indices_by_name[] = {
 static const ProtobufCIntRange radial__worker_info__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 12 }
+  { 0, 13 }
 };
 const ProtobufCMessageDescriptor radial__worker_info__descriptor =
 {
@@ -1729,7 +1742,7 @@ const ProtobufCMessageDescriptor radial__worker_info__descriptor =
   "Radial__WorkerInfo",
   "radial",
   sizeof(Radial__WorkerInfo),
-  12,
+  13,
   radial__worker_info__field_descriptors,
   radial__worker_info__field_indices_by_name,
   1,  radial__worker_info__number_ranges,

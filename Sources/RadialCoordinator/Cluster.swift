@@ -18,7 +18,8 @@ public struct Cluster: Sendable {
     /// coordinator's, and that together they cover the model's layers with no gap and no partial overlap.
     public static func connect(addresses: [String], handshake: Handshake, config: LlamaConfig,
                                channel: (String) throws -> ChannelConfig, timeout: Duration,
-                               routerFingerprint: String? = nil, log: (String) -> Void) async throws -> Cluster {
+                               routerFingerprint: String? = nil, activations: String = "f32",
+                               log: (String) -> Void) async throws -> Cluster {
         guard !addresses.isEmpty else { throw ClusterError("no workers given") }
         if let dup = Dictionary(grouping: addresses, by: { $0 }).first(where: { $0.value.count > 1 }) {
             throw ClusterError("worker \(dup.key) is listed twice")
@@ -45,6 +46,11 @@ public struct Cluster: Sendable {
             if let want = routerFingerprint, info.routerFingerprint != want {
                 let has = info.routerFingerprint.isEmpty ? "has no router" : "holds router \(info.routerFingerprint.prefix(12))…"
                 throw ClusterError("worker \(address) \(has), this coordinator routes with \(want.prefix(12))…; start every worker with the same --router file")
+            }
+            // Every process must multiply the same way, or the cluster's tokens differ from any single process's.
+            let theirs = info.activations.isEmpty ? "f32" : info.activations
+            if theirs != activations {
+                throw ClusterError("worker \(address) runs --activations \(theirs), this coordinator \(activations); start every process with the same --activations")
             }
             log("worker \(address): layers \(info.layers), KV budget \(info.kvBudgetBytes >> 20) MiB, RSS \(info.rssBytes >> 20) MiB")
             clients.append(WorkerClient(address: address, channel: ch, info: info))

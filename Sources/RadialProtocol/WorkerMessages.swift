@@ -63,6 +63,8 @@ public struct WorkerInfo: WireMessage, Equatable {
     public var counters = WorkerCounters()
     /// The router this worker loaded ("" when none).
     public var routerFingerprint = ""
+    /// The worker's decode arithmetic (`--activations`): "f32" or "q8"; empty (an older worker) means f32.
+    public var activations = ""
 
     public init(handshake: Handshake, workerID: String, layers: LayerRange, modelLayers: Int, hiddenSize: Int) {
         self.handshake = handshake
@@ -92,6 +94,7 @@ public struct WorkerInfo: WireMessage, Equatable {
         rssBytes = m.rss_bytes
         counters = m.counters.map { WorkerCounters($0.pointee) } ?? WorkerCounters()
         routerFingerprint = text(m.router_fingerprint)
+        activations = text(m.activations)
     }
 
     func c(_ arena: Arena) -> UnsafeMutablePointer<Radial__WorkerInfo> {
@@ -113,6 +116,7 @@ public struct WorkerInfo: WireMessage, Equatable {
         m.rss_bytes = rssBytes
         m.counters = counters.c(arena)
         m.router_fingerprint = arena.string(routerFingerprint)
+        m.activations = arena.string(activations)
         return arena.message(m)
     }
 

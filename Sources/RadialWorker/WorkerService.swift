@@ -94,6 +94,7 @@ public final class WorkerService: Sendable {
         info.rssBytes = ProcessMemory.residentBytes
         info.counters = s.counters
         info.routerFingerprint = routerFingerprint
+        info.activations = QuantizedMatrix.activations.rawValue
         info.counters.forwardP50ms = s.latency.quantile(0.5) * 1000
         info.counters.forwardP99ms = s.latency.quantile(0.99) * 1000
         return info

@@ -84,7 +84,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
             cluster = try await Cluster.connect(addresses: workerList, handshake: handshake, config: config,
                                                 channel: { try workerSecurity.channelConfig(target: $0) },
                                                 timeout: .milliseconds(Int64(connectTimeout * 1000)),
-                                                routerFingerprint: routing?.wire.routerFingerprint, log: Serving.log)
+                                                routerFingerprint: routing?.wire.routerFingerprint,
+                                                activations: QuantizedMatrix.activations.rawValue, log: Serving.log)
         } catch { Serving.fail("refusing to serve: \(error)") }
         if let routing, !routing.chooser.aligned(with: cluster.stages.map(\.layers)) {
             let b = routing.chooser.blockSize

@@ -28,6 +28,13 @@ import Testing
         #expect(r.stderr.contains("serves another model"), "got: \(r.stderr)")
     }
 
+    @Test func refusesAWorkerWithOtherArithmetic() throws {
+        let model = try ClusterTestSupport.writeTinyModel()
+        let r = try coordinatorRefusal(model: model, workers: [(model, "0-1", []), (model, "2-2", ["--activations", "q8"])])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("runs --activations q8, this coordinator f32"), "got: \(r.stderr)")
+    }
+
     @Test func refusesMissingLayers() throws {
         let model = try ClusterTestSupport.writeTinyModel()
         let r = try coordinatorRefusal(model: model, workers: [(model, "0-0", []), (model, "2-2", [])])

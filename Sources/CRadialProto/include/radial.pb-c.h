@@ -193,10 +193,14 @@ struct  Radial__WorkerInfo
    * the router this worker loaded; empty when none
    */
   char *router_fingerprint;
+  /*
+   * decode arithmetic, "f32" or "q8" (--activations); empty means f32
+   */
+  char *activations;
 };
 #define RADIAL__WORKER_INFO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&radial__worker_info__descriptor) \
-    , NULL, (char *)protobuf_c_empty_string, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, (char *)protobuf_c_empty_string }
+    , NULL, (char *)protobuf_c_empty_string, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 /*
