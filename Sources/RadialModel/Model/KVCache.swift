@@ -59,15 +59,12 @@ public final class KVCache: @unchecked Sendable {
         for p in present { p.deallocate() }
     }
 
-    /// Bytes per stored key or value element.
-    public static let elementBytes = MemoryLayout<Float>.size
-
     /// Bytes held now (keys and values).
-    public var bytes: Int { 2 * layers.count * capacity * kvDim * Self.elementBytes }
+    public var bytes: Int { 2 * layers.count * capacity * kvDim * MemoryLayout<Float>.size }
 
     /// Bytes it would hold with room for `positions` positions.
     public static func bytes(layers: Int, kvDim: Int, positions: Int) -> Int {
-        2 * layers * positions * kvDim * elementBytes
+        2 * layers * positions * kvDim * MemoryLayout<Float>.size
     }
 
     /// The capacity `reserve(position:)` would grow to (doubling, capped at the context limit).
@@ -80,7 +77,7 @@ public final class KVCache: @unchecked Sendable {
 
     /// Bytes held after `reserve(position:)`: what admitting a position would cost, checked before running it.
     public func bytes(reserving position: Int) -> Int {
-        2 * layers.count * capacity(reserving: position) * kvDim * Self.elementBytes
+        2 * layers.count * capacity(reserving: position) * kvDim * MemoryLayout<Float>.size
     }
 
     /// Makes room for `position`, doubling capacity.
