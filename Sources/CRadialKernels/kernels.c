@@ -49,7 +49,7 @@ static void matmul_q8_generic(const int8_t *qs, const float *d, int nb, int r0, 
 }
 
 
-// int8 activations: one block's quantisation (shared by every path, so all of them see the same bits).
+// int8 activations: the quantiser (one version for every path, so all of them see the same bits).
 static void quantize_q8_generic(const float *x, int ldx, int n, int nb, int8_t *xq, int ldq, float *xd, float *xs) {
     for (int i = 0; i < n; i++) {
         for (int b = 0; b < nb; b++) {
@@ -212,6 +212,15 @@ SIMD_FN static inline float offset_dot(const float *m, const float *xs, int nb) 
         } \
     }
 
+// Calls the copy of a tile kernel generated for k inputs (1...8): name_1 ... name_8.
+#define FOR_TILE(k, name, ...) \
+    switch (k) { \
+    case 1: name##_1(__VA_ARGS__); break; case 2: name##_2(__VA_ARGS__); break; \
+    case 3: name##_3(__VA_ARGS__); break; case 4: name##_4(__VA_ARGS__); break; \
+    case 5: name##_5(__VA_ARGS__); break; case 6: name##_6(__VA_ARGS__); break; \
+    case 7: name##_7(__VA_ARGS__); break; default: name##_8(__VA_ARGS__); break; \
+    }
+
 #define OFFSET(i) offset_dot(m + (size_t)r * nb, xsum + (i) * nb, nb)
 #define Q4_MULTI(K) \
 SIMD_FN static void q4_rows_##K(const uint8_t *qs, const float *d, const float *m, int nb, int r0, int r1, \
@@ -243,16 +252,7 @@ SIMD_FN static void matmul_q4_avx2(const uint8_t *qs, const float *d, const floa
             }
         }
         float *yi = y + (size_t)i0 * ldy;
-        switch (k) {
-        case 1: q4_rows_1(qs, d, m, nb, r0, r1, xi, ldx, xsum, yi, ldy, acc); break;
-        case 2: q4_rows_2(qs, d, m, nb, r0, r1, xi, ldx, xsum, yi, ldy, acc); break;
-        case 3: q4_rows_3(qs, d, m, nb, r0, r1, xi, ldx, xsum, yi, ldy, acc); break;
-        case 4: q4_rows_4(qs, d, m, nb, r0, r1, xi, ldx, xsum, yi, ldy, acc); break;
-        case 5: q4_rows_5(qs, d, m, nb, r0, r1, xi, ldx, xsum, yi, ldy, acc); break;
-        case 6: q4_rows_6(qs, d, m, nb, r0, r1, xi, ldx, xsum, yi, ldy, acc); break;
-        case 7: q4_rows_7(qs, d, m, nb, r0, r1, xi, ldx, xsum, yi, ldy, acc); break;
-        default: q4_rows_8(qs, d, m, nb, r0, r1, xi, ldx, xsum, yi, ldy, acc); break;
-        }
+        FOR_TILE(k, q4_rows, qs, d, m, nb, r0, r1, xi, ldx, xsum, yi, ldy, acc);
     }
 }
 
@@ -262,16 +262,7 @@ SIMD_FN static void matmul_q8_avx2(const int8_t *qs, const float *d, int nb, int
         int k = n - i0 < 8 ? n - i0 : 8;
         const float *xi = x + (size_t)i0 * ldx;
         float *yi = y + (size_t)i0 * ldy;
-        switch (k) {
-        case 1: q8_rows_1(qs, d, nb, r0, r1, xi, ldx, yi, ldy, acc); break;
-        case 2: q8_rows_2(qs, d, nb, r0, r1, xi, ldx, yi, ldy, acc); break;
-        case 3: q8_rows_3(qs, d, nb, r0, r1, xi, ldx, yi, ldy, acc); break;
-        case 4: q8_rows_4(qs, d, nb, r0, r1, xi, ldx, yi, ldy, acc); break;
-        case 5: q8_rows_5(qs, d, nb, r0, r1, xi, ldx, yi, ldy, acc); break;
-        case 6: q8_rows_6(qs, d, nb, r0, r1, xi, ldx, yi, ldy, acc); break;
-        case 7: q8_rows_7(qs, d, nb, r0, r1, xi, ldx, yi, ldy, acc); break;
-        default: q8_rows_8(qs, d, nb, r0, r1, xi, ldx, yi, ldy, acc); break;
-        }
+        FOR_TILE(k, q8_rows, qs, d, nb, r0, r1, xi, ldx, yi, ldy, acc);
     }
 }
 
@@ -334,16 +325,7 @@ SIMD_FN static void matmul_q4_q8_avx2(const uint8_t *qs, const float *d, const f
         const int8_t *q = xq + (size_t)i0 * ldq;
         const float *dd = xd + (size_t)i0 * nb, *ss = xs + (size_t)i0 * nb;
         float *yi = y + (size_t)i0 * ldy;
-        switch (k) {
-        case 1: q4q8_rows_1(qs, d, m, nb, r0, r1, q, ldq, dd, ss, yi, ldy, acc); break;
-        case 2: q4q8_rows_2(qs, d, m, nb, r0, r1, q, ldq, dd, ss, yi, ldy, acc); break;
-        case 3: q4q8_rows_3(qs, d, m, nb, r0, r1, q, ldq, dd, ss, yi, ldy, acc); break;
-        case 4: q4q8_rows_4(qs, d, m, nb, r0, r1, q, ldq, dd, ss, yi, ldy, acc); break;
-        case 5: q4q8_rows_5(qs, d, m, nb, r0, r1, q, ldq, dd, ss, yi, ldy, acc); break;
-        case 6: q4q8_rows_6(qs, d, m, nb, r0, r1, q, ldq, dd, ss, yi, ldy, acc); break;
-        case 7: q4q8_rows_7(qs, d, m, nb, r0, r1, q, ldq, dd, ss, yi, ldy, acc); break;
-        default: q4q8_rows_8(qs, d, m, nb, r0, r1, q, ldq, dd, ss, yi, ldy, acc); break;
-        }
+        FOR_TILE(k, q4q8_rows, qs, d, m, nb, r0, r1, q, ldq, dd, ss, yi, ldy, acc);
     }
 }
 
@@ -354,16 +336,7 @@ SIMD_FN static void matmul_q8_q8_avx2(const int8_t *qs, const float *d, int nb, 
         const int8_t *q = xq + (size_t)i0 * ldq;
         const float *dd = xd + (size_t)i0 * nb;
         float *yi = y + (size_t)i0 * ldy;
-        switch (k) {
-        case 1: q8q8_rows_1(qs, d, nb, r0, r1, q, ldq, dd, yi, ldy, acc); break;
-        case 2: q8q8_rows_2(qs, d, nb, r0, r1, q, ldq, dd, yi, ldy, acc); break;
-        case 3: q8q8_rows_3(qs, d, nb, r0, r1, q, ldq, dd, yi, ldy, acc); break;
-        case 4: q8q8_rows_4(qs, d, nb, r0, r1, q, ldq, dd, yi, ldy, acc); break;
-        case 5: q8q8_rows_5(qs, d, nb, r0, r1, q, ldq, dd, yi, ldy, acc); break;
-        case 6: q8q8_rows_6(qs, d, nb, r0, r1, q, ldq, dd, yi, ldy, acc); break;
-        case 7: q8q8_rows_7(qs, d, nb, r0, r1, q, ldq, dd, yi, ldy, acc); break;
-        default: q8q8_rows_8(qs, d, nb, r0, r1, q, ldq, dd, yi, ldy, acc); break;
-        }
+        FOR_TILE(k, q8q8_rows, qs, d, nb, r0, r1, q, ldq, dd, yi, ldy, acc);
     }
 }
 
