@@ -30,6 +30,11 @@ public struct SchedulerLimits: Sendable {
     /// Deferred K/V fills a session may hold for one worker it keeps skipping; at this many they are sent in that
     /// step even without a token for the worker, so they never outgrow a worker's batch or the batch-invariant rows.
     public var maxPendingFills = 32
+    /// Lanes the running sessions are split over; each lane steps its own batch through the workers, so while one
+    /// lane's batch is on one worker another's can be on the next or at the LM head (a pipeline: processes that
+    /// would wait for each other overlap). A session stays in its lane, and every row is computed as it is alone,
+    /// so the output does not depend on the lane count. 1: one batch through the whole pipeline per step.
+    public var lanes = 2
     public init() {}
 }
 
@@ -43,10 +48,11 @@ public enum SessionEvent: Sendable {
     case failed(RPCError)
 }
 
-/// Continuous batching over the worker pipeline. One loop owns the running sessions; each step it admits queued
-/// requests, takes one decode token from every running session plus prompt chunks of new ones (up to
-/// `maxBatchTokens` rows), sends the batch through every stage as ONE Forward per worker, samples each session
-/// that produced logits, and frees the KV of finished or cancelled sessions on every worker.
+/// Continuous batching over the worker pipeline. Each lane's loop owns its running sessions; each step it admits
+/// queued requests (up to its share of `maxSessions`), takes one decode token from every running session plus
+/// prompt chunks of new ones (up to `maxBatchTokens` rows), sends the batch through every stage as ONE Forward per
+/// worker, samples each session that produced logits, and frees the KV of finished or cancelled sessions on every
+/// worker. With several lanes their batches are in different stages at once (see `SchedulerLimits.lanes`).
 public final class Scheduler: Sendable {
     let head: LlamaHead
     let tokenizer: Tokenizer
@@ -60,13 +66,21 @@ public final class Scheduler: Sendable {
 
     private struct Shared {
         var queue: [LiveSession] = []
+        /// Running sessions to stop at their lane's next step boundary.
         var cancelled: Set<UInt64> = []
-        /// Set by `cancelAll`: every running session stops at the next step boundary.
-        var cancelEverything = false
-        var wake: CheckedContinuation<Void, Never>?
+        var runningIDs: Set<UInt64> = []
+        /// Bumped by `cancelAll`: every lane stops all its sessions at its next step boundary.
+        var cancelEpoch = 0
+        /// Idle lanes waiting for work.
+        var wakes: [CheckedContinuation<Void, Never>] = []
         var stopping = false
         var nextID = UInt64.random(in: 1...(UInt64.max >> 2))
-        var running = 0
+        var running: Int { runningIDs.count }
+
+        mutating func takeWakes() -> [CheckedContinuation<Void, Never>] {
+            defer { wakes.removeAll() }
+            return wakes
+        }
     }
 
     /// Counters for Status.
@@ -117,7 +131,7 @@ public final class Scheduler: Sendable {
     /// UNAVAILABLE while shutting down.
     public func submit(_ state: GenerationState) throws -> (id: UInt64, events: AsyncStream<SessionEvent>) {
         let (stream, continuation) = AsyncStream<SessionEvent>.makeStream()
-        let (id, wake) = try shared.withLock { s throws -> (UInt64, CheckedContinuation<Void, Never>?) in
+        let (id, wakes) = try shared.withLock { s throws -> (UInt64, [CheckedContinuation<Void, Never>]) in
             if s.stopping { throw RPCError(.unavailable, "the coordinator is shutting down") }
             // Room for maxSessions running plus maxQueued waiting.
             guard s.queue.count + s.running < limits.maxSessions + limits.maxQueued else {
@@ -126,79 +140,101 @@ public final class Scheduler: Sendable {
             let id = s.nextID
             s.nextID &+= 1
             s.queue.append(LiveSession(id: id, state: state, continuation: continuation))
-            defer { s.wake = nil }
-            return (id, s.wake)
+            return (id, s.takeWakes())
         }
-        wake?.resume()
+        for w in wakes { w.resume() }
         return (id, stream)
     }
 
     /// Stops a session at the next step boundary (or at once when still queued) and frees its KV.
     public func cancel(_ id: UInt64) {
-        let (queued, wake) = shared.withLock { s -> (LiveSession?, CheckedContinuation<Void, Never>?) in
-            if let i = s.queue.firstIndex(where: { $0.id == id }) { return (s.queue.remove(at: i), nil) }
-            s.cancelled.insert(id)
-            defer { s.wake = nil }
-            return (nil, s.wake)
+        let queued = shared.withLock { s -> LiveSession? in
+            if let i = s.queue.firstIndex(where: { $0.id == id }) { return s.queue.remove(at: i) }
+            if s.runningIDs.contains(id) { s.cancelled.insert(id) }
+            return nil
         }
-        if let queued { queued.finish(.cancelled) }
-        wake?.resume()
+        queued?.finish(.cancelled)
     }
 
     /// Refuse new requests from now on; the loop returns once running and queued sessions are done.
     public func stopAccepting() {
-        let wake = shared.withLock { s -> CheckedContinuation<Void, Never>? in
+        let wakes = shared.withLock { s -> [CheckedContinuation<Void, Never>] in
             s.stopping = true
-            defer { s.wake = nil }
-            return s.wake
+            return s.takeWakes()
         }
-        wake?.resume()
+        for w in wakes { w.resume() }
     }
 
     /// Cancels everything still queued or running (after the shutdown grace period).
     public func cancelAll() {
-        let (queued, wake) = shared.withLock { s -> ([LiveSession], CheckedContinuation<Void, Never>?) in
-            defer { s.queue.removeAll(); s.wake = nil }
-            s.cancelEverything = true
-            return (s.queue, s.wake)
+        let (queued, wakes) = shared.withLock { s -> ([LiveSession], [CheckedContinuation<Void, Never>]) in
+            defer { s.queue.removeAll() }
+            s.cancelEpoch += 1
+            return (s.queue, s.takeWakes())
         }
         for q in queued { q.finish(.cancelled) }
-        wake?.resume()
+        for w in wakes { w.resume() }
     }
 
-    /// The batching loop; returns after `stopAccepting` once no work is left.
+    /// The batching loops, one per lane; returns after `stopAccepting` once no work is left.
     public func run() async {
+        let lanes = max(limits.lanes, 1)
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<lanes { group.addTask { await self.runLane(share: (self.limits.maxSessions + lanes - 1) / lanes) } }
+        }
+    }
+
+    /// One lane: admits up to `share` sessions, steps them until they finish, waits when it has none.
+    private func runLane(share: Int) async {
         var running: [LiveSession] = []
+        var epoch = shared.withLock { $0.cancelEpoch }
         while true {
             let (admitted, cancelled, everything, stopping) = shared.withLock { s -> ([LiveSession], Set<UInt64>, Bool, Bool) in
-                let take = min(max(limits.maxSessions - running.count, 0), s.queue.count)
+                let room = min(share - running.count, limits.maxSessions - s.running)
+                let take = min(max(room, 0), s.queue.count)
                 let admitted = Array(s.queue.prefix(take))
                 s.queue.removeFirst(take)
-                defer { s.cancelled.removeAll(); s.cancelEverything = false }
-                return (admitted, s.cancelled, s.cancelEverything, s.stopping)
+                for a in admitted { s.runningIDs.insert(a.id) }
+                let mine = Set(running.map(\.id)).intersection(s.cancelled)
+                s.cancelled.subtract(mine)
+                defer { epoch = s.cancelEpoch }
+                return (admitted, mine, s.cancelEpoch != epoch, s.stopping)
             }
             running += admitted
             if !cancelled.isEmpty || everything {
                 let gone = running.filter { everything || cancelled.contains($0.id) }
                 for s in gone { s.finish(.cancelled) }
-                running.removeAll { $0.isFinished }
-                release(gone.map(\.id))
+                retire(gone, from: &running)
             }
-            shared.withLock { $0.running = running.count }
             if running.isEmpty {
                 if stopping && shared.withLock({ $0.queue.isEmpty }) { return }
-                await waitForWork()
+                await waitForWork(epoch: epoch)
                 continue
             }
             await step(&running)
+            retire(running.filter(\.isFinished), from: &running)
         }
     }
 
-    private func waitForWork() async {
+    /// Drops finished sessions from a lane, frees their KV on the workers, and lets idle lanes take queued work.
+    private func retire(_ done: [LiveSession], from running: inout [LiveSession]) {
+        guard !done.isEmpty else { return }
+        let ids = Set(done.map(\.id))
+        running.removeAll { ids.contains($0.id) }
+        let wakes = shared.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.runningIDs.subtract(ids)
+            s.cancelled.subtract(ids)
+            return s.queue.isEmpty ? [] : s.takeWakes()
+        }
+        for w in wakes { w.resume() }
+        release(Array(ids))
+    }
+
+    private func waitForWork(epoch: Int) async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let now = shared.withLock { s -> Bool in
-                if !s.queue.isEmpty || !s.cancelled.isEmpty || s.cancelEverything || s.stopping { return true }
-                s.wake = c
+                if (!s.queue.isEmpty && s.running < limits.maxSessions) || s.cancelEpoch != epoch || s.stopping { return true }
+                s.wakes.append(c)
                 return false
             }
             if now { c.resume() }
@@ -229,7 +265,7 @@ public final class Scheduler: Sendable {
                     }
                 }
             }
-            let logits = selected.withUnsafeBufferPointer { head.logits($0.baseAddress!, rows: picked.count) }
+            let logits = await lmHead(selected, rows: picked.count)
             // Every session in the batch consumed its rows.
             var consumed: [ObjectIdentifier: Int] = [:]
             for r in rows { consumed[ObjectIdentifier(r.session), default: 0] += 1 }
@@ -269,9 +305,14 @@ public final class Scheduler: Sendable {
                                    "a worker failed during the batch: \(rpc.message)")
             for s in running { s.fail(failure) }
         }
-        let done = running.filter(\.isFinished)
-        running.removeAll { $0.isFinished }
-        release(done.map(\.id))
+    }
+
+    /// The LM head. With one lane the loop computes it on the thread that received the last worker's reply (no
+    /// thread wake-up); with several, that thread must stay free to receive the other lanes' replies meanwhile.
+    private func lmHead(_ hidden: [Float], rows: Int) async -> [Float] {
+        let compute = { hidden.withUnsafeBufferPointer { self.head.logits($0.baseAddress!, rows: rows) } }
+        if limits.lanes <= 1 { return compute() }
+        return await withTaskExecutorPreference(globalConcurrentExecutor) { compute() }
     }
 
     /// Sends a batch's rows through the stages in layer order. With routing, a row visits a stage only when the

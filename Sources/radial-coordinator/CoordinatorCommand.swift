@@ -39,6 +39,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var maxPromptTokens: Int?
     @Option(name: .customLong("max-batch-tokens"), help: "Rows per step; longer prompts are prefilled in chunks of this size.")
     var maxBatchTokens = 512
+    @Option(name: .customLong("lanes"), help: ArgumentHelp("Batches in the pipeline at once: running sessions are split over this many lanes that step independently, so one lane's batch can be on one worker while another's is on the next.", discussion: "1 sends one batch through the whole pipeline per step. The output is the same either way."))
+    var lanes = 2
     @Option(name: .customLong("default-max-tokens"), help: "Tokens to generate when a request does not say.")
     var defaultMaxTokens = 128
     @Option(name: .customLong("connect-timeout"), help: "Seconds to wait for every worker to answer its handshake.")
@@ -53,8 +55,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
     func validate() throws {
         if workerList.isEmpty { throw ValidationError("--workers needs at least one HOST:PORT") }
-        guard maxSessions >= 1, maxQueue >= 0, maxBatchTokens >= 1, defaultMaxTokens >= 1 else {
-            throw ValidationError("--max-sessions, --max-batch-tokens and --default-max-tokens must be at least 1, --max-queue at least 0")
+        guard maxSessions >= 1, maxQueue >= 0, maxBatchTokens >= 1, defaultMaxTokens >= 1, lanes >= 1 else {
+            throw ValidationError("--max-sessions, --max-batch-tokens, --default-max-tokens and --lanes must be at least 1, --max-queue at least 0")
         }
         if let m = maxPromptTokens, m < 1 { throw ValidationError("--max-prompt-tokens must be at least 1") }
     }
@@ -100,6 +102,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         limits.maxQueued = maxQueue
         limits.maxBatchTokens = maxBatchTokens
         limits.maxPendingFills = max(maxPendingFills, 1)
+        limits.lanes = lanes
         let scheduler = Scheduler(head: head, tokenizer: tokenizer, cluster: cluster, handshake: handshake, limits: limits,
                                   routing: routing, kvPolicy: routingOptions.kvPolicy)
         let name = (try? file.string("general.name")) ?? URL(fileURLWithPath: model.model).lastPathComponent

@@ -8,9 +8,9 @@ import Testing
 /// Coordinator + 3 worker processes on loopback produce exactly the in-process engine's tokens.
 @Suite struct ExactnessTests {
     /// Eight concurrent requests (greedy and seeded sampling, prompts of different lengths) and one alone.
-    func checkCluster(model: String, prompts: [[Int]], layers: [String], maxTokens: Int) async throws {
+    func checkCluster(model: String, prompts: [[Int]], layers: [String], maxTokens: Int, coordinatorArgs: [String] = []) async throws {
         let reference = try Reference(path: model)
-        let cluster = try LocalCluster(model: model, layers: layers)
+        let cluster = try LocalCluster(model: model, layers: layers, coordinatorArgs: coordinatorArgs)
         let cases = prompts.enumerated().map { (i, p) in (prompt: p, sampling: ClusterTestSupport.sampling(seed: i % 2 == 0 ? nil : UInt64(1000 + i))) }
         var expected: [GenerationResult] = []
         for c in cases { expected.append(try await reference.generate(c.prompt, c.sampling, maxTokens: maxTokens)) }
@@ -47,6 +47,15 @@ import Testing
         let model = try ClusterTestSupport.writeTinyModel(layers: 3)
         let prompts = (0..<8).map { i in (0..<(3 + 5 * i)).map { 3 + ($0 * 7 + i * 13) % 250 } }
         try await checkCluster(model: model, prompts: prompts, layers: ["0-0", "1-1", "2-2"], maxTokens: 24)
+    }
+
+    /// The sessions split over one lane (one batch through the pipeline per step) or three (three batches in
+    /// flight, each session in its own lane's batch): the tokens are the same either way.
+    @Test(arguments: [1, 3]) func tinyModelWithLanes(_ lanes: Int) async throws {
+        let model = try ClusterTestSupport.writeTinyModel(layers: 3)
+        let prompts = (0..<8).map { i in (0..<(4 + 3 * i)).map { 5 + ($0 * 11 + i * 17) % 250 } }
+        try await checkCluster(model: model, prompts: prompts, layers: ["0-0", "1-1", "2-2"], maxTokens: 24,
+                               coordinatorArgs: ["--lanes", "\(lanes)"])
     }
 
     @Test(.enabled(if: FileManager.default.fileExists(atPath: ClusterTestSupport.realModelPath), "the real model is fetched by scripts/setup.sh model"))
