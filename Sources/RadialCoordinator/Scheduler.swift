@@ -265,7 +265,8 @@ public final class Scheduler: Sendable {
                     }
                 }
             }
-            let logits = await lmHead(selected, rows: picked.count)
+            let othersRunning = shared.withLock { $0.running } > running.count
+            let logits = await lmHead(selected, rows: picked.count, offThread: othersRunning)
             // Every session in the batch consumed its rows.
             var consumed: [ObjectIdentifier: Int] = [:]
             for r in rows { consumed[ObjectIdentifier(r.session), default: 0] += 1 }
@@ -307,11 +308,12 @@ public final class Scheduler: Sendable {
         }
     }
 
-    /// The LM head. With one lane the loop computes it on the thread that received the last worker's reply (no
-    /// thread wake-up); with several, that thread must stay free to receive the other lanes' replies meanwhile.
-    private func lmHead(_ hidden: [Float], rows: Int) async -> [Float] {
+    /// The LM head. While only this lane has sessions, the loop computes it on the thread that received the last
+    /// worker's reply (no thread wake-up); while other lanes run too (`offThread`), that thread must stay free to
+    /// receive their replies meanwhile.
+    private func lmHead(_ hidden: [Float], rows: Int, offThread: Bool) async -> [Float] {
         let compute = { hidden.withUnsafeBufferPointer { self.head.logits($0.baseAddress!, rows: rows) } }
-        if limits.lanes <= 1 { return compute() }
+        if !offThread { return compute() }
         return await withTaskExecutorPreference(globalConcurrentExecutor) { compute() }
     }
 
