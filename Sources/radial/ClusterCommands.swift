@@ -170,6 +170,7 @@ struct StatusCommand: AsyncParsableCommand {
                 "workers": s.workers.map { w -> [String: Any] in
                     let i = w.info
                     return ["address": w.address, "healthy": w.healthy, "layers": i.map { "\($0.layers)" } ?? "",
+                            "activations": i.map { $0.activations.isEmpty ? "f32" : $0.activations } ?? "",
                             "sessions": i?.sessions ?? 0, "kv_used_bytes": i?.kvUsedBytes ?? 0, "kv_budget_bytes": i?.kvBudgetBytes ?? 0,
                             "rss_bytes": i?.rssBytes ?? 0, "forward_calls": i?.counters.forwardCalls ?? 0,
                             "tokens": i?.counters.tokens ?? 0, "forward_p50_ms": i?.counters.forwardP50ms ?? 0,
@@ -193,13 +194,14 @@ struct StatusCommand: AsyncParsableCommand {
         if s.layerSkipRate.contains(where: { $0 > 0 }) {
             print("skip rate per layer: " + s.layerSkipRate.enumerated().map { "\($0.offset):\(String(format: "%.0f%%", $0.element * 100))" }.joined(separator: " "))
         }
-        let header = ["worker", "layers", "health", "sessions", "KV used/budget MiB", "RSS MiB", "forwards", "tokens", "skipped",
+        let header = ["worker", "layers", "arith", "health", "sessions", "KV used/budget MiB", "RSS MiB", "forwards", "tokens", "skipped",
                       "compute p50 ms", "p99 ms", "rtt p50 ms", "overhead p50 ms"]
         var rows = [header]
         for w in s.workers {
             let i = w.info
             rows.append([
-                w.address, i.map { "\($0.layers)" } ?? "?", w.healthy ? "ok" : "DOWN", "\(i?.sessions ?? 0)",
+                w.address, i.map { "\($0.layers)" } ?? "?", i.map { $0.activations.isEmpty ? "f32" : $0.activations } ?? "?",
+                w.healthy ? "ok" : "DOWN", "\(i?.sessions ?? 0)",
                 "\(String(format: "%.1f", Double(i?.kvUsedBytes ?? 0) / 1_048_576))/\((i?.kvBudgetBytes ?? 0) >> 20)",
                 "\((i?.rssBytes ?? 0) >> 20)", "\(i?.counters.forwardCalls ?? 0)", "\(i?.counters.tokens ?? 0)", "\(w.visitsSkipped)",
                 String(format: "%.2f", i?.counters.forwardP50ms ?? 0), String(format: "%.2f", i?.counters.forwardP99ms ?? 0),

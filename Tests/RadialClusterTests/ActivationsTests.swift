@@ -50,6 +50,13 @@ import Testing
         let reply = try await cluster.generate(GenerateRequest(input: .ids(prompt), sampling: ClusterTestSupport.sampling(seed: nil),
                                                                maxTokens: 16, ignoreEOS: true))
         #expect(reply.ids == q8, "the cluster in q8 equals radial run in q8")
+        // `radial status` says which arithmetic each worker runs.
+        let status = try await blocking {
+            try TestPaths.run(TestPaths.binDir + "/radial", ["status", "--coordinator", cluster.coordinator.address, "--json"])
+        }
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(status.utf8)) as? [String: Any])
+        let workers = try #require(json["workers"] as? [[String: Any]])
+        #expect(workers.count == 3 && workers.allSatisfy { $0["activations"] as? String == "q8" })
         #expect(cluster.stop().allSatisfy { $0 == 0 })
     }
 
