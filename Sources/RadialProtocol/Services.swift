@@ -86,9 +86,15 @@ public final class DiagnosticsService: Sendable {
     public init() {}
 
     public func register(on server: RPCServer) {
-        server.addUnary(Method.echo, EchoRequest.self) { [self] request, context in
+        // Without a delay Echo answers inline: what the transport benchmark measures.
+        let reply: @Sendable (EchoRequest) -> EchoReply = { request in
+            EchoReply(payload: request.replyBytes > 0 ? [UInt8](repeating: 0x5A, count: request.replyBytes) : request.payload)
+        }
+        server.addUnary(Method.echo, EchoRequest.self, inline: { request, _ in
+            request.delayMilliseconds > 0 ? nil : reply(request)
+        }) { [self] request, context in
             try await delay(request, context)
-            return EchoReply(payload: request.replyBytes > 0 ? [UInt8](repeating: 0x5A, count: request.replyBytes) : request.payload)
+            return reply(request)
         }
         server.addServerStreaming(Method.echoStream, EchoRequest.self, response: EchoReply.self) { [self] request, context, out in
             guard request.streamCount <= maxStreamCount else {
@@ -185,7 +191,7 @@ public final class HealthService: Sendable {
     public func status(of service: String) -> ServingStatus? { state.withLock { $0.statuses[service] } }
 
     public func register(on server: RPCServer) {
-        server.addUnary(Method.healthCheck, HealthCheckRequest.self) { [self] request, _ in
+        server.addUnarySync(Method.healthCheck, HealthCheckRequest.self) { [self] request, _ in
             guard let status = status(of: request.service) else {
                 throw RPCError.notFound("unknown service \"\(request.service)\"")
             }

@@ -18,7 +18,7 @@ struct BatchResult: Sendable {
 /// tag's closure keeps the batch alive).
 final class Batch: @unchecked Sendable {
     // Built on one thread, then only read by the completion queue's thread after gRPC is done with it.
-    private var ops: [grpc_op] = []
+    private var ops: [grpc_op]
     private var sendBuffers: [OpaquePointer] = []
     private var sendMetadata: [CMetadata] = []
     private var sendDetails: UnsafeMutablePointer<grpc_slice>?
@@ -29,14 +29,21 @@ final class Batch: @unchecked Sendable {
     private var recvTrailing: UnsafeMutablePointer<grpc_metadata_array>?
     private var recvCancelled: UnsafeMutablePointer<Int32>?
 
+    init() {
+        ops = []
+        ops.reserveCapacity(6)  // a unary call's six ops, without regrowing
+    }
+
     func sendInitialMetadata(_ metadata: Metadata, flags: UInt32 = 0) {
-        let c = CMetadata(metadata)
-        sendMetadata.append(c)
         var op = grpc_op()
         op.op = GRPC_OP_SEND_INITIAL_METADATA
         op.flags = flags
-        op.data.send_initial_metadata.count = c.count
-        op.data.send_initial_metadata.metadata = c.pointer
+        if !metadata.isEmpty {
+            let c = CMetadata(metadata)
+            sendMetadata.append(c)
+            op.data.send_initial_metadata.count = c.count
+            op.data.send_initial_metadata.metadata = c.pointer
+        }
         ops.append(op)
     }
 
@@ -60,14 +67,16 @@ final class Batch: @unchecked Sendable {
         let details = UnsafeMutablePointer<grpc_slice>.allocate(capacity: 1)
         details.initialize(to: grpc_slice_from_copied_string(status.message))
         sendDetails = details
-        let c = CMetadata(trailing)
-        sendMetadata.append(c)
         var op = grpc_op()
         op.op = GRPC_OP_SEND_STATUS_FROM_SERVER
         op.data.send_status_from_server.status = grpc_status_code(rawValue: status.code.rawValue)
         op.data.send_status_from_server.status_details = details
-        op.data.send_status_from_server.trailing_metadata_count = c.count
-        op.data.send_status_from_server.trailing_metadata = c.pointer
+        if !trailing.isEmpty {
+            let c = CMetadata(trailing)
+            sendMetadata.append(c)
+            op.data.send_status_from_server.trailing_metadata_count = c.count
+            op.data.send_status_from_server.trailing_metadata = c.pointer
+        }
         ops.append(op)
     }
 
@@ -134,7 +143,8 @@ final class Batch: @unchecked Sendable {
     }
 
     func run(on call: CallHandle) async -> BatchResult {
-        await withCheckedContinuation { continuation in
+        // Unchecked: `start` calls its completion exactly once (from the tag, or at once when refused).
+        await withUnsafeContinuation { continuation in
             start(on: call) { continuation.resume(returning: $0) }
         }
     }

@@ -74,7 +74,8 @@ public final class RPCChannel: Sendable {
         batch.receiveMessage()
         batch.receiveStatusOnClient()
         let result = await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
+            // Unchecked: `start` calls its completion exactly once (from the tag, or at once when refused).
+            await withUnsafeContinuation { continuation in
                 batch.start(on: call) { continuation.resume(returning: $0) }
                 // A cancel that came before the batch started found nothing to stop; stop it now.
                 if Task.isCancelled { call.cancel() }
@@ -160,7 +161,8 @@ public final class ResponseStream: AsyncSequence, Sendable {
         if first { batch.receiveInitialMetadata() }
         batch.receiveMessage()
         let result = await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
+            // Unchecked: `start` calls its completion exactly once (from the tag, or at once when refused).
+            await withUnsafeContinuation { continuation in
                 batch.start(on: call) { continuation.resume(returning: $0) }
                 if Task.isCancelled { call.cancel() }  // cancelled before the batch started
             }

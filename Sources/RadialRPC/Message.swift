@@ -17,6 +17,31 @@ extension RPCServer {
         }
     }
 
+    /// A typed unary method with a fast path (see `RPCServer.addUnary(_:offloaded:inline:_:)`): `inline` answers
+    /// without waiting when it can (nil: run `handler`). A request that does not decode is INVALID_ARGUMENT.
+    public func addUnary<Request: WireMessage, Response: WireMessage>(
+        _ path: String, _ type: Request.Type = Request.self,
+        inline: @escaping @Sendable (Request, ServerContext) throws -> Response?,
+        _ handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
+    ) {
+        addUnary(path, inline: { (bytes: [UInt8], context: ServerContext) throws -> [UInt8]? in
+            try inline(try Request(wire: bytes), context)?.wireBytes()
+        }) { (bytes: [UInt8], context: ServerContext) async throws -> [UInt8] in
+            try await handler(try Request(wire: bytes), context).wireBytes()
+        }
+    }
+
+    /// A typed unary method whose handler never waits: it always answers inline, on the completion-queue thread,
+    /// as the call arrives (see `RPCServer.addUnary(_:offloaded:inline:_:)`).
+    public func addUnarySync<Request: WireMessage, Response: WireMessage>(
+        _ path: String, _ type: Request.Type = Request.self,
+        _ handler: @escaping @Sendable (Request, ServerContext) throws -> Response
+    ) {
+        addUnary(path, type, inline: { request, context in try handler(request, context) }) { request, context in
+            try handler(request, context)
+        }
+    }
+
     /// A typed server-streaming method; `send` each response.
     public func addServerStreaming<Request: WireMessage, Response: WireMessage>(
         _ path: String, _ type: Request.Type = Request.self, response: Response.Type = Response.self, offloaded: Bool = false,

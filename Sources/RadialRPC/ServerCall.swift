@@ -115,6 +115,31 @@ final class ServerCall: Sendable {
         }
     }
 
+    /// Tries a unary call's inline handler; true when the call was answered (reply or error), false when the
+    /// handler wants its async path. The answer, the status and the receipt of the call's close go in one batch.
+    static func answerInline(_ call: CallHandle, context: ServerContext, payload: [UInt8]??, auth: BearerTokenCheck?,
+                             _ inline: InlineUnaryHandler) -> Bool {
+        let batch = Batch()
+        batch.sendInitialMetadata(Metadata())
+        if let auth, let error = auth.check(context.metadata) {
+            batch.sendStatus(error)
+        } else if let payload, let request = payload {
+            do {
+                guard let reply = try inline(request, context) else { return false }
+                batch.sendMessage(reply)
+                batch.sendStatus(RPCError(.ok, ""))
+            } catch {
+                batch.sendStatus(RPCError.from(handlerError: error))
+            }
+        } else {
+            batch.sendStatus(.invalidArgument(payload == nil ? "the request message could not be read (bad compression?)"
+                                                              : "the call carried no request message"))
+        }
+        batch.receiveCloseOnServer()
+        batch.start(on: call) { _ in }
+        return true
+    }
+
     /// Ends a call with an error status without running a handler.
     static func reject(_ call: CallHandle, _ status: RPCError, watchClose: Bool = true) async {
         let batch = Batch()

@@ -25,7 +25,7 @@ public struct WorkerConfig: Sendable {
 
 /// radial.Worker: runs Forward batches through a shard, keeping each session's K/V for the shard's layers.
 ///
-/// Forward runs on the server's completion-queue thread, not handed to another thread: a worker computes one
+/// Forward runs inline on the server's completion-queue thread as the call arrives (no Task), not handed to another thread: a worker computes one
 /// batch at a time anyway (its matmuls already use every core), and each hand-off costs a thread wake-up on the
 /// token's critical path (measured: 0.5 ms per hop on loopback with two hand-offs, see README). Model work and
 /// session-table changes hold `lock`, so a session's cache is advanced by one call at a time whatever thread a
@@ -59,9 +59,9 @@ public final class WorkerService: Sendable {
     }
 
     public func register(on server: RPCServer) {
-        server.addUnary(Method.workerInfo, InfoRequest.self) { [self] request, _ in try info(request) }
-        server.addUnary(Method.workerForward, ForwardRequest.self) { [self] request, _ in try forward(request) }
-        server.addUnary(Method.workerCloseSession, CloseSessionRequest.self) { [self] request, _ in try closeSessions(request) }
+        server.addUnarySync(Method.workerInfo, InfoRequest.self) { [self] request, _ in try info(request) }
+        server.addUnarySync(Method.workerForward, ForwardRequest.self) { [self] request, _ in try forward(request) }
+        server.addUnarySync(Method.workerCloseSession, CloseSessionRequest.self) { [self] request, _ in try closeSessions(request) }
         // A restore replays a whole history: long, and rare; off the I/O thread.
         server.addUnary(Method.workerRestoreSession, RestoreSessionRequest.self, offloaded: true) { [self] request, _ in
             try restore(request)

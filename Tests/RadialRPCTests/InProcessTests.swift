@@ -17,6 +17,32 @@ import Testing
         }
     }
 
+    /// A unary method with a fast path: the inline handler answers what it can (or fails with its status), and
+    /// hands the rest (nil) to the async handler, which still sees the call's context.
+    @Test func inlineHandlerAnswersOrDefersToTheAsyncOne() async throws {
+        let ranAsync = Atomic(0)
+        try await RPCTestSupport.withServer(register: { server in
+            server.addUnary("/test.Inline/Call", inline: { request, _ in
+                if request.first == 9 { throw RPCError(.notFound, "nine is not here") }
+                return request.first == 1 ? [1, 1] : nil
+            }) { request, context in
+                ranAsync.add(1, ordering: .relaxed)
+                try await Task.sleep(for: .milliseconds(1))
+                return [2] + (context.method == "/test.Inline/Call" ? request : [])
+            }
+        }) { _, channel in
+            let one = try await channel.unary("/test.Inline/Call", request: [1])
+            #expect(one == [1, 1])
+            #expect(ranAsync.load(ordering: .relaxed) == 0, "answered inline")
+            let five = try await channel.unary("/test.Inline/Call", request: [5])
+            #expect(five == [2, 5])
+            #expect(ranAsync.load(ordering: .relaxed) == 1, "deferred to the async handler")
+            var notFound: RPCError?
+            do { _ = try await channel.unary("/test.Inline/Call", request: [9]) } catch { notFound = error as? RPCError }
+            #expect(notFound?.code == .notFound && notFound?.message == "nine is not here")
+        }
+    }
+
     @Test func serverStreamingDeliversEveryReplyInOrder() async throws {
         try await RPCTestSupport.withServer { _, channel in
             let stream = try channel.serverStreaming(Method.echoStream, EchoRequest(payload: [9, 8, 7], streamCount: 250),
