@@ -51,9 +51,9 @@ func pack<T>(_ message: T) -> [UInt8] {
     return withUnsafePointer(to: &message) { pointer in
         pointer.withMemoryRebound(to: ProtobufCMessage.self, capacity: 1) { base in
             let size = protobuf_c_message_get_packed_size(base)
-            var out = [UInt8](repeating: 0, count: size)
-            out.withUnsafeMutableBufferPointer { _ = protobuf_c_message_pack(base, $0.baseAddress) }
-            return out
+            return [UInt8](unsafeUninitializedCapacity: size) { out, count in  // pack writes every byte: no zeroing
+                count = protobuf_c_message_pack(base, out.baseAddress)
+            }
         }
     }
 }

@@ -13,6 +13,18 @@ struct BatchResult: Sendable {
     var cancelled = false
 }
 
+/// A received message's bytes (decompressed by core), or nil when core cannot read it (bad compression). The
+/// array is filled by the one copy, not zeroed first: messages reach 64 MB.
+func readByteBuffer(_ buffer: UnsafeMutablePointer<grpc_byte_buffer>) -> [UInt8]? {
+    let length = rgs_byte_buffer_length(buffer)
+    var ok = false
+    let bytes = [UInt8](unsafeUninitializedCapacity: length) { out, count in
+        ok = rgs_byte_buffer_copy(buffer, out.baseAddress, length) == length
+        count = ok ? length : 0
+    }
+    return ok ? bytes : nil
+}
+
 /// One `grpc_call_start_batch`: the ops and every buffer they point into. gRPC writes the out-parameters after
 /// `start_batch` returns, so they live on the heap, owned by this object, until the completion tag fires (the
 /// tag's closure keeps the batch alive).
@@ -153,11 +165,7 @@ final class Batch: @unchecked Sendable {
         var result = BatchResult(success: success)
         if let recvInitial { result.initialMetadata = Metadata(recvInitial.pointee) }
         if let recvMessage, let buffer = recvMessage.pointee {
-            let typed = UnsafeMutablePointer<grpc_byte_buffer>(buffer)
-            let length = rgs_byte_buffer_length(typed)
-            var bytes = [UInt8](repeating: 0, count: length)
-            let copied = bytes.withUnsafeMutableBytes { rgs_byte_buffer_copy(typed, $0.baseAddress, length) }
-            if copied == length { result.message = bytes } else { result.messageUnreadable = true }
+            if let bytes = readByteBuffer(UnsafeMutablePointer<grpc_byte_buffer>(buffer)) { result.message = bytes } else { result.messageUnreadable = true }
         }
         if let recvCode, let recvDetails {
             result.status = RPCError(StatusCode(wire: recvCode.pointee.rawValue), String(slice: recvDetails.pointee))

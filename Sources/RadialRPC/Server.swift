@@ -228,10 +228,7 @@ private final class IncomingCall: @unchecked Sendable {
     func takePayload() -> [UInt8]?? {
         guard let buffer = payload.pointee else { return .some(nil) }
         defer { grpc_byte_buffer_destroy(buffer); payload.pointee = nil }
-        let length = rgs_byte_buffer_length(buffer)
-        var bytes = [UInt8](repeating: 0, count: length)
-        let copied = bytes.withUnsafeMutableBytes { rgs_byte_buffer_copy(buffer, $0.baseAddress, length) }
-        return copied == length ? .some(bytes) : nil  // nil: unreadable
+        return readByteBuffer(buffer).map { .some($0) } ?? nil  // nil: unreadable
     }
 
     deinit {

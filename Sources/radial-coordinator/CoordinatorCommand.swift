@@ -10,6 +10,12 @@ import RadialRPC
 
 @main
 struct CoordinatorCommand: AsyncParsableCommand {
+    /// Process-wide tuning first (ProcessTuning), then the usual argument parsing and run.
+    static func main() async {
+        ProcessTuning.apply()
+        await main(nil)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "radial-coordinator",
         abstract: "Serve a model across radial-worker processes: tokenizer, embeddings, LM head, sampler and scheduler.",

@@ -9,6 +9,12 @@ import RadialWorker
 
 @main
 struct WorkerCommand: AsyncParsableCommand {
+    /// Process-wide tuning first (ProcessTuning), then the usual argument parsing and run.
+    static func main() async {
+        ProcessTuning.apply()
+        await main(nil)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "radial-worker",
         abstract: "Serve a range of a model's layers (a shard) to a radial-coordinator.",

@@ -3,6 +3,12 @@ import RadialCommandLine
 
 @main
 struct Radial: AsyncParsableCommand {
+    /// Process-wide tuning first (ProcessTuning), then the usual argument parsing and run.
+    static func main() async {
+        ProcessTuning.apply()
+        await main(nil)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "radial",
         abstract: "Radial: distributed LLM serving with dynamic depth.",
