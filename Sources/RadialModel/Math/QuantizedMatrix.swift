@@ -131,7 +131,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
         } else {
             // Chunks end on multiples of 8 rows so threads do not share cache lines of y.
             let chunk = ((count + t - 1) / t + 7) & ~7
-            DispatchQueue.concurrentPerform(iterations: t) { i in
+            ComputePool.shared.run(t) { i in
                 let r0 = min(i * chunk, count), r1 = min(r0 + chunk, count)
                 if r0 < r1 { run(r0, r1) }
             }

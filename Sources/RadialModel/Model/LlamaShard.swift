@@ -211,7 +211,7 @@ public final class LlamaShard: Sendable {
         let threads = QuantizedMatrix.threads
         if threads > 1 && pairs > 1 && work >= 1 << 15 {
             let per = (pairs + threads - 1) / threads
-            DispatchQueue.concurrentPerform(iterations: threads) { i in
+            ComputePool.shared.run(threads) { i in
                 for pair in (i * per)..<min(pairs, (i + 1) * per) { one(pair) }
             }
         } else {

@@ -1,0 +1,100 @@
+import Foundation
+import Synchronization
+
+/// The threads the decode kernels split their rows over: the caller takes a share itself, and helpers that stay
+/// awake between parallel regions take the rest.
+///
+/// `DispatchQueue.concurrentPerform` parks its helper threads after every region and wakes them with a futex for
+/// the next one; a token runs ~150 such regions (every matmul and attention step of every layer), and on this
+/// 2-core VM each park and wake costs tens of microseconds. Here a helper that has finished a region keeps polling
+/// for the next one (yielding the CPU to anything else runnable) for `spinWindow`, and only then parks, so the
+/// regions of one forward pass reach it with no wake-up, while an idle process (a worker between visits) leaves
+/// the CPUs to others after that window.
+public final class ComputePool: @unchecked Sendable {
+    /// Shared by every model in the process; sized by `QuantizedMatrix.threads` when first used.
+    nonisolated(unsafe) public static var shared = ComputePool(threads: QuantizedMatrix.threads)
+
+    /// How long a helper polls for the next region before it parks.
+    static let spinWindow: Duration = .microseconds(200)
+
+    public let threads: Int
+    private let busy = Mutex(false)           // one region at a time; a second caller uses Dispatch instead
+    private let epoch = Atomic<Int>(0)         // the current region's number
+    // The next task to hand out, tagged with its region: (region << 32) | index. A helper that comes late can
+    // only take tasks of the region it saw start, never (with a stale body) tasks of a later one.
+    private let next = Atomic<Int>(0)
+    private let remaining = Atomic<Int>(0)     // tasks of the current region not yet finished
+    private let parked = Atomic<Int>(0)        // helpers asleep on `wake`
+    private let wake = DispatchSemaphore(value: 0)
+    // The region's task count and body: written before `next` is tagged with the new region (release), read only
+    // by a thread that took a task of that region (acquire), and unchanged until all its tasks have finished.
+    nonisolated(unsafe) private var count = 0
+    nonisolated(unsafe) private var body: (@Sendable (Int) -> Void)?
+
+    public init(threads: Int) {
+        self.threads = max(1, threads)
+        for _ in 1..<self.threads {
+            let thread = Thread { [unowned self] in helperLoop() }
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+    }
+
+    /// Calls `task(i)` for every i in 0..<n, spread over the pool's threads (the caller included); returns once all
+    /// have finished. Tasks must not call `run` themselves.
+    public func run(_ n: Int, _ task: @escaping @Sendable (Int) -> Void) {
+        guard n > 1, threads > 1 else {
+            for i in 0..<n { task(i) }
+            return
+        }
+        guard busy.withLock({ b -> Bool in defer { b = true }; return !b }) else {
+            DispatchQueue.concurrentPerform(iterations: n, execute: task)
+            return
+        }
+        defer { busy.withLock { $0 = false } }
+        let region = epoch.load(ordering: .relaxed) + 1
+        count = n
+        body = task
+        remaining.store(n, ordering: .relaxed)
+        next.store(region << 32, ordering: .releasing)
+        // Sequentially consistent with the helper's parked/epoch pair: one of the two always sees the other.
+        epoch.store(region, ordering: .sequentiallyConsistent)
+        let sleepers = parked.load(ordering: .sequentiallyConsistent)
+        for _ in 0..<sleepers { wake.signal() }
+        work(region)
+        while remaining.load(ordering: .acquiring) > 0 { sched_yield() }
+        body = nil
+    }
+
+    /// Takes and runs tasks of `region` until none is left.
+    private func work(_ region: Int) {
+        while true {
+            let ticket = next.load(ordering: .acquiring)
+            guard ticket >> 32 == region, ticket & 0xFFFF_FFFF < count else { return }
+            guard next.compareExchange(expected: ticket, desired: ticket + 1, ordering: .acquiringAndReleasing).exchanged else { continue }
+            body!(ticket & 0xFFFF_FFFF)
+            remaining.subtract(1, ordering: .releasing)
+        }
+    }
+
+    private func helperLoop() {
+        var seen = epoch.load(ordering: .acquiring)
+        while true {
+            let clock = ContinuousClock()
+            let deadline = clock.now + Self.spinWindow
+            while epoch.load(ordering: .acquiring) == seen {
+                if clock.now < deadline {
+                    sched_yield()
+                } else {
+                    parked.add(1, ordering: .sequentiallyConsistent)
+                    // A region that starts after this check signals `wake`; one that started before is seen here.
+                    // A signal left over from a region this helper saw anyway only costs one extra loop.
+                    if epoch.load(ordering: .sequentiallyConsistent) == seen { wake.wait() }
+                    parked.subtract(1, ordering: .releasing)
+                }
+            }
+            seen = epoch.load(ordering: .acquiring)
+            work(seen)
+        }
+    }
+}
