@@ -15,7 +15,7 @@ public final class ComputePool: @unchecked Sendable {
     nonisolated(unsafe) public static var shared = ComputePool(threads: QuantizedMatrix.threads)
 
     /// How long a helper polls for the next region before it parks.
-    static let spinWindow: Duration = .microseconds(200)
+    static let spinWindow: Duration = .microseconds(Int64(ProcessInfo.processInfo.environment["RADIAL_SPIN_US"].flatMap(Int.init) ?? 200))
 
     public let threads: Int
     private let busy = Mutex(false)           // one region at a time; a second caller uses Dispatch instead
