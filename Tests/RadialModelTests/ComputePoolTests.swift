@@ -30,6 +30,13 @@ import Testing
         check(pool, regions: 2_000, n: 7)
     }
 
+    /// Region numbers past 2^31 (a worker that has decoded for days): the ticket tag wraps and work goes on.
+    @Test(.timeLimit(.minutes(1))) func regionNumbersPastTheTagWidth() {
+        let pool = ComputePool(threads: 2)
+        pool.skipRegions(to: (1 << 31) - 3)
+        check(pool, regions: 10, n: 3)
+    }
+
     @Test func regionsAfterTheHelpersParked() {
         let pool = ComputePool(threads: 2)
         check(pool, regions: 20, n: 4, pause: .milliseconds(2))  // 2 ms > the 200 us spin window

@@ -20,8 +20,10 @@ public final class ComputePool: @unchecked Sendable {
     public let threads: Int
     private let busy = Mutex(false)           // one region at a time; a second caller uses Dispatch instead
     private let epoch = Atomic<Int>(0)         // the current region's number
-    // The next task to hand out, tagged with its region: (region << 32) | index. A helper that comes late can
-    // only take tasks of the region it saw start, never (with a stale body) tasks of a later one.
+    // The next task to hand out, tagged with its region: (tag << 32) | index, the tag being the region number's
+    // low 31 bits (a long-running worker passes 2^31 regions in a couple of days; the tag must wrap, not overflow).
+    // A helper that comes late can only take tasks of the region it saw start, never (with a stale body) tasks of
+    // a later one.
     private let next = Atomic<Int>(0)
     private let remaining = Atomic<Int>(0)     // tasks of the current region not yet finished
     private let parked = Atomic<Int>(0)        // helpers asleep on `wake`
@@ -56,7 +58,7 @@ public final class ComputePool: @unchecked Sendable {
         count = n
         body = task
         remaining.store(n, ordering: .relaxed)
-        next.store(region << 32, ordering: .releasing)
+        next.store(Self.tag(region) << 32, ordering: .releasing)
         // Sequentially consistent with the helper's parked/epoch pair: one of the two always sees the other.
         epoch.store(region, ordering: .sequentiallyConsistent)
         let sleepers = parked.load(ordering: .sequentiallyConsistent)
@@ -66,11 +68,18 @@ public final class ComputePool: @unchecked Sendable {
         body = nil
     }
 
+    private static func tag(_ region: Int) -> Int { region & 0x7FFF_FFFF }
+
+    /// For tests: continue numbering regions from `region`, as if that many had run.
+    func skipRegions(to region: Int) {
+        epoch.store(region, ordering: .sequentiallyConsistent)
+    }
+
     /// Takes and runs tasks of `region` until none is left.
     private func work(_ region: Int) {
         while true {
             let ticket = next.load(ordering: .acquiring)
-            guard ticket >> 32 == region, ticket & 0xFFFF_FFFF < count else { return }
+            guard ticket >> 32 == Self.tag(region), ticket & 0xFFFF_FFFF < count else { return }
             guard next.compareExchange(expected: ticket, desired: ticket + 1, ordering: .acquiringAndReleasing).exchanged else { continue }
             body!(ticket & 0xFFFF_FFFF)
             remaining.subtract(1, ordering: .releasing)
