@@ -36,7 +36,8 @@ public final class ComputePool: @unchecked Sendable {
     public init(threads: Int) {
         self.threads = max(1, threads)
         for _ in 1..<self.threads {
-            let thread = Thread { [unowned self] in helperLoop() }
+            // The helpers hold the pool: a pool lives as long as the process (the shared one does anyway).
+            let thread = Thread { [self] in helperLoop() }
             thread.stackSize = 1 << 20
             thread.start()
         }
