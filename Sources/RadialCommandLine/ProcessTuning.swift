@@ -6,7 +6,7 @@ import Glibc
 public enum ProcessTuning {
     /// glibc serves each allocation of 128 KiB or more with a fresh mmap and hands it back with munmap when freed,
     /// so every large message buffer or activation array faults its pages in again, each zeroed by the kernel:
-    /// a 256 KiB Echo round trip cost ~2.7x raw C core, ~1.2x with this (bench/rpc_bench.sh). Up to 32 MiB,
+    /// a 256 KiB Echo round trip cost ~2.9x raw C core, ~1.3x with this (bench/rpc_bench.sh). Up to 32 MiB,
     /// allocations now come from the heap, and freed memory stays for reuse (trimmed past 256 MiB of slack).
     public static func apply() {
         #if canImport(Glibc)
