@@ -1,3 +1,5 @@
+// pthread_setname_np is a GNU extension; the header includes <pthread.h> first, so define it here.
+#define _GNU_SOURCE 1
 #include "CGRPCShim.h"
 #include <math.h>
 #include <string.h>
@@ -9,6 +11,16 @@ grpc_byte_buffer *rgs_byte_buffer_create(const void *bytes, size_t length) {
   grpc_slice slice = grpc_slice_from_copied_buffer((const char *)bytes, length);
   grpc_byte_buffer *buffer = grpc_raw_byte_buffer_create(&slice, 1);
   grpc_slice_unref(slice);  // the buffer holds its own reference
+  return buffer;
+}
+
+grpc_byte_buffer *rgs_byte_buffer_allocate(size_t length, uint8_t **data) {
+  // malloc_large: a plain grpc_slice_malloc keeps short slices inline in the slice struct itself, which the
+  // buffer copies, so a pointer taken here would not point into the buffer.
+  grpc_slice slice = grpc_slice_malloc_large(length);
+  *data = GRPC_SLICE_START_PTR(slice);
+  grpc_byte_buffer *buffer = grpc_raw_byte_buffer_create(&slice, 1);
+  grpc_slice_unref(slice);  // the buffer holds its own reference to the same memory
   return buffer;
 }
 
@@ -77,3 +89,5 @@ double rgs_seconds_until(gpr_timespec deadline) {
 gpr_timespec rgs_inf_future(void) { return gpr_inf_future(GPR_CLOCK_REALTIME); }
 
 uint32_t rgs_flag_wait_for_ready(void) { return GRPC_INITIAL_METADATA_WAIT_FOR_READY; }
+
+void rgs_name_this_thread(const char *name) { pthread_setname_np(pthread_self(), name); }

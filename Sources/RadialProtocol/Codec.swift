@@ -37,25 +37,39 @@ final class Arena {
         array(values.map { Optional(message($0)) })
     }
 
-    func bytes(_ data: [UInt8]) -> ProtobufCBinaryData {
-        guard let p = array(data) else { return ProtobufCBinaryData(len: 0, data: nil) }
-        return ProtobufCBinaryData(len: data.count, data: p)
-    }
-
     deinit { for p in allocations { free(p) } }
 }
 
 /// Packs a protobuf-c message struct (whose `base` was set by its generated `_init`).
 func pack<T>(_ message: T) -> [UInt8] {
+    packing(message) { size, write in
+        [UInt8](unsafeUninitializedCapacity: size) { out, count in  // pack writes every byte: no zeroing
+            if size > 0, let base = out.baseAddress { write(UnsafeMutableRawPointer(base)) }
+            count = size
+        }
+    }
+}
+
+/// Packs through a `WireMessage.withWireWriter` body: the packed size, and a writer that packs into memory of
+/// that size (the transport's send buffer).
+func packing<T, R>(_ message: T, _ body: (Int, (UnsafeMutableRawPointer) -> Void) -> R) -> R {
     var message = message
     return withUnsafePointer(to: &message) { pointer in
         pointer.withMemoryRebound(to: ProtobufCMessage.self, capacity: 1) { base in
             let size = protobuf_c_message_get_packed_size(base)
-            return [UInt8](unsafeUninitializedCapacity: size) { out, count in  // pack writes every byte: no zeroing
-                count = protobuf_c_message_pack(base, out.baseAddress)
+            return body(size) { out in
+                let written = protobuf_c_message_pack(base, out.assumingMemoryBound(to: UInt8.self))
+                precondition(written == size, "protobuf-c packed \(written) bytes after sizing \(size)")
             }
         }
     }
+}
+
+/// A bytes field pointing into `buffer` without copying it: valid only while `buffer` is (pack inside the
+/// buffer's closure): a message's bytes go to the wire with the one copy that packing makes.
+func borrowed(_ buffer: UnsafeBufferPointer<UInt8>) -> ProtobufCBinaryData {
+    guard let base = buffer.baseAddress, buffer.count > 0 else { return ProtobufCBinaryData(len: 0, data: nil) }
+    return ProtobufCBinaryData(len: buffer.count, data: UnsafeMutablePointer(mutating: base))
 }
 
 /// Unpacks with the generated `_unpack` (garbage gives NULL: INVALID_ARGUMENT), converts, frees.

@@ -40,15 +40,18 @@ public struct EchoRequest: WireMessage, Equatable {
         }
     }
 
-    public func wireBytes() -> [UInt8] {
-        let arena = Arena()
-        var m = Radial__EchoRequest()
-        radial__echo_request__init(&m)
-        m.payload = arena.bytes(payload)
-        m.reply_bytes = UInt32(replyBytes)
-        m.stream_count = UInt32(streamCount)
-        m.delay_ms = UInt32(delayMilliseconds)
-        return pack(m)
+    public func wireBytes() -> [UInt8] { wireBytesFromWriter() }
+
+    public func withWireWriter<R>(_ body: (_ size: Int, _ write: (UnsafeMutableRawPointer) -> Void) -> R) -> R {
+        payload.withUnsafeBufferPointer { payload in
+            var m = Radial__EchoRequest()
+            radial__echo_request__init(&m)
+            m.payload = borrowed(payload)
+            m.reply_bytes = UInt32(replyBytes)
+            m.stream_count = UInt32(streamCount)
+            m.delay_ms = UInt32(delayMilliseconds)
+            return packing(m, body)
+        }
     }
 }
 
@@ -67,13 +70,16 @@ public struct EchoReply: WireMessage, Equatable {
         }
     }
 
-    public func wireBytes() -> [UInt8] {
-        let arena = Arena()
-        var m = Radial__EchoReply()
-        radial__echo_reply__init(&m)
-        m.payload = arena.bytes(payload)
-        m.index = UInt32(index)
-        return pack(m)
+    public func wireBytes() -> [UInt8] { wireBytesFromWriter() }
+
+    public func withWireWriter<R>(_ body: (_ size: Int, _ write: (UnsafeMutableRawPointer) -> Void) -> R) -> R {
+        payload.withUnsafeBufferPointer { payload in
+            var m = Radial__EchoReply()
+            radial__echo_reply__init(&m)
+            m.payload = borrowed(payload)
+            m.index = UInt32(index)
+            return packing(m, body)
+        }
     }
 }
 

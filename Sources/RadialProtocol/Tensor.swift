@@ -72,14 +72,17 @@ public struct WireTensor: Sendable, Equatable {
         return UInt16((bits &+ rounding) >> 16)
     }
 
-    func c(_ arena: Arena) -> UnsafeMutablePointer<Radial__Tensor> {
-        var m = Radial__Tensor()
-        radial__tensor__init(&m)
-        m.dtype = Radial__DType(rawValue: UInt32(dtype.rawValue))
-        m.n_shape = shape.count
-        m.shape = arena.array(shape.map { UInt64($0) })
-        m.data = arena.bytes(data)
-        return arena.message(m)
+    /// The C form, for `body` to pack: the data is borrowed, not copied, so the message must be packed inside.
+    func withC<R>(_ arena: Arena, _ body: (UnsafeMutablePointer<Radial__Tensor>) -> R) -> R {
+        data.withUnsafeBufferPointer { bytes in
+            var m = Radial__Tensor()
+            radial__tensor__init(&m)
+            m.dtype = Radial__DType(rawValue: UInt32(dtype.rawValue))
+            m.n_shape = shape.count
+            m.shape = arena.array(shape.map { UInt64($0) })
+            m.data = borrowed(bytes)
+            return body(arena.message(m))
+        }
     }
 
     /// Reads and validates a tensor field: known dtype, sane shape, and exactly the bytes the shape needs.

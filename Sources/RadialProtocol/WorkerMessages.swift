@@ -233,14 +233,15 @@ public struct ForwardRequest: WireMessage, Equatable {
         }
     }
 
-    public func wireBytes() -> [UInt8] {
+    public func wireBytes() -> [UInt8] { wireBytesFromWriter() }
+
+    public func withWireWriter<R>(_ body: (_ size: Int, _ write: (UnsafeMutableRawPointer) -> Void) -> R) -> R {
         let arena = Arena()
         var m = Radial__ForwardRequest()
         radial__forward_request__init(&m)
         m.handshake = handshake.c(arena)
         m.n_tokens = tokens.count
         m.tokens = arena.messages(tokens.map { $0.c(arena) })
-        m.hidden = hidden.c(arena)
         m.n_fills = fills.count
         m.fills = arena.messages(fills.map { f in
             var e = Radial__KVFillEntry()
@@ -249,10 +250,16 @@ public struct ForwardRequest: WireMessage, Equatable {
             e.position = UInt32(f.position)
             return e
         })
-        m.fill_hidden = fillHidden.c(arena)
         m.kv_policy = kvPolicy == .fill ? RADIAL__KVPOLICY__KV_FILL : RADIAL__KVPOLICY__KV_MASK
         if let routing { m.routing = routing.c(arena) }
-        return pack(m)
+        // The hidden states are borrowed, not copied: pack inside both closures.
+        return hidden.withC(arena) { hidden in
+            fillHidden.withC(arena) { fillHidden in
+                m.hidden = hidden
+                m.fill_hidden = fillHidden
+                return packing(m, body)
+            }
+        }
     }
 }
 
@@ -325,18 +332,22 @@ public struct ForwardReply: WireMessage, Equatable {
         }
     }
 
-    public func wireBytes() -> [UInt8] {
+    public func wireBytes() -> [UInt8] { wireBytesFromWriter() }
+
+    public func withWireWriter<R>(_ body: (_ size: Int, _ write: (UnsafeMutableRawPointer) -> Void) -> R) -> R {
         let arena = Arena()
         var m = Radial__ForwardReply()
         radial__forward_reply__init(&m)
-        m.hidden = hidden.c(arena)
         m.compute_seconds = computeSeconds
         m.n_layers_run_counts = layersRun.count
         m.layers_run_counts = arena.array(layersRun.map { UInt32($0.count) })
         let flat = layersRun.flatMap { $0 }
         m.n_layers_run = flat.count
         m.layers_run = arena.array(flat.map { UInt32($0) })
-        return pack(m)
+        return hidden.withC(arena) { hidden in
+            m.hidden = hidden
+            return packing(m, body)
+        }
     }
 }
 
@@ -420,7 +431,9 @@ public struct RestoreSessionRequest: WireMessage, Equatable {
         }
     }
 
-    public func wireBytes() -> [UInt8] {
+    public func wireBytes() -> [UInt8] { wireBytesFromWriter() }
+
+    public func withWireWriter<R>(_ body: (_ size: Int, _ write: (UnsafeMutableRawPointer) -> Void) -> R) -> R {
         let arena = Arena()
         var m = Radial__RestoreSessionRequest()
         radial__restore_session_request__init(&m)
@@ -428,9 +441,11 @@ public struct RestoreSessionRequest: WireMessage, Equatable {
         m.session_id = sessionID
         m.n_history = history.count
         m.history = arena.messages(history.map { $0.c(arena) })
-        m.hidden = hidden.c(arena)
         m.kv_policy = kvPolicy == .fill ? RADIAL__KVPOLICY__KV_FILL : RADIAL__KVPOLICY__KV_MASK
-        return pack(m)
+        return hidden.withC(arena) { hidden in
+            m.hidden = hidden
+            return packing(m, body)
+        }
     }
 }
 

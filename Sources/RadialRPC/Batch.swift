@@ -25,6 +25,36 @@ func readByteBuffer(_ buffer: UnsafeMutablePointer<grpc_byte_buffer>) -> [UInt8]
     return ok ? bytes : nil
 }
 
+/// A message's wire bytes in a gRPC byte buffer, ready to send. A typed message is encoded straight into gRPC's
+/// memory (`init(_:)`: protobuf-c packs into the buffer gRPC sends from), so sending copies nothing; raw bytes are
+/// copied in once. The batch that sends it takes the buffer; one never sent is freed here.
+final class OutgoingMessage: @unchecked Sendable {
+    // Touched by one thread at a time: built, then handed to one batch.
+    private var buffer: UnsafeMutablePointer<grpc_byte_buffer>?
+
+    init(bytes: [UInt8]) {
+        buffer = bytes.withUnsafeBytes { rgs_byte_buffer_create($0.baseAddress, $0.count)! }
+    }
+
+    init<Message: WireMessage>(_ message: Message) {
+        buffer = message.withWireWriter { size, write in
+            var data: UnsafeMutablePointer<UInt8>?
+            let buffer = rgs_byte_buffer_allocate(size, &data)!
+            if size > 0, let data { write(UnsafeMutableRawPointer(data)) }
+            return buffer
+        }
+    }
+
+    /// The buffer, now owned by the caller (who destroys it once gRPC is done with it). Once only.
+    func take() -> UnsafeMutablePointer<grpc_byte_buffer> {
+        guard let taken = buffer else { preconditionFailure("an outgoing message was sent twice") }
+        buffer = nil
+        return taken
+    }
+
+    deinit { if let buffer { grpc_byte_buffer_destroy(buffer) } }
+}
+
 /// One `grpc_call_start_batch`: the ops and every buffer they point into. gRPC writes the out-parameters after
 /// `start_batch` returns, so they live on the heap, owned by this object, until the completion tag fires (the
 /// tag's closure keeps the batch alive).
@@ -59,10 +89,9 @@ final class Batch: @unchecked Sendable {
         ops.append(op)
     }
 
-    func sendMessage(_ bytes: [UInt8]) {
-        let buffer = bytes.withUnsafeBytes { rgs_byte_buffer_create($0.baseAddress, $0.count)! }
-        let opaque = OpaquePointer(buffer)
-        sendBuffers.append(opaque)
+    func sendMessage(_ message: OutgoingMessage) {
+        let buffer = message.take()
+        sendBuffers.append(OpaquePointer(buffer))
         var op = grpc_op()
         op.op = GRPC_OP_SEND_MESSAGE
         op.data.send_message.send_message = buffer

@@ -65,6 +65,10 @@ public final class RPCChannel: Sendable {
 
     /// A unary call with raw message bytes.
     public func unary(_ method: String, request: [UInt8], options: CallOptions = CallOptions()) async throws -> [UInt8] {
+        try await unary(method, message: OutgoingMessage(bytes: request), options: options)
+    }
+
+    func unary(_ method: String, message request: OutgoingMessage, options: CallOptions) async throws -> [UInt8] {
         let call = try makeCall(method, options: options)
         let batch = Batch()
         batch.sendInitialMetadata(outgoingMetadata(options), flags: options.waitForReady ? rgs_flag_wait_for_ready() : 0)
@@ -93,6 +97,10 @@ public final class RPCChannel: Sendable {
     /// A server-streaming call: one request, a sequence of responses. Iterate the result; leaving the loop early
     /// (or cancelling the task) cancels the call.
     public func serverStreaming(_ method: String, request: [UInt8], options: CallOptions = CallOptions()) throws -> ResponseStream {
+        try serverStreaming(method, message: OutgoingMessage(bytes: request), options: options)
+    }
+
+    func serverStreaming(_ method: String, message request: OutgoingMessage, options: CallOptions) throws -> ResponseStream {
         let call = try makeCall(method, options: options)
         let batch = Batch()
         batch.sendInitialMetadata(outgoingMetadata(options), flags: options.waitForReady ? rgs_flag_wait_for_ready() : 0)
@@ -211,7 +219,7 @@ private final class ChannelHandle: @unchecked Sendable {
 
 /// All client calls in a process complete on one queue: its thread only resumes continuations, so one is plenty.
 enum ClientQueues {
-    static let shared = CompletionQueue(name: "radial-grpc-client")
+    static let shared = CompletionQueue(name: "radial-rpc-cli")
 }
 
 /// The executor of the client completion queue's thread. A task that makes RPCs in a loop and does little else

@@ -51,11 +51,13 @@ final class CompletionQueue: TaskExecutor, @unchecked Sendable {
     // Only touched on the queue thread.
     private var localJobs: [UnownedJob] = []
 
+    /// `name` is the thread's name in ps, top and perf: at most 15 bytes, or Linux refuses it.
     init(name: String) {
         GRPCLibrary.ensureInitialised()
         cq = grpc_completion_queue_create_for_next(nil)
         let thread = Thread { [self] in
             self.thread = pthread_self()
+            rgs_name_this_thread(name)  // Foundation's Thread.name did not reach the OS thread
             started.signal()
             while true {
                 let event = grpc_completion_queue_next(cq, rgs_inf_future(), nil)
@@ -66,7 +68,6 @@ final class CompletionQueue: TaskExecutor, @unchecked Sendable {
             }
             finished.signal()
         }
-        thread.name = name
         thread.start()
         started.wait()
     }

@@ -4,6 +4,30 @@ public protocol WireMessage: Sendable {
     /// Decodes and validates; throws INVALID_ARGUMENT naming the field when the bytes or shapes are wrong.
     init(wire bytes: [UInt8]) throws
     func wireBytes() -> [UInt8]
+    /// Encodes into memory the caller provides: `body` gets the exact wire size and a writer that fills that
+    /// many bytes. The transport uses it to encode straight into the buffer gRPC sends, with no array in
+    /// between. Messages with large payloads implement it (and `wireBytes()` as `wireBytesFromWriter()`); the
+    /// default goes through `wireBytes()`, which costs one copy more.
+    func withWireWriter<R>(_ body: (_ size: Int, _ write: (UnsafeMutableRawPointer) -> Void) -> R) -> R
+}
+
+extension WireMessage {
+    public func withWireWriter<R>(_ body: (_ size: Int, _ write: (UnsafeMutableRawPointer) -> Void) -> R) -> R {
+        let bytes = wireBytes()
+        return body(bytes.count) { out in
+            bytes.withUnsafeBytes { if let base = $0.baseAddress { out.copyMemory(from: base, byteCount: $0.count) } }
+        }
+    }
+
+    /// `wireBytes()` for a message that implements `withWireWriter`: what it writes, in an array.
+    public func wireBytesFromWriter() -> [UInt8] {
+        withWireWriter { size, write in
+            [UInt8](unsafeUninitializedCapacity: size) { out, count in  // the writer fills every byte: no zeroing
+                if size > 0, let base = out.baseAddress { write(UnsafeMutableRawPointer(base)) }
+                count = size
+            }
+        }
+    }
 }
 
 extension RPCServer {
@@ -12,8 +36,8 @@ extension RPCServer {
         _ path: String, _ type: Request.Type = Request.self, offloaded: Bool = false,
         _ handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
     ) {
-        addUnary(path, offloaded: offloaded) { (bytes: [UInt8], context: ServerContext) async throws -> [UInt8] in
-            try await handler(try Request(wire: bytes), context).wireBytes()
+        addEncodedUnary(path, offloaded: offloaded, inline: nil) { bytes, context in
+            OutgoingMessage(try await handler(try Request(wire: bytes), context))
         }
     }
 
@@ -24,10 +48,10 @@ extension RPCServer {
         inline: @escaping @Sendable (Request, ServerContext) throws -> Response?,
         _ handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
     ) {
-        addUnary(path, inline: { (bytes: [UInt8], context: ServerContext) throws -> [UInt8]? in
-            try inline(try Request(wire: bytes), context)?.wireBytes()
-        }) { (bytes: [UInt8], context: ServerContext) async throws -> [UInt8] in
-            try await handler(try Request(wire: bytes), context).wireBytes()
+        addEncodedUnary(path, offloaded: false, inline: { bytes, context in
+            try inline(try Request(wire: bytes), context).map { OutgoingMessage($0) }
+        }) { bytes, context in
+            OutgoingMessage(try await handler(try Request(wire: bytes), context))
         }
     }
 
@@ -55,7 +79,7 @@ extension RPCServer {
 
 public struct TypedResponseWriter<Response: WireMessage>: Sendable {
     let writer: ResponseWriter
-    public func send(_ response: Response) async throws { try await writer.send(response.wireBytes()) }
+    public func send(_ response: Response) async throws { try await writer.send(OutgoingMessage(response)) }
 }
 
 extension RPCChannel {
@@ -63,7 +87,7 @@ extension RPCChannel {
     public func unary<Request: WireMessage, Response: WireMessage>(
         _ path: String, _ request: Request, response: Response.Type = Response.self, options: CallOptions = CallOptions()
     ) async throws -> Response {
-        let bytes = try await unary(path, request: request.wireBytes(), options: options)
+        let bytes = try await unary(path, message: OutgoingMessage(request), options: options)
         do { return try Response(wire: bytes) } catch let error as RPCError {
             throw RPCError(.internal, "bad response from \(config.target) for \(path): \(error.message)")
         }
@@ -73,7 +97,7 @@ extension RPCChannel {
     public func serverStreaming<Request: WireMessage, Response: WireMessage>(
         _ path: String, _ request: Request, response: Response.Type = Response.self, options: CallOptions = CallOptions()
     ) throws -> TypedResponseStream<Response> {
-        TypedResponseStream(raw: try serverStreaming(path, request: request.wireBytes(), options: options), target: config.target)
+        TypedResponseStream(raw: try serverStreaming(path, message: OutgoingMessage(request), options: options), target: config.target)
     }
 }
 

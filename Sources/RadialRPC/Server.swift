@@ -30,15 +30,20 @@ public typealias InlineUnaryHandler = @Sendable (_ request: [UInt8], _ context: 
 /// A server-streaming handler: send any number of responses through `responses`, then return.
 public typealias StreamingHandler = @Sendable (_ request: [UInt8], _ context: ServerContext, _ responses: ResponseWriter) async throws -> Void
 
+// What the server keeps: handlers whose replies are already in gRPC byte buffers (typed replies are encoded
+// straight into one; raw bytes are copied in).
+typealias EncodedUnaryHandler = @Sendable (_ request: [UInt8], _ context: ServerContext) async throws -> OutgoingMessage
+typealias EncodedInlineHandler = @Sendable (_ request: [UInt8], _ context: ServerContext) throws -> OutgoingMessage?
+
 enum MethodKind: Sendable {
-    case unary(UnaryHandler)
+    case unary(EncodedUnaryHandler)
     case serverStreaming(StreamingHandler)
 }
 
 struct MethodEntry: Sendable {
     let kind: MethodKind
     /// A unary method's fast path (nil: none).
-    var inline: InlineUnaryHandler? = nil
+    var inline: EncodedInlineHandler? = nil
     /// Run on the global pool rather than on the server's queue thread (for handlers that compute for long).
     let offloaded: Bool
 }
@@ -66,7 +71,7 @@ public final class RPCServer: Sendable {
             ("grpc.so_reuseport", .int(0)),
         ])
         server = ServerHandle(grpc_server_create(args.pointer, nil))
-        queue = CompletionQueue(name: "radial-grpc-server")
+        queue = CompletionQueue(name: "radial-rpc-srv")
         grpc_server_register_completion_queue(server.pointer, queue.cq, nil)
     }
 
@@ -75,7 +80,7 @@ public final class RPCServer: Sendable {
     /// Handlers start on the server's completion-queue thread, which saves a thread wake-up per call; one that
     /// computes for long (milliseconds) should pass `offloaded: true`, or it delays every other call's I/O.
     public func addUnary(_ path: String, offloaded: Bool = false, _ handler: @escaping UnaryHandler) {
-        state.withLock { $0.methods[path] = MethodEntry(kind: .unary(handler), offloaded: offloaded) }
+        addEncodedUnary(path, offloaded: offloaded, inline: nil) { OutgoingMessage(bytes: try await handler($0, $1)) }
     }
 
     /// Registers a unary method with a fast path. Before `start` only.
@@ -89,6 +94,12 @@ public final class RPCServer: Sendable {
     /// or deadline is seen only by `handler`.
     public func addUnary(_ path: String, offloaded: Bool = false, inline: @escaping InlineUnaryHandler,
                          _ handler: @escaping UnaryHandler) {
+        addEncodedUnary(path, offloaded: offloaded, inline: { try inline($0, $1).map { OutgoingMessage(bytes: $0) } }) {
+            OutgoingMessage(bytes: try await handler($0, $1))
+        }
+    }
+
+    func addEncodedUnary(_ path: String, offloaded: Bool, inline: EncodedInlineHandler?, _ handler: @escaping EncodedUnaryHandler) {
         state.withLock { $0.methods[path] = MethodEntry(kind: .unary(handler), inline: inline, offloaded: offloaded) }
     }
 

@@ -47,7 +47,9 @@ public final class ResponseWriter: Sendable {
     init(call: CallHandle) { self.call = call }
 
     /// Sends one response; throws CANCELLED when the client has gone away.
-    public func send(_ message: [UInt8]) async throws {
+    public func send(_ message: [UInt8]) async throws { try await send(OutgoingMessage(bytes: message)) }
+
+    func send(_ message: OutgoingMessage) async throws {
         let batch = Batch()
         if !headersSent.exchange(true, ordering: .acquiringAndReleasing) { batch.sendInitialMetadata(Metadata()) }
         batch.sendMessage(message)
@@ -118,7 +120,7 @@ final class ServerCall: Sendable {
     /// Tries a unary call's inline handler; true when the call was answered (reply or error), false when the
     /// handler wants its async path. The answer, the status and the receipt of the call's close go in one batch.
     static func answerInline(_ call: CallHandle, context: ServerContext, payload: [UInt8]??, auth: BearerTokenCheck?,
-                             _ inline: InlineUnaryHandler) -> Bool {
+                             _ inline: EncodedInlineHandler) -> Bool {
         let batch = Batch()
         batch.sendInitialMetadata(Metadata())
         if let auth, let error = auth.check(context.metadata) {

@@ -54,7 +54,7 @@ import Testing
             let remote = try await forward(s, ids.indices.map { TokenEntry(sessionID: 1, position: $0) }, ids)
             var local = try s.model.head.embed(ids)
             let cache = s.model.makeCache()
-            try local.withUnsafeMutableBufferPointer { try s.model.shard.forward($0.baseAddress!, tokens: ids.indices.map { ShardToken(cache: cache, position: $0) }) }
+            _ = try local.withUnsafeMutableBufferPointer { try s.model.shard.forward($0.baseAddress!, tokens: ids.indices.map { ShardToken(cache: cache, position: $0) }) }
             #expect(remote == local, "same arithmetic, bit for bit")
             // The next position continues the session.
             _ = try await forward(s, [TokenEntry(sessionID: 1, position: 4)], [7])
@@ -71,7 +71,7 @@ import Testing
             // Reference: the shard in-process, position 1 running an empty layer set (the fill policy's K/V).
             var h = try s.model.head.embed([5, 9, 30])
             let cache = s.model.makeCache()
-            try h.withUnsafeMutableBufferPointer {
+            _ = try h.withUnsafeMutableBufferPointer {
                 try s.model.shard.forward($0.baseAddress!, tokens: [ShardToken(cache: cache, position: 0), ShardToken(cache: cache, position: 1, layers: LayerSet()),
                                                                      ShardToken(cache: cache, position: 2)])
             }

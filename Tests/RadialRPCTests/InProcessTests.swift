@@ -17,6 +17,28 @@ import Testing
         }
     }
 
+    /// Typed messages are packed straight into gRPC's send buffer (no array in between). Sizes around gRPC's
+    /// inline-slice limit (~23 bytes, where a slice keeps its bytes in the struct itself) and past one read
+    /// chunk must arrive intact, both ways, unary and streaming.
+    @Test func typedMessagesPackedIntoTheSendBufferArriveIntactAtEverySize() async throws {
+        // The writer path gives protobuf's own encoding: field 1 (payload), length-delimited.
+        #expect(EchoRequest(payload: [7, 8]).wireBytes() == [0x0A, 2, 7, 8])
+        #expect(EchoReply(payload: [], index: 3).wireBytes() == [0x10, 3])
+        try await RPCTestSupport.withServer { _, channel in
+            for size in [0, 1, 5, 20, 22, 23, 24, 25, 100, 2048, 70_000, 300_001] {
+                let payload = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ size) }
+                let reply = try await channel.unary(Method.echo, EchoRequest(payload: payload), response: EchoReply.self)
+                #expect(reply.payload == payload, "unary, \(size) bytes")
+                var streamed: [[UInt8]] = []
+                for try await r in try channel.serverStreaming(Method.echoStream, EchoRequest(payload: payload, streamCount: 2),
+                                                               response: EchoReply.self) {
+                    streamed.append(r.payload)
+                }
+                #expect(streamed == [payload, payload], "streaming, \(size) bytes")
+            }
+        }
+    }
+
     /// A unary method with a fast path: the inline handler answers what it can (or fails with its status), and
     /// hands the rest (nil) to the async handler, which still sees the call's context.
     @Test func inlineHandlerAnswersOrDefersToTheAsyncOne() async throws {

@@ -24,6 +24,10 @@ size_t rgs_slice_length(const grpc_slice *slice);
 
 /// A byte buffer holding a copy of `length` bytes (one slice). Destroy with grpc_byte_buffer_destroy.
 grpc_byte_buffer *rgs_byte_buffer_create(const void *bytes, size_t length);
+/// A byte buffer of `length` bytes for the caller to fill through `*data` before sending it (one slice of
+/// gRPC's own heap memory, never inlined, so `*data` stays valid for as long as the buffer): lets a message be
+/// encoded where gRPC will send it from, with no copy. Destroy with grpc_byte_buffer_destroy.
+grpc_byte_buffer *rgs_byte_buffer_allocate(size_t length, uint8_t **data);
 /// Total length of a received byte buffer (which may be compressed or span several slices).
 size_t rgs_byte_buffer_length(grpc_byte_buffer *buffer);
 /// Copies a received byte buffer into `out` (capacity `capacity`); returns the bytes written, or -1 when the
@@ -35,6 +39,10 @@ grpc_channel_args *rgs_args_create(size_t count);
 void rgs_args_set_int(grpc_channel_args *args, size_t index, const char *key, int value);
 void rgs_args_set_string(grpc_channel_args *args, size_t index, const char *key, const char *value);
 void rgs_args_free(grpc_channel_args *args);
+
+/// Names the calling thread (at most 15 bytes show): pthread_setname_np needs _GNU_SOURCE, which Swift's
+/// Glibc module does not import with.
+void rgs_name_this_thread(const char *name);
 
 /// A monotonic deadline `micros` from now; negative means no deadline (infinite future).
 gpr_timespec rgs_deadline_after_micros(int64_t micros);
