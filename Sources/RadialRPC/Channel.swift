@@ -116,12 +116,15 @@ public final class RPCChannel: Sendable {
 
     private func makeCall(_ method: String, options: CallOptions) throws -> CallHandle {
         let micros = options.timeout.map { max(0, $0.microseconds) } ?? -1
-        let methodSlice = grpc_slice_from_copied_string(method)
-        defer { grpc_slice_unref(methodSlice) }
+        let deadline = rgs_deadline_after_micros(micros)
         let cq = queue.cq
-        guard let call = handle.withChannel({ channel in
-            grpc_channel_create_call(channel, nil, 0, cq, methodSlice, nil, rgs_deadline_after_micros(micros), nil)
-                .map(CallHandle.init)
+        guard let call = handle.withChannel({ channel, registered in
+            if let registered = registered(method) {
+                return grpc_channel_create_registered_call(channel, nil, 0, cq, registered, deadline, nil).map(CallHandle.init)
+            }
+            let path = grpc_slice_from_copied_string(method)
+            defer { grpc_slice_unref(path) }
+            return grpc_channel_create_call(channel, nil, 0, cq, path, nil, deadline, nil).map(CallHandle.init)
         }) else {
             throw RPCError(.unavailable, "the channel to \(config.target) is closed")
         }
@@ -198,19 +201,39 @@ public final class ResponseStream: AsyncSequence, Sendable {
 
 /// Owns the grpc_channel pointer; calls are created under the lock so none starts on a destroyed channel.
 private final class ChannelHandle: @unchecked Sendable {
-    // Only used while `closed` is held and false.
+    // Only used while the lock is held and `closed` is false.
     private let channel: OpaquePointer
-    private let closed = Mutex(false)
+    private let state = Mutex(State())
+
+    private struct State {
+        var closed = false
+        /// Methods registered with core (grpc_channel_register_call): core then builds each call's path once,
+        /// not per call from a C string. Bounded, since registrations live as long as the channel.
+        var registered: [String: UnsafeMutableRawPointer] = [:]
+    }
+
+    private static let maxRegisteredMethods = 256
 
     init(_ channel: OpaquePointer) { self.channel = channel }
 
-    func withChannel(_ body: (OpaquePointer) -> CallHandle?) -> CallHandle? {
-        closed.withLock { closed in closed ? nil : body(channel) }
+    /// Runs `body` with the channel and a function giving a method's registration handle (nil past the bound:
+    /// call it unregistered).
+    func withChannel(_ body: (OpaquePointer, (String) -> UnsafeMutableRawPointer?) -> CallHandle?) -> CallHandle? {
+        state.withLock { state in
+            if state.closed { return nil }
+            return body(channel) { method in
+                if let handle = state.registered[method] { return handle }
+                guard state.registered.count < Self.maxRegisteredMethods,
+                      let handle = grpc_channel_register_call(channel, method, nil, nil) else { return nil }
+                state.registered[method] = handle
+                return handle
+            }
+        }
     }
 
     func destroy() {
-        closed.withLock { closed in
-            if !closed { closed = true; grpc_channel_destroy(channel) }
+        state.withLock { state in
+            if !state.closed { state.closed = true; grpc_channel_destroy(channel) }
         }
     }
 

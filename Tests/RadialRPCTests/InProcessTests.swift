@@ -200,6 +200,13 @@ import Testing
         try await RPCTestSupport.withServer { _, channel in
             let error = await RPCTestSupport.rpcError { _ = try await channel.unary("/radial.Nope/Missing", request: []) }
             #expect(error?.code == .unimplemented)
+            // The channel registers the methods it calls with core, up to a bound; past it calls go unregistered.
+            for i in 0..<300 {
+                let past = await RPCTestSupport.rpcError { _ = try await channel.unary("/radial.Nope/Missing\(i)", request: []) }
+                #expect(past?.code == .unimplemented && past?.message.contains("Missing\(i)") == true)
+            }
+            let echo = try await channel.unary(Method.echo, EchoRequest(payload: [3]), response: EchoReply.self)
+            #expect(echo.payload == [3])
         }
     }
 
