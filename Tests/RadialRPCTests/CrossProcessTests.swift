@@ -8,6 +8,31 @@ import Testing
 @Suite(.serialized) struct CrossProcessTests {
     static var radial: String { RPCTestSupport.binDir + "/radial" }
 
+    #if arch(x86_64)
+    /// Every executable executes itself again once with glibc's tunable against `rep movsb` copies
+    /// (ProcessTuning): same pid and arguments, the tunable in its environment; a GLIBC_TUNABLES that already
+    /// names it (the user's choice) is kept as it is.
+    @Test func executablesRunWithTheCopyTunableSamePidAndArguments() async throws {
+        func procFile(_ server: ServerProcess, _ name: String) throws -> [String] {
+            let data = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(server.process.processIdentifier)/\(name)"))
+            return data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        }
+        let server = try ServerProcess(Self.radial, ["serve-echo", "--listen", "127.0.0.1:0"])
+        defer { server.stop() }
+        #expect(try procFile(server, "environ").contains { $0.hasPrefix("GLIBC_TUNABLES=") && $0.contains("x86_rep_movsb_threshold=1099511627776") })
+        #expect(try procFile(server, "cmdline") == [Self.radial, "serve-echo", "--listen", "127.0.0.1:0"])
+        let channel = RPCChannel(ChannelConfig(target: server.address))
+        defer { channel.close() }
+        let reply = try await channel.unary(Method.echo, EchoRequest(payload: [5]), response: EchoReply.self)
+        #expect(reply.payload == [5], "the re-executed process serves")
+
+        let own = "glibc.cpu.x86_rep_movsb_threshold=4096"
+        let mine = try ServerProcess(Self.radial, ["serve-echo", "--listen", "127.0.0.1:0"], environment: ["GLIBC_TUNABLES": own])
+        defer { mine.stop() }
+        #expect(try procFile(mine, "environ").contains("GLIBC_TUNABLES=" + own))
+    }
+    #endif
+
     @Test func unaryStreamingConcurrencyLargeMessagesAcrossProcesses() async throws {
         let server = try ServerProcess(Self.radial, ["serve-echo", "--listen", "127.0.0.1:0"])
         defer { server.stop() }

@@ -90,11 +90,15 @@ public final class ServerProcess: @unchecked Sendable {
     public let stderrPath: String
     private let stdout = Pipe()
 
-    public init(_ executable: String, _ args: [String]) throws {
+    /// `environment`: variables added to (or replacing) this process's own.
+    public init(_ executable: String, _ args: [String], environment: [String: String] = [:]) throws {
         stderrPath = try TestPaths.tempDir() + "/stderr"
-        FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = args
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.standardOutput = stdout
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
         try process.run()
