@@ -164,21 +164,27 @@ public final class RPCServer: Sendable {
 
     // MARK: accepting calls
 
-    /// Asks core for the next call to `path`; re-arms itself each time one arrives.
+    /// Asks core for the next call to `path`; re-arms itself each time one arrives (`pendingCallsPerMethod` such
+    /// requests are out at once).
     private func requestCall(path: String, method: RegisteredMethod, entry: MethodEntry) {
         let slot = IncomingCall()
         let tag = CompletionTag { [self] success in
             guard success, let call = slot.call.pointee else { return }  // false: the server is shutting down
-            if !state.withLock({ $0.shuttingDown }) { requestCall(path: path, method: method, entry: entry) }
+            let rearm: @Sendable () -> Void = { [self] in
+                if !state.withLock({ $0.shuttingDown }) { requestCall(path: path, method: method, entry: entry) }
+            }
             let context = ServerContext(method: path, metadata: Metadata(slot.metadata.pointee),
                                         deadlineSeconds: rgs_seconds_until(slot.deadline.pointee))
             let payload = slot.takePayload()
             let auth = authCheck(for: path)
             let handle = CallHandle(call)
+            // An inline answer re-arms once it has been sent, as a C server asks for its next call after replying:
+            // this thread is also core's poller, and all it does before polling again delays the reply's write.
             if let inline = entry.inline, !entry.offloaded,
-               ServerCall.answerInline(handle, context: context, payload: payload, auth: auth, inline) {
+               ServerCall.answerInline(handle, context: context, payload: payload, auth: auth, inline, whenDone: rearm) {
                 return
             }
+            rearm()
             let serverCall = ServerCall(call: handle, context: context)
             let executor: any TaskExecutor = entry.offloaded ? globalConcurrentExecutor : queue
             context.attach(Task(executorPreference: executor) {

@@ -118,9 +118,10 @@ final class ServerCall: Sendable {
     }
 
     /// Tries a unary call's inline handler; true when the call was answered (reply or error), false when the
-    /// handler wants its async path. The answer, the status and the receipt of the call's close go in one batch.
+    /// handler wants its async path. The answer, the status and the receipt of the call's close go in one batch;
+    /// `whenDone` runs once core has finished it (only when answered).
     static func answerInline(_ call: CallHandle, context: ServerContext, payload: [UInt8]??, auth: BearerTokenCheck?,
-                             _ inline: EncodedInlineHandler) -> Bool {
+                             _ inline: EncodedInlineHandler, whenDone: @escaping @Sendable () -> Void) -> Bool {
         let batch = Batch()
         batch.sendInitialMetadata(Metadata())
         if let auth, let error = auth.check(context.metadata) {
@@ -138,7 +139,7 @@ final class ServerCall: Sendable {
                                                               : "the call carried no request message"))
         }
         batch.receiveCloseOnServer()
-        batch.start(on: call) { _ in }
+        batch.start(on: call) { _ in whenDone() }
         return true
     }
 
