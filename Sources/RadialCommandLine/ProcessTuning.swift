@@ -38,14 +38,19 @@ public enum ProcessTuning {
     /// the exec) is left alone, so setting it yourself opts out.
     private static func preferVectorCopies() {
         #if arch(x86_64)
+        // Set just before the exec and removed at once after it (children start clean): whatever glibc does with
+        // GLIBC_TUNABLES (a secure-mode process drops it), the process never executes itself twice.
+        let marker = "RADIAL_REEXECUTED"
+        if getenv(marker) != nil { unsetenv(marker); return }
         let current = getenv("GLIBC_TUNABLES").map { String(cString: $0) }
         if let current, current.contains(repMovsbTunable) { return }
         // 1 TiB: above the size any copy has, so `rep movsb` is never chosen (non-temporal stores still are, for
         // copies past glibc's non-temporal threshold).
         let value = (current.map { $0 + ":" } ?? "") + "\(repMovsbTunable)=1099511627776"
-        guard setenv("GLIBC_TUNABLES", value, 1) == 0 else { return }
+        guard setenv("GLIBC_TUNABLES", value, 1) == 0, setenv(marker, "1", 1) == 0 else { return }
         execv("/proc/self/exe", CommandLine.unsafeArgv)
         // Only reached when the exec failed (no /proc): carry on with glibc's defaults.
+        unsetenv(marker)
         unsetenv("GLIBC_TUNABLES")
         if let current { setenv("GLIBC_TUNABLES", current, 1) }
         #endif
