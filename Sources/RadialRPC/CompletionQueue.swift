@@ -50,6 +50,8 @@ final class CompletionQueue: TaskExecutor, @unchecked Sendable {
     private var thread = pthread_t()
     // Only touched on the queue thread.
     private var localJobs: [UnownedJob] = []
+    // The batch being run; swapped with `localJobs` so neither array is reallocated per completion.
+    private var runningJobs: [UnownedJob] = []
 
     /// `name` is the thread's name in ps, top and perf: at most 15 bytes, or Linux refuses it.
     init(name: String) {
@@ -86,11 +88,12 @@ final class CompletionQueue: TaskExecutor, @unchecked Sendable {
     }
 
     private func runLocalJobs() {
+        let executor = asUnownedTaskExecutor()
         while !localJobs.isEmpty {
-            let jobs = localJobs
-            localJobs.removeAll(keepingCapacity: true)
-            let executor = asUnownedTaskExecutor()
-            for job in jobs { job.runSynchronously(on: executor) }
+            // Jobs these jobs enqueue land in `localJobs` (emptied by the swap) and run in the next pass.
+            swap(&localJobs, &runningJobs)
+            for job in runningJobs { job.runSynchronously(on: executor) }
+            runningJobs.removeAll(keepingCapacity: true)
         }
     }
 
