@@ -65,8 +65,8 @@ func packing<T, R>(_ message: T, _ body: (Int, (UnsafeMutableRawPointer) -> Void
     }
 }
 
-/// A bytes field pointing into `buffer` without copying it: valid only while `buffer` is (pack inside the
-/// buffer's closure): a message's bytes go to the wire with the one copy that packing makes.
+/// A bytes field that points into `buffer` instead of copying it, so a payload reaches the wire with the one copy
+/// packing makes. Valid only inside the buffer's closure: pack there.
 func borrowed(_ buffer: UnsafeBufferPointer<UInt8>) -> ProtobufCBinaryData {
     guard let base = buffer.baseAddress, buffer.count > 0 else { return ProtobufCBinaryData(len: 0, data: nil) }
     return ProtobufCBinaryData(len: buffer.count, data: UnsafeMutablePointer(mutating: base))
