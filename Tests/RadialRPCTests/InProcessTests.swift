@@ -288,13 +288,17 @@ import Testing
 
     @Test func shutdownDrainsInFlightCallsAndRefusesNewOnes() async throws {
         let server = RPCServer(config: ServerConfig(address: "127.0.0.1:0"))
-        DiagnosticsService().register(on: server)
+        let diagnostics = DiagnosticsService()
+        diagnostics.register(on: server)
         let port = try server.start()
         let channel = RPCChannel(ChannelConfig(target: "127.0.0.1:\(port)"))
         _ = try await channel.unary(Method.echo, EchoRequest(payload: [0]), response: EchoReply.self)
         let slow = Task { try await channel.unary(Method.echo, EchoRequest(payload: [9], delayMilliseconds: 400), response: EchoReply.self) }
-        try await Task.sleep(for: .milliseconds(100))
-        await server.shutdown(grace: .seconds(5))
+        // Shut down once the call is inside its handler (a fixed sleep was not always enough when the whole suite
+        // loads both cores); the generous grace only bounds the drain, which ends when the call does.
+        for _ in 0..<1500 where diagnostics.delayingCalls.load(ordering: .relaxed) == 0 { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(diagnostics.delayingCalls.load(ordering: .relaxed) == 1)
+        await server.shutdown(grace: .seconds(60))
         #expect(try await slow.value.payload == [9], "the in-flight call finished during the drain")
         let after = await RPCTestSupport.rpcError {
             _ = try await channel.unary(Method.echo, EchoRequest(payload: [1]), response: EchoReply.self, options: CallOptions(timeout: .seconds(1)))
