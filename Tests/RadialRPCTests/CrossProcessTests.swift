@@ -82,10 +82,17 @@ import Testing
         let channel = RPCChannel(ChannelConfig(target: server.address))
         _ = try await channel.unary(Method.echo, EchoRequest(payload: [0]), response: EchoReply.self,
                                     options: CallOptions(timeout: .seconds(10), waitForReady: true))
-        let slow = Task { try await channel.unary(Method.echo, EchoRequest(payload: [8], delayMilliseconds: 500), response: EchoReply.self) }
-        try await Task.sleep(for: .milliseconds(150))
+        // A stream whose handler pauses before each reply: the first reply proves the call is inside its handler
+        // in the other process (a fixed sleep is not enough when the whole suite loads both cores), so SIGTERM
+        // comes while it runs, and a drain must let the rest arrive.
+        let stream = try channel.serverStreaming(Method.echoStream, EchoRequest(payload: [8], streamCount: 3, delayMilliseconds: 700),
+                                                 response: EchoReply.self)
+        var replies = stream.makeAsyncIterator()
+        #expect(try await replies.next()?.index == 0)
         server.process.terminate()
-        #expect(try await slow.value.payload == [8])
+        var rest: [Int] = []
+        while let reply = try await replies.next() { rest.append(reply.index) }
+        #expect(rest == [1, 2], "the stream in flight finished during the drain")
         #expect(server.stop() == 0)
     }
 

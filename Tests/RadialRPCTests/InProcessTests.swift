@@ -293,13 +293,14 @@ import Testing
         let port = try server.start()
         let channel = RPCChannel(ChannelConfig(target: "127.0.0.1:\(port)"))
         _ = try await channel.unary(Method.echo, EchoRequest(payload: [0]), response: EchoReply.self)
-        let slow = Task { try await channel.unary(Method.echo, EchoRequest(payload: [9], delayMilliseconds: 400), response: EchoReply.self) }
-        // Shut down once the call is inside its handler (a fixed sleep was not always enough when the whole suite
-        // loads both cores); the generous grace only bounds the drain, which ends when the call does.
-        for _ in 0..<1500 where diagnostics.delayingCalls.load(ordering: .relaxed) == 0 { try await Task.sleep(for: .milliseconds(20)) }
-        #expect(diagnostics.delayingCalls.load(ordering: .relaxed) == 1)
+        // The call sleeps 3 s in its handler: long enough that a test starved of the cooperative pool (the whole
+        // suite loads both cores) still shuts down while it runs; the drain ends when the call does.
+        let slow = Task { try await channel.unary(Method.echo, EchoRequest(payload: [9], delayMilliseconds: 3000), response: EchoReply.self) }
+        for _ in 0..<3000 where diagnostics.delayedCalls.load(ordering: .relaxed) == 0 { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(diagnostics.delayedCalls.load(ordering: .relaxed) == 1, "the slow call reached its handler")
         await server.shutdown(grace: .seconds(60))
         #expect(try await slow.value.payload == [9], "the in-flight call finished during the drain")
+        #expect(diagnostics.cancelledCalls.load(ordering: .relaxed) == 0, "shutdown let the call finish, not cancelled it")
         let after = await RPCTestSupport.rpcError {
             _ = try await channel.unary(Method.echo, EchoRequest(payload: [1]), response: EchoReply.self, options: CallOptions(timeout: .seconds(1)))
         }
