@@ -85,12 +85,10 @@ final class ServerCall: Sendable {
             if result.cancelled || !result.success { context.markCancelled() }
         }
 
-        if let auth, let error = auth.check(context.metadata) { return await Self.reject(call, error, watchClose: false) }
-        guard let payload else {
-            return await Self.reject(call, .invalidArgument("the request message could not be read (bad compression?)"), watchClose: false)
-        }
-        guard let request = payload else {
-            return await Self.reject(call, .invalidArgument("the call carried no request message"), watchClose: false)
+        let request: [UInt8]
+        switch Self.admit(payload, auth: auth, context: context) {
+        case .success(let bytes): request = bytes
+        case .failure(let refusal): return await Self.reject(call, refusal, watchClose: false)
         }
 
         switch kind {
@@ -124,9 +122,10 @@ final class ServerCall: Sendable {
                              _ inline: EncodedInlineHandler, whenDone: @escaping @Sendable () -> Void) -> Bool {
         let batch = Batch()
         batch.sendInitialMetadata(Metadata())
-        if let auth, let error = auth.check(context.metadata) {
-            batch.sendStatus(error)
-        } else if let payload, let request = payload {
+        switch admit(payload, auth: auth, context: context) {
+        case .failure(let refusal):
+            batch.sendStatus(refusal)
+        case .success(let request):
             do {
                 guard let reply = try inline(request, context) else { return false }
                 batch.sendMessage(reply)
@@ -134,13 +133,19 @@ final class ServerCall: Sendable {
             } catch {
                 batch.sendStatus(RPCError.from(handlerError: error))
             }
-        } else {
-            batch.sendStatus(.invalidArgument(payload == nil ? "the request message could not be read (bad compression?)"
-                                                              : "the call carried no request message"))
         }
         batch.receiveCloseOnServer()
         batch.start(on: call) { _ in whenDone() }
         return true
+    }
+
+    /// The request bytes, or the status that refuses the call before any handler runs: a failed token check, an
+    /// unreadable message, or none. `payload`: .some(bytes) the request, .some(nil) none sent, nil unreadable.
+    static func admit(_ payload: [UInt8]??, auth: BearerTokenCheck?, context: ServerContext) -> Result<[UInt8], RPCError> {
+        if let auth, let error = auth.check(context.metadata) { return .failure(error) }
+        guard let payload else { return .failure(.invalidArgument("the request message could not be read (bad compression?)")) }
+        guard let request = payload else { return .failure(.invalidArgument("the call carried no request message")) }
+        return .success(request)
     }
 
     /// Ends a call with an error status without running a handler.
