@@ -23,7 +23,7 @@ import Testing
 
     func runGreedy(_ ids: [Int], activations: String, tokens: Int) throws -> [Int] {
         let out = try TestPaths.run(TestPaths.binDir + "/radial", [
-            "run", "--model", ClusterTestSupport.realModelPath, "--greedy", "--max-tokens", String(tokens), "--json",
+            "run", "--model", try ClusterTestSupport.requireRealModel(), "--greedy", "--max-tokens", String(tokens), "--json",
             "--threads", "1", "--activations", activations, "--prompt-ids", ids.map(String.init).joined(separator: ","),
         ])
         let last = try #require(out.split(separator: "\n").last)
@@ -31,7 +31,7 @@ import Testing
         return try #require(json["generated_ids"] as? [Int])
     }
 
-    @Test(.enabled(if: FileManager.default.fileExists(atPath: ClusterTestSupport.realModelPath), "the real model is fetched by scripts/setup.sh model"))
+    @Test(.enabled(if: ClusterTestSupport.realModelWanted, "RADIAL_SKIP_REAL_MODEL=1"))
     func q8FollowsLlamaCppAndTheClusterFollowsQ8() async throws {
         let fx = try fixture()
         let prompt = fx.llama_cpp_greedy.prompt_ids
@@ -45,7 +45,7 @@ import Testing
         #expect(Array(q8.prefix(12)) == Array(fx.llama_cpp_greedy.greedy32_ids.prefix(12)))
         #expect(q8[5] != f32[5])
 
-        let cluster = try LocalCluster(model: ClusterTestSupport.realModelPath, layers: ["0-9", "10-19", "20-29"],
+        let cluster = try LocalCluster(model: try ClusterTestSupport.requireRealModel(), layers: ["0-9", "10-19", "20-29"],
                                        workerArgs: ["--activations", "q8"], coordinatorArgs: ["--activations", "q8"])
         let reply = try await cluster.generate(GenerateRequest(input: .ids(prompt), sampling: ClusterTestSupport.sampling(seed: nil),
                                                                maxTokens: 16, ignoreEOS: true))
@@ -67,11 +67,11 @@ import Testing
     }
 
     /// `radial bench --model` (in-process) in both arithmetics: it builds its ModelOptions by hand.
-    @Test(.enabled(if: FileManager.default.fileExists(atPath: ClusterTestSupport.realModelPath), "the real model is fetched by scripts/setup.sh model"))
+    @Test(.enabled(if: ClusterTestSupport.realModelWanted, "RADIAL_SKIP_REAL_MODEL=1"))
     func inProcessBenchRunsInBothModes() throws {
         for mode in ["f32", "q8"] {
             let out = try TestPaths.run(TestPaths.binDir + "/radial", [
-                "bench", "--model", ClusterTestSupport.realModelPath, "--threads", "1", "--activations", mode,
+                "bench", "--model", try ClusterTestSupport.requireRealModel(), "--threads", "1", "--activations", mode,
                 "--max-tokens", "3", "--concurrency", "1", "--json",
             ])
             let last = try #require(out.split(separator: "\n").last)

@@ -57,9 +57,9 @@ import Testing
     }
 
     /// A client that goes away mid-generation: the session's KV is freed on every worker (seen in Status).
-    @Test(.enabled(if: FileManager.default.fileExists(atPath: ClusterTestSupport.realModelPath), "needs the real model"))
+    @Test(.enabled(if: ClusterTestSupport.realModelWanted, "RADIAL_SKIP_REAL_MODEL=1"))
     func clientCancelFreesKVOnEveryWorker() async throws {
-        let cluster = try LocalCluster(model: ClusterTestSupport.realModelPath, layers: ["0-14", "15-29"])
+        let cluster = try LocalCluster(model: try ClusterTestSupport.requireRealModel(), layers: ["0-14", "15-29"])
         defer { cluster.stop() }
         // Thousands of tokens, end-of-generation ignored: still running when Status is read, however slow the machine.
         let request = GenerateRequest(input: .chat([ChatMessage(role: "user", content: "Write a very long story about a dragon and a knight.")]),
@@ -105,9 +105,9 @@ import Testing
     /// One running and one waiting fill a coordinator with --max-sessions 1 --max-queue 1; a third request is
     /// RESOURCE_EXHAUSTED. (The real model and thousands of tokens, so the first two are still generating when the
     /// third arrives.)
-    @Test(.enabled(if: FileManager.default.fileExists(atPath: ClusterTestSupport.realModelPath), "needs the real model"))
+    @Test(.enabled(if: ClusterTestSupport.realModelWanted, "RADIAL_SKIP_REAL_MODEL=1"))
     func fullQueueIsResourceExhausted() async throws {
-        let cluster = try LocalCluster(model: ClusterTestSupport.realModelPath, layers: ["0-29"],
+        let cluster = try LocalCluster(model: try ClusterTestSupport.requireRealModel(), layers: ["0-29"],
                                        coordinatorArgs: ["--max-sessions", "1", "--max-queue", "1"])
         defer { cluster.stop() }
         let long = GenerateRequest(input: .chat([ChatMessage(role: "user", content: "Write a very long story about a dragon.")]),
@@ -130,9 +130,9 @@ import Testing
 
     /// SIGTERM with a generation running: the coordinator refuses new work, cancels what is still running once
     /// --drain-seconds pass, ends the client's stream with CANCELLED as the finish reason, and exits 0.
-    @Test(.enabled(if: FileManager.default.fileExists(atPath: ClusterTestSupport.realModelPath), "needs the real model"))
+    @Test(.enabled(if: ClusterTestSupport.realModelWanted, "RADIAL_SKIP_REAL_MODEL=1"))
     func sigtermCancelsAfterTheDrainPeriodAndExitsZero() async throws {
-        let cluster = try LocalCluster(model: ClusterTestSupport.realModelPath, layers: ["0-29"], coordinatorArgs: ["--drain-seconds", "1"])
+        let cluster = try LocalCluster(model: try ClusterTestSupport.requireRealModel(), layers: ["0-29"], coordinatorArgs: ["--drain-seconds", "1"])
         defer { cluster.stop() }
         let request = GenerateRequest(input: .text("Tell me a story"), sampling: .greedy, maxTokens: 4000, ignoreEOS: true)
         let stream = try cluster.channel.serverStreaming(Method.generate, request, response: GenerateReply.self)

@@ -92,7 +92,20 @@ enum ClusterTestSupport {
         return path
     }
 
-    static var realModelPath: String { TestPaths.packageRoot + "/models/SmolLM2-135M-Instruct.Q4_1.gguf" }
+    /// The real model (`RADIAL_MODEL` or the one `scripts/setup.sh model` fetches). Tests that need it fail when it
+    /// is missing; only an explicit `RADIAL_SKIP_REAL_MODEL=1` skips them.
+    static var realModelPath: String {
+        ProcessInfo.processInfo.environment["RADIAL_MODEL"] ?? TestPaths.packageRoot + "/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+    }
+    static var realModelWanted: Bool { ProcessInfo.processInfo.environment["RADIAL_SKIP_REAL_MODEL"] != "1" }
+
+    static func requireRealModel() throws -> String {
+        let p = realModelPath
+        guard FileManager.default.fileExists(atPath: p) else {
+            throw TestFailure("real model missing at \(p): run `scripts/setup.sh model` (or set RADIAL_MODEL, or RADIAL_SKIP_REAL_MODEL=1)")
+        }
+        return p
+    }
 
     static func sampling(seed: UInt64?) -> SamplingParameters {
         guard let seed else { return .greedy }

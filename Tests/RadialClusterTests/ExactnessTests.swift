@@ -58,9 +58,9 @@ import Testing
                                coordinatorArgs: ["--lanes", "\(lanes)"])
     }
 
-    @Test(.enabled(if: FileManager.default.fileExists(atPath: ClusterTestSupport.realModelPath), "the real model is fetched by scripts/setup.sh model"))
+    @Test(.enabled(if: ClusterTestSupport.realModelWanted, "RADIAL_SKIP_REAL_MODEL=1"))
     func realModelAcrossThreeWorkers() async throws {
-        let model = ClusterTestSupport.realModelPath
+        let model = try ClusterTestSupport.requireRealModel()
         let file = try GGUFFile(path: model)
         let tokenizer = try Tokenizer(gguf: file)
         // One prompt longer than a shared step allows (> 64 tokens): it is prefilled in a step of its own.

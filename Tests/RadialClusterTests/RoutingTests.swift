@@ -128,13 +128,13 @@ import Testing
 /// real one), three workers of ten layers, two concurrent requests.
 @Suite struct RealModelRoutingTests {
     static let corpus = TestPaths.packageRoot + "/data/fortunes-train.txt"
-    static var available: Bool {
-        FileManager.default.fileExists(atPath: ClusterTestSupport.realModelPath) && FileManager.default.fileExists(atPath: corpus)
-    }
 
-    @Test(.enabled(if: RealModelRoutingTests.available, "needs scripts/setup.sh model and corpus"))
+    @Test(.enabled(if: ClusterTestSupport.realModelWanted, "RADIAL_SKIP_REAL_MODEL=1"))
     func routedClusterEqualsInProcess() async throws {
-        let model = ClusterTestSupport.realModelPath
+        let model = try ClusterTestSupport.requireRealModel()
+        guard FileManager.default.fileExists(atPath: Self.corpus) else {
+            throw TestFailure("corpus missing at \(Self.corpus): run scripts/setup.sh corpus")
+        }
         let (routerPath, policy, router, prompts) = try await blocking { () throws -> (String, RoutingPolicy, Router, [[Int]]) in
             let file = try GGUFFile(path: model)
             let llama = try LlamaModel(file: file)

@@ -3,6 +3,12 @@ import Foundation
 import Glibc
 #endif
 
+/// A test's own failure with a message that says what to do.
+public struct TestFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
 /// Paths and processes shared by the test targets that start real executables.
 public enum TestPaths {
     public static let packageRoot: String = {

@@ -70,7 +70,9 @@ public struct GenerationState: Sendable {
         guard finishReason == nil else { return "" }
         finishReason = reason
         if reason == .stopString { return "" }
-        let (release, _) = matcher.push(decoder.flush())
+        // The decoder's last bytes can still complete a stop string.
+        let (release, stopped) = matcher.push(decoder.flush())
+        if stopped { finishReason = .stopString; return release }
         return release + matcher.flush()
     }
 }

@@ -16,54 +16,6 @@ public struct GenerationResult: Sendable, Codable {
     }
 }
 
-/// Holds back streamed text that might be the start of a stop string, and finds the stop.
-public struct StopStringMatcher: Sendable {
-    public let stops: [String]
-    private var chars: [Character] = []
-    private var emitted = 0  // characters already released
-
-    public init(_ stops: [String]) { self.stops = stops.filter { !$0.isEmpty } }
-
-    /// Adds decoded text; returns what can be shown now and whether a stop string appeared (the text is then cut
-    /// just before it).
-    public mutating func push(_ piece: String) -> (release: String, stopped: Bool) {
-        chars += Array(piece)
-        for s in stops {
-            let sc = Array(s)
-            guard chars.count >= sc.count else { continue }
-            for start in max(0, emitted - sc.count + 1)...(chars.count - sc.count)
-            where chars[start..<start + sc.count].elementsEqual(sc) {
-                let out = String(chars[min(emitted, start)..<start])
-                chars.removeSubrange(start...)
-                emitted = start
-                return (out, true)
-            }
-        }
-        // Hold back the longest suffix that is a proper prefix of a stop string.
-        var hold = 0
-        for s in stops {
-            let sc = Array(s)
-            var n = min(sc.count - 1, chars.count - emitted)
-            while n > 0 {
-                if chars[(chars.count - n)...].elementsEqual(sc[..<n]) { hold = max(hold, n); break }
-                n -= 1
-            }
-        }
-        let end = chars.count - hold
-        let out = end > emitted ? String(chars[emitted..<end]) : ""
-        emitted = max(emitted, end)
-        return (out, false)
-    }
-
-    /// Everything not yet released (at the end of generation).
-    public mutating func flush() -> String {
-        defer { emitted = chars.count }
-        return emitted < chars.count ? String(chars[emitted...]) : ""
-    }
-
-    public var fullText: String { String(chars) }
-}
-
 /// Generates text in-process: prefill the prompt as one batch, then decode token by token.
 public struct LocalGenerator: Sendable {
     public let model: LlamaModel
