@@ -12,13 +12,13 @@ Usage:
 Writes
     OUTDIR/quant.gguf          GGUF v3, arch "test", one tensor per type, each of
                                logical shape 4 rows x 256 columns (GGUF dims [256, 4]):
-                               t_F32 t_F16 t_BF16 t_Q8_0 t_Q4_0 t_Q4_1 t_Q4_K t_Q6_K
+                               t_F32 t_F16 t_BF16 t_Q8_0 t_Q4_0 t_Q4_1 t_Q5_0 t_Q5_1 t_Q4_K t_Q5_K t_Q6_K
     OUTDIR/expected_<TYPE>.f32 raw little-endian float32, 1024 values, row-major:
                                gguf.quants.dequantize() of exactly the bytes written
     OUTDIR/manifest.json       names, types, type ids, shapes, byte sizes, files
 
-F32/F16/BF16/Q8_0/Q4_0/Q4_1 are produced with gguf.quants.quantize() from random
-normal data. Q4_K and Q6_K (whose quantize() is not implemented in gguf-py)
+F32/F16/BF16/Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 are produced with gguf.quants.quantize() from random
+normal data. Q4_K, Q5_K and Q6_K (whose quantize() is not implemented in gguf-py)
 are random block bytes with sane positive f16 super-block scales (d, dmin in
 [0.01, 0.1]). Everything is deterministic (fixed seed). After writing, the file
 is read back with gguf.GGUFReader and dequantised again to verify.
@@ -38,7 +38,7 @@ from gguf import quants
 
 SEED = 1234
 ROWS, COLS = 4, 256
-TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K"]
+TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"]
 
 
 def f16_bytes(vals):
@@ -48,6 +48,14 @@ def f16_bytes(vals):
 def make_q4_k(rng, n_blocks):
     # block_q4_K: f16 d, f16 dmin, u8 scales[12], u8 qs[128]  (144 bytes)
     blk = rng.integers(0, 256, size=(n_blocks, 144), dtype=np.uint8)
+    blk[:, 0:2] = f16_bytes(rng.uniform(0.01, 0.1, n_blocks))
+    blk[:, 2:4] = f16_bytes(rng.uniform(0.01, 0.1, n_blocks))
+    return blk
+
+
+def make_q5_k(rng, n_blocks):
+    # block_q5_K: f16 d, f16 dmin, u8 scales[12], u8 qh[32], u8 qs[128]  (176 bytes)
+    blk = rng.integers(0, 256, size=(n_blocks, 176), dtype=np.uint8)
     blk[:, 0:2] = f16_bytes(rng.uniform(0.01, 0.1, n_blocks))
     blk[:, 2:4] = f16_bytes(rng.uniform(0.01, 0.1, n_blocks))
     return blk
@@ -65,10 +73,10 @@ def build(rng):
     out = {}
     for name in TYPES:
         qt = T[name]
-        if name in ("Q4_K", "Q6_K"):
+        if name in ("Q4_K", "Q5_K", "Q6_K"):
             block_size, type_size = gguf.GGML_QUANT_SIZES[qt]
             n_blocks = ROWS * COLS // block_size
-            blk = make_q4_k(rng, n_blocks) if name == "Q4_K" else make_q6_k(rng, n_blocks)
+            blk = {"Q4_K": make_q4_k, "Q5_K": make_q5_k, "Q6_K": make_q6_k}[name](rng, n_blocks)
             data = blk.reshape(ROWS, COLS // block_size * type_size)
         else:
             x = rng.standard_normal((ROWS, COLS)).astype(np.float32)

@@ -20,8 +20,14 @@ public enum Dequantize {
             for b in 0..<blocks { q4_0(s + b * 18, d + b * 32) }
         case .q4_1:
             for b in 0..<blocks { q4_1(s + b * 20, d + b * 32) }
+        case .q5_0:
+            for b in 0..<blocks { q5_0(s + b * 22, d + b * 32) }
+        case .q5_1:
+            for b in 0..<blocks { q5_1(s + b * 24, d + b * 32) }
         case .q4_K:
             for b in 0..<blocks { q4_K(s + b * 144, d + b * 256) }
+        case .q5_K:
+            for b in 0..<blocks { q5_K(s + b * 176, d + b * 256) }
         case .q6_K:
             for b in 0..<blocks { q6_K(s + b * 210, d + b * 256) }
         }
@@ -61,6 +67,36 @@ public enum Dequantize {
         }
     }
 
+    // The fifth bit of element j of a Q5_0/Q5_1 block, from the 32 bits qh (element j's bit is bit j).
+    @inline(__always)
+    static func fifthBits(_ p: UnsafeRawPointer, _ offset: Int) -> UInt32 {
+        p.loadUnaligned(fromByteOffset: offset, as: UInt32.self)
+    }
+
+    // block_q5_0 { half d; uint8 qh[4]; uint8 qs[16] }: q = (nibble | fifth bit << 4) - 16, y = q * d
+    static func q5_0(_ p: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+        let d = half(p, 0), qh = fifthBits(p, 2)
+        for j in 0..<16 {
+            let q = byte(p, 6 + j)
+            let h0 = UInt8(truncatingIfNeeded: ((qh >> UInt32(j)) << 4) & 0x10)
+            let h1 = UInt8(truncatingIfNeeded: (qh >> UInt32(j + 12)) & 0x10)
+            y[j] = Float(Int((q & 0x0F) | h0) - 16) * d
+            y[j + 16] = Float(Int((q >> 4) | h1) - 16) * d
+        }
+    }
+
+    // block_q5_1 { half d; half m; uint8 qh[4]; uint8 qs[16] }: q = nibble | fifth bit << 4, y = q * d + m
+    static func q5_1(_ p: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+        let d = half(p, 0), m = half(p, 2), qh = fifthBits(p, 4)
+        for j in 0..<16 {
+            let q = byte(p, 8 + j)
+            let h0 = UInt8(truncatingIfNeeded: ((qh >> UInt32(j)) << 4) & 0x10)
+            let h1 = UInt8(truncatingIfNeeded: (qh >> UInt32(j + 12)) & 0x10)
+            y[j] = Float((q & 0x0F) | h0) * d + m
+            y[j + 16] = Float((q >> 4) | h1) * d + m
+        }
+    }
+
     // The 6-bit scale and min of sub-block j, packed into 12 bytes (ggml's get_scale_min_k4).
     @inline(__always)
     static func scaleMinK4(_ j: Int, _ q: UnsafeRawPointer) -> (Float, Float) {
@@ -88,6 +124,29 @@ public enum Dequantize {
             out += 64
             q += 32
             sub += 2
+        }
+    }
+
+    // block_q5_K { half d; half dmin; uint8 scales[12]; uint8 qh[32]; uint8 qs[128] }: like Q4_K, with a fifth
+    // bit per element from qh (bit 2i for the low nibbles of the i-th 64-element group, bit 2i+1 for the high)
+    static func q5_K(_ p: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+        let d = half(p, 0), dmin = half(p, 2)
+        let scales = p + 4, qh = p + 16
+        var ql = p + 48
+        var out = y
+        var sub = 0
+        var u1: UInt8 = 1, u2: UInt8 = 2
+        for _ in 0..<4 {
+            let (sc1, m1) = scaleMinK4(sub, scales)
+            let (sc2, m2) = scaleMinK4(sub + 1, scales)
+            let d1 = d * sc1, mm1 = dmin * m1, d2 = d * sc2, mm2 = dmin * m2
+            for l in 0..<32 { out[l] = d1 * Float((byte(ql, l) & 0x0F) + (byte(qh, l) & u1 != 0 ? 16 : 0)) - mm1 }
+            for l in 0..<32 { out[32 + l] = d2 * Float((byte(ql, l) >> 4) + (byte(qh, l) & u2 != 0 ? 16 : 0)) - mm2 }
+            out += 64
+            ql += 32
+            sub += 2
+            u1 <<= 2
+            u2 <<= 2
         }
     }
 

@@ -98,14 +98,14 @@ public enum GGUFValueType: UInt32, Sendable, CustomStringConvertible {
 
 /// ggml tensor types this reader can dequantise. Values are ggml's `enum ggml_type`.
 public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
-    case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q8_0 = 8, q4_K = 12, q6_K = 14, bf16 = 30
+    case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8, q4_K = 12, q5_K = 13, q6_K = 14, bf16 = 30
 
     /// Elements per block and bytes per block.
     public var blockSize: Int {
         switch self {
         case .f32, .f16, .bf16: 1
-        case .q4_0, .q4_1, .q8_0: 32
-        case .q4_K, .q6_K: 256
+        case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0: 32
+        case .q4_K, .q5_K, .q6_K: 256
         }
     }
 
@@ -115,8 +115,11 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
         case .f16, .bf16: 2
         case .q4_0: 18   // f16 scale + 16 bytes of nibbles
         case .q4_1: 20   // f16 scale, f16 min + 16 bytes of nibbles
+        case .q5_0: 22   // f16 scale, 32 fifth bits, 16 bytes of nibbles
+        case .q5_1: 24   // f16 scale, f16 min, 32 fifth bits, 16 bytes of nibbles
         case .q8_0: 34   // f16 scale + 32 int8
         case .q4_K: 144  // f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles
+        case .q5_K: 176  // f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 32 bytes of fifth bits, 128 of nibbles
         case .q6_K: 210  // 128 bytes low nibbles, 64 bytes high 2-bits, 16 int8 scales, f16 d
         }
     }
@@ -127,8 +130,11 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
         case .f16: "F16"
         case .q4_0: "Q4_0"
         case .q4_1: "Q4_1"
+        case .q5_0: "Q5_0"
+        case .q5_1: "Q5_1"
         case .q8_0: "Q8_0"
         case .q4_K: "Q4_K"
+        case .q5_K: "Q5_K"
         case .q6_K: "Q6_K"
         case .bf16: "BF16"
         }
@@ -138,7 +144,7 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
     static func name(ofRaw raw: UInt32) -> String {
         if let t = GGMLType(rawValue: raw) { return t.description }
         let known: [UInt32: String] = [
-            6: "Q5_0", 7: "Q5_1", 9: "Q8_1", 10: "Q2_K", 11: "Q3_K", 13: "Q5_K", 15: "Q8_K",
+            9: "Q8_1", 10: "Q2_K", 11: "Q3_K", 15: "Q8_K",
             16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S",
             22: "IQ2_S", 23: "IQ4_XS", 24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 29: "IQ1_M",
         ]

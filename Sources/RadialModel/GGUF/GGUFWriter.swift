@@ -166,7 +166,7 @@ public enum Quantize {
                     out.append(a | c << 4)
                 }
             }
-        case .q4_K, .q6_K:
+        case .q5_0, .q5_1, .q4_K, .q5_K, .q6_K:
             preconditionFailure("no encoder for \(type); add raw blocks with addRawTensor")
         }
         return out
