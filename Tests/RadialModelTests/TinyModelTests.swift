@@ -23,15 +23,19 @@ import Testing
     }
 
     @Test(arguments: [
-        ("f32 tied", GGMLType.f32, true, 2),
-        ("f32 untied, no GQA", .f32, false, 4),
-        ("f16", .f16, true, 2),
-        ("q8_0", .q8_0, true, 1),
-        ("q4_1", .q4_1, false, 2),
+        ("f32 tied", GGMLType.f32, true, 2, "llama"),
+        ("f32 untied, no GQA", .f32, false, 4, "llama"),
+        ("f16", .f16, true, 2, "llama"),
+        ("q8_0", .q8_0, true, 1, "llama"),
+        ("q4_1", .q4_1, false, 2, "llama"),
+        ("qwen2 f32 untied", .f32, false, 2, "qwen2"),
+        ("qwen2 q8_0 tied", .q8_0, true, 1, "qwen2"),
     ])
-    func matchesNumpyReference(_ name: String, _ type: GGMLType, _ tied: Bool, _ kvHeads: Int) async throws {
+    func matchesNumpyReference(_ name: String, _ type: GGMLType, _ tied: Bool, _ kvHeads: Int, _ arch: String) async throws {
         try await blocking {
-            let path = try TestSupport.writeTinyModel { $0.weightType = type; $0.tiedOutput = tied; $0.kvHeads = kvHeads }
+            let path = try TestSupport.writeTinyModel {
+                $0.weightType = type; $0.tiedOutput = tied; $0.kvHeads = kvHeads; $0.architecture = arch
+            }
             let model = try load(path)
             let ours = try engineLogits(model, ids)
             let ref = try TestSupport.referenceLogits(model: path, ids: ids)

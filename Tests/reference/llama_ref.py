@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent numpy reference forward pass for GGUF "llama" architecture models.
+"""Independent numpy reference forward pass for GGUF "llama" and "qwen2" architecture models.
 
 Used by Radial's tests to check the Swift engine's logits. Deliberately
 self-contained: it has its own tiny GGUF parser and dequantisers and does NOT
@@ -18,7 +18,8 @@ Output JSON (to --out or stdout):
   hidden_final is the final hidden state AFTER output_norm (the vector that is
   multiplied by output.weight), per position.
 
-Semantics (llama.cpp `llama` arch):
+Semantics (llama.cpp `llama` arch; `qwen2` adds biases to q, k, v and rotates
+the halves (x[i], x[i + rope_dim/2]) of each head instead of adjacent pairs):
   x = token_embd[id]
   per layer l:
     h = rmsnorm(x) * attn_norm
@@ -70,7 +71,13 @@ _SCALAR_FMT = {
 
 # tensor types: name, block size (elements), bytes per block
 GGML_F32, GGML_F16, GGML_Q4_0, GGML_Q4_1, GGML_Q8_0, GGML_BF16 = 0, 1, 2, 3, 8, 30
+GGML_Q5_0, GGML_Q5_1, GGML_Q4_K, GGML_Q5_K, GGML_Q6_K = 6, 7, 12, 13, 14
 TENSOR_TYPES = {
+    GGML_Q5_0: ("Q5_0", 32, 22),
+    GGML_Q5_1: ("Q5_1", 32, 24),
+    GGML_Q4_K: ("Q4_K", 256, 144),
+    GGML_Q5_K: ("Q5_K", 256, 176),
+    GGML_Q6_K: ("Q6_K", 256, 210),
     GGML_F32: ("F32", 1, 4),
     GGML_F16: ("F16", 1, 2),
     GGML_Q4_0: ("Q4_0", 32, 18),
@@ -219,6 +226,62 @@ def dequantize(raw, ttype):
         qs = blk[:, 4:20]
         q = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.float32)
         return (q * d + m).reshape(-1)
+    if ttype in (GGML_Q5_0, GGML_Q5_1):
+        # {f16 d, [f16 m,] u32 qh, u8 qs[16]}: q = nibble | (bit j of qh) << 4
+        bb = 22 if ttype == GGML_Q5_0 else 24
+        blk = raw.reshape(-1, bb)
+        d = blk[:, 0:2].copy().view("<f2").astype(np.float32)
+        o = 2 if ttype == GGML_Q5_0 else 4
+        qh = blk[:, o:o + 4].copy().view("<u4").astype(np.uint32)            # (nb,1)
+        qs = blk[:, o + 4:o + 20]
+        bits = (qh >> np.arange(32, dtype=np.uint32)) & 1                      # (nb,32)
+        q = (np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.uint32) | (bits << 4)).astype(np.float32)
+        if ttype == GGML_Q5_0:
+            return ((q - 16.0) * d).reshape(-1)
+        m = blk[:, 2:4].copy().view("<f2").astype(np.float32)
+        return (q * d + m).reshape(-1)
+    if ttype in (GGML_Q4_K, GGML_Q5_K):
+        # {f16 d, f16 dmin, u8 scales[12], [u8 qh[32],] u8 qs[128]}: 8 sub-blocks of 32 with 6-bit scale/min
+        bb = 144 if ttype == GGML_Q4_K else 176
+        blk = raw.reshape(-1, bb)
+        d = blk[:, 0:2].copy().view("<f2").astype(np.float32)
+        dmin = blk[:, 2:4].copy().view("<f2").astype(np.float32)
+        sc = blk[:, 4:16].astype(np.uint32)
+        scale = np.empty((blk.shape[0], 8), np.uint32)
+        mins = np.empty((blk.shape[0], 8), np.uint32)
+        scale[:, 0:4] = sc[:, 0:4] & 63
+        mins[:, 0:4] = sc[:, 4:8] & 63
+        scale[:, 4:8] = (sc[:, 8:12] & 0x0F) | ((sc[:, 0:4] >> 6) << 4)
+        mins[:, 4:8] = (sc[:, 8:12] >> 4) | ((sc[:, 4:8] >> 6) << 4)
+        qs = blk[:, bb - 128:bb].reshape(-1, 4, 32)                             # 4 groups of 64 elements
+        q = np.stack([qs & 0x0F, qs >> 4], axis=2).astype(np.uint32)          # (nb, 4, 2, 32)
+        if ttype == GGML_Q5_K:
+            qh = blk[:, 16:48].astype(np.uint32)                               # (nb, 32)
+            for g in range(4):
+                q[:, g, 0, :] |= ((qh >> (2 * g)) & 1) << 4
+                q[:, g, 1, :] |= ((qh >> (2 * g + 1)) & 1) << 4
+        q = q.reshape(-1, 8, 32).astype(np.float32)
+        ds = (d * scale.astype(np.float32))[:, :, None]
+        ms = (dmin * mins.astype(np.float32))[:, :, None]
+        return (ds * q - ms).reshape(-1)
+    if ttype == GGML_Q6_K:
+        # {u8 ql[128], u8 qh[64], i8 scales[16], f16 d}: two halves of 128; element l + 32k of a half
+        blk = raw.reshape(-1, 210)
+        d = blk[:, 208:210].copy().view("<f2").astype(np.float32)              # (nb,1)
+        out = np.empty((blk.shape[0], 256), np.float32)
+        for half in range(2):
+            ql = blk[:, 64 * half:64 * half + 64].astype(np.int32)
+            qh = blk[:, 128 + 32 * half:128 + 32 * half + 32].astype(np.int32)
+            scs = blk[:, 192 + 8 * half:192 + 8 * half + 8].view(np.int8).astype(np.float32)
+            l = np.arange(32)
+            qv = [(ql[:, 0:32] & 0x0F) | (((qh >> 0) & 3) << 4),
+                  (ql[:, 32:64] & 0x0F) | (((qh >> 2) & 3) << 4),
+                  (ql[:, 0:32] >> 4) | (((qh >> 4) & 3) << 4),
+                  (ql[:, 32:64] >> 4) | (((qh >> 6) & 3) << 4)]
+            for k in range(4):
+                s = scs[:, (l // 16) + 2 * k]                                   # (nb, 32)
+                out[:, 128 * half + 32 * k:128 * half + 32 * k + 32] = d * s * (qv[k] - 32).astype(np.float32)
+        return out.reshape(-1)
     raise GGUFError("unsupported tensor type %d" % ttype)
 
 
@@ -230,10 +293,15 @@ class Config:
     def __init__(self, g):
         md = g.metadata
         arch = md.get("general.architecture", "llama")
-        if arch != "llama":
+        if arch not in ("llama", "qwen2"):
             print("warning: general.architecture is %r, treating as llama" % arch,
                   file=sys.stderr)
-        p = "llama."
+            arch = "llama"
+        self.arch = arch
+        # qwen2: Q/K/V biases and NEOX RoPE (the two halves of each head rotate together)
+        self.qkv_bias = arch == "qwen2"
+        self.neox = arch == "qwen2"
+        p = arch + "."
 
         def req(k):
             if p + k not in md:
@@ -300,6 +368,9 @@ class Model:
                 "wk": W(b + "attn_k.weight", (kvd, c.dim)),
                 "wv": W(b + "attn_v.weight", (kvd, c.dim)),
                 "wo": W(b + "attn_output.weight", (c.dim, qd)),
+                "bq": W(b + "attn_q.bias", (qd,)) if c.qkv_bias else np.zeros(qd),
+                "bk": W(b + "attn_k.bias", (kvd,)) if c.qkv_bias else np.zeros(kvd),
+                "bv": W(b + "attn_v.bias", (kvd,)) if c.qkv_bias else np.zeros(kvd),
                 "ffn_norm": W(b + "ffn_norm.weight", (c.dim,)),
                 "w_gate": W(b + "ffn_gate.weight", (c.ffn_dim, c.dim)),
                 "w_up": W(b + "ffn_up.weight", (c.ffn_dim, c.dim)),
@@ -317,11 +388,19 @@ class Model:
         return x / np.sqrt(np.mean(x * x) + self.cfg.eps) * w
 
     def rope(self, v, pos, n_heads):
-        """v: flat (n_heads*head_dim,). Rotate adjacent pairs in each head."""
+        """v: flat (n_heads*head_dim,). Rotate adjacent pairs in each head (llama),
+        or element i with element i + rope_dim/2 (NEOX, qwen2)."""
         c = self.cfg
         v = v.reshape(n_heads, c.head_dim).copy()
         ang = pos * self.inv_freq
         cos, sin = np.cos(ang), np.sin(ang)
+        if c.neox:
+            h = c.rope_dim // 2
+            x0 = v[:, 0:h].copy()
+            x1 = v[:, h:c.rope_dim].copy()
+            v[:, 0:h] = x0 * cos - x1 * sin
+            v[:, h:c.rope_dim] = x0 * sin + x1 * cos
+            return v.reshape(-1)
         x0 = v[:, 0:c.rope_dim:2].copy()
         x1 = v[:, 1:c.rope_dim:2].copy()
         v[:, 0:c.rope_dim:2] = x0 * cos - x1 * sin
@@ -331,8 +410,8 @@ class Model:
     def kv_entry(self, L, h_in, pos):
         lw = self.layers[L]
         h = self.rmsnorm(h_in, lw["attn_norm"])
-        k = self.rope(lw["wk"] @ h, pos, self.cfg.n_head_kv)
-        v = lw["wv"] @ h
+        k = self.rope(lw["wk"] @ h + lw["bk"], pos, self.cfg.n_head_kv)
+        v = lw["wv"] @ h + lw["bv"]
         return h, k, v
 
     # ---- forward ---------------------------------------------------------
@@ -364,7 +443,7 @@ class Model:
                     continue  # x passes through unchanged
                 h, k, v = self.kv_entry(L, x, t)
                 kv[L].append((t, k, v))
-                q = self.rope(lw["wq"] @ h, t, c.n_head).reshape(c.n_head, c.head_dim)
+                q = self.rope(lw["wq"] @ h + lw["bq"], t, c.n_head).reshape(c.n_head, c.head_dim)
                 K = np.stack([e[1] for e in kv[L]]).reshape(-1, c.n_head_kv, c.head_dim)
                 V = np.stack([e[2] for e in kv[L]]).reshape(-1, c.n_head_kv, c.head_dim)
                 out = np.empty((c.n_head, c.head_dim))

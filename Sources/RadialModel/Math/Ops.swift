@@ -48,16 +48,19 @@ public enum Ops {
     }
 }
 
-/// Rotary position embedding as GGUF's `llama` architecture applies it: ADJACENT pairs (x[2i], x[2i+1]) of each
-/// head rotate by pos · base^(-2i/ropeDim). (The GGUF converter permuted Q/K rows so this equals the HF layout.)
+/// Rotary position embedding: pair i of each head rotates by pos · base^(-2i/ropeDim). GGUF's `llama` pairs
+/// ADJACENT elements (x[2i], x[2i+1]) (its converter permuted the Q/K rows so this equals the HF layout); `qwen2`
+/// pairs the halves (x[i], x[i + ropeDim/2]), llama.cpp's NEOX type.
 public struct Rope: Sendable {
     public let headDim: Int
     public let ropeDim: Int
+    public let style: RopeStyle
     let invFreq: [Double]
 
-    public init(headDim: Int, ropeDim: Int, base: Double) {
+    public init(headDim: Int, ropeDim: Int, base: Double, style: RopeStyle = .adjacentPairs) {
         self.headDim = headDim
         self.ropeDim = ropeDim
+        self.style = style
         invFreq = (0..<ropeDim / 2).map { pow(base, -2 * Double($0) / Double(ropeDim)) }
     }
 
@@ -71,13 +74,16 @@ public struct Rope: Sendable {
                 cs[2 * i] = Float(cos(a))
                 cs[2 * i + 1] = Float(sin(a))
             }
+            // Element i of a pair and its partner: adjacent (2i, 2i+1), or halves (i, i + half).
+            let (stride, step) = style == .adjacentPairs ? (2, 1) : (1, half)
             for h in 0..<heads {
                 let p = x + h * headDim
                 for i in 0..<half {
                     let c = cs[2 * i], s = cs[2 * i + 1]
-                    let a = p[2 * i], b = p[2 * i + 1]
-                    p[2 * i] = a * c - b * s
-                    p[2 * i + 1] = a * s + b * c
+                    let j = stride * i
+                    let a = p[j], b = p[j + step]
+                    p[j] = a * c - b * s
+                    p[j + step] = a * s + b * c
                 }
             }
         }

@@ -12,18 +12,25 @@ public struct LlamaConfig: Sendable, Equatable, Codable {
     public var rmsEps: Float
     public var contextLength: Int
     public var vocabSize: Int
+    /// Which elements RoPE rotates together: adjacent pairs (GGUF `llama`, whose converter permuted Q/K) or the
+    /// two halves of each head (llama.cpp's NEOX type: `qwen2`).
+    public var ropeStyle: RopeStyle
+    /// Q, K and V carry biases (`attn_q.bias` …): `qwen2`.
+    public var qkvBias: Bool
 
     public var qDim: Int { headCount * headDim }
     public var kvDim: Int { kvHeadCount * headDim }
     /// Query heads sharing one K/V head (grouped-query attention).
     public var groupSize: Int { headCount / kvHeadCount }
 
-    /// Architectures whose blocks are exactly the Llama block (no biases, RMSNorm, SwiGLU, adjacent-pair RoPE).
-    public static let supportedArchitectures: Set<String> = ["llama", "mistral"]
+    /// Architectures whose blocks are the Llama block (RMSNorm, SwiGLU, grouped-query attention): `llama` and
+    /// `mistral` exactly; `qwen2` adds Q/K/V biases and rotates halves.
+    public static let supportedArchitectures: Set<String> = ["llama", "mistral", "qwen2"]
 
     public init(architecture: String = "llama", dim: Int, layerCount: Int, ffnDim: Int, headCount: Int,
                 kvHeadCount: Int, headDim: Int? = nil, ropeDim: Int? = nil, ropeBase: Double = 10000,
-                rmsEps: Float = 1e-5, contextLength: Int = 2048, vocabSize: Int) {
+                rmsEps: Float = 1e-5, contextLength: Int = 2048, vocabSize: Int, ropeStyle: RopeStyle = .adjacentPairs,
+                qkvBias: Bool = false) {
         self.architecture = architecture
         self.dim = dim
         self.layerCount = layerCount
@@ -36,6 +43,8 @@ public struct LlamaConfig: Sendable, Equatable, Codable {
         self.rmsEps = rmsEps
         self.contextLength = contextLength
         self.vocabSize = vocabSize
+        self.ropeStyle = ropeStyle
+        self.qkvBias = qkvBias
     }
 
     public init(gguf f: GGUFFile) throws {
@@ -55,7 +64,7 @@ public struct LlamaConfig: Sendable, Equatable, Codable {
         self.init(architecture: arch, dim: dim, layerCount: try f.int(p + "block_count"),
                   ffnDim: try f.int(p + "feed_forward_length"), headCount: heads, kvHeadCount: kvHeads,
                   headDim: headDim, ropeDim: ropeDim, ropeBase: base, rmsEps: Float(eps), contextLength: ctx,
-                  vocabSize: embd.rows)
+                  vocabSize: embd.rows, ropeStyle: arch == "qwen2" ? .halves : .adjacentPairs, qkvBias: arch == "qwen2")
         try validate()
     }
 
@@ -69,6 +78,14 @@ public struct LlamaConfig: Sendable, Equatable, Codable {
         guard dim <= 1 << 16, ffnDim <= 1 << 18, layerCount <= 1024, vocabSize <= 1 << 22 else { throw bad("sizes are implausibly large") }
         guard contextLength > 0 else { throw bad("context length must be positive") }
     }
+}
+
+/// How RoPE pairs the elements of a head (llama.cpp's rope types NORM and NEOX).
+public enum RopeStyle: String, Sendable, Codable {
+    /// (x[2i], x[2i+1]) rotate together.
+    case adjacentPairs
+    /// (x[i], x[i + ropeDim/2]) rotate together.
+    case halves
 }
 
 /// A half-open range of layer indices, the unit a worker hosts.

@@ -57,7 +57,7 @@ public final class LlamaShard: Sendable {
         self.config = config
         self.range = range
         self.layers = layers
-        rope = Rope(headDim: config.headDim, ropeDim: config.ropeDim, base: config.ropeBase)
+        rope = Rope(headDim: config.headDim, ropeDim: config.ropeDim, base: config.ropeBase, style: config.ropeStyle)
     }
 
     public var weightBytes: Int { layers.reduce(0) { $0 + $1.bytes } }
@@ -166,6 +166,7 @@ public final class LlamaShard: Sendable {
             for r in 0..<m { Ops.rmsNorm(x + r * dim, weight: w.attnNorm.readOnly, eps: c.rmsEps, count: dim, into: xb + r * dim) }
             // q, k, v in one matmul: (m, dim) · (qkvDim, dim)ᵀ
             w.wqkv.apply(xb, rows: m, into: qkv)
+            if let bias = w.qkvBias { for r in 0..<m { Ops.add(qkv + r * qkvDim, bias.readOnly, count: qkvDim) } }
             // RoPE, then K/V into each session's cache
             for r in 0..<m {
                 let row = qkv + r * qkvDim, t = tokens[r]
@@ -228,6 +229,7 @@ public final class LlamaShard: Sendable {
             for r in 0..<m { Ops.rmsNorm(x + r * dim, weight: w.attnNorm.readOnly, eps: c.rmsEps, count: dim, into: xb + r * dim) }
             // only the K and V rows of the fused matrix
             w.wqkv.apply(xb, rows: m, into: kv, rowStart: c.qDim, rowCount: kv2)
+            if let bias = w.qkvBias { for r in 0..<m { Ops.add(kv + r * kv2, bias.readOnly + c.qDim, count: kv2) } }
             for r in 0..<m {
                 let row = kv + r * kv2, t = tokens[r]
                 rope.apply(row, heads: c.kvHeadCount, position: t.position)

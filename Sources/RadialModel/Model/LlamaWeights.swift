@@ -53,12 +53,13 @@ public struct Linear: Sendable {
 public struct LlamaLayerWeights: Sendable {
     public let attnNorm: FloatBuffer   // (dim)
     public let wqkv: Linear            // (qDim + 2·kvDim, dim): rows [0,qDim) Q, then K, then V
+    public let qkvBias: FloatBuffer?   // (qDim + 2·kvDim): Q, K, V biases (qwen2), nil without
     public let wo: Linear              // (dim, qDim)
     public let ffnNorm: FloatBuffer    // (dim)
     public let wGateUp: Linear         // (2·ffn, dim): rows [0,ffn) gate, then up
     public let wDown: Linear           // (dim, ffn)
 
-    public var bytes: Int { attnNorm.bytes + ffnNorm.bytes + [wqkv, wo, wGateUp, wDown].reduce(0) { $0 + $1.bytes } }
+    public var bytes: Int { attnNorm.bytes + ffnNorm.bytes + (qkvBias?.bytes ?? 0) + [wqkv, wo, wGateUp, wDown].reduce(0) { $0 + $1.bytes } }
 }
 
 /// The coordinator's part of the model: token embedding, final norm, LM head (tied to the embedding when the
@@ -105,10 +106,18 @@ enum WeightLoader {
         let p = "blk.\(l)."
         let qkv = try linear(f, [(p + "attn_q.weight", c.qDim), (p + "attn_k.weight", c.kvDim), (p + "attn_v.weight", c.kvDim)],
                              inputs: c.dim)
+        var bias: FloatBuffer?
+        if c.qkvBias {
+            let b = FloatBuffer(count: c.qDim + 2 * c.kvDim)
+            try load(f, p + "attn_q.bias", dims: [c.qDim], into: b.pointer)
+            try load(f, p + "attn_k.bias", dims: [c.kvDim], into: b.pointer + c.qDim)
+            try load(f, p + "attn_v.bias", dims: [c.kvDim], into: b.pointer + c.qDim + c.kvDim)
+            bias = b
+        }
         let wo = try linear(f, [(p + "attn_output.weight", c.dim)], inputs: c.qDim)
         let gu = try linear(f, [(p + "ffn_gate.weight", c.ffnDim), (p + "ffn_up.weight", c.ffnDim)], inputs: c.dim)
         let down = try linear(f, [(p + "ffn_down.weight", c.dim)], inputs: c.ffnDim)
-        return LlamaLayerWeights(attnNorm: try vector(f, p + "attn_norm.weight", c.dim), wqkv: qkv, wo: wo,
+        return LlamaLayerWeights(attnNorm: try vector(f, p + "attn_norm.weight", c.dim), wqkv: qkv, qkvBias: bias, wo: wo,
                                  ffnNorm: try vector(f, p + "ffn_norm.weight", c.dim), wGateUp: gu, wDown: down)
     }
 

@@ -11,6 +11,8 @@ public struct TinyModelSpec: Sendable {
     public var weightType: GGMLType = .f32
     public var tiedOutput = true
     public var seed: UInt64 = 42
+    /// `llama`, or `qwen2` (Q/K/V biases, RoPE over halves, the qwen2 pre-tokenizer).
+    public var architecture = "llama"
     /// Extra merges beyond the 256 byte tokens (common English pairs), so BPE does some work.
     public var merges = ["t h", "th e", "i n", "a n", "e r", "Ġ t", "Ġt he", "o n", "r e", "Ġ a"]
 
@@ -38,19 +40,20 @@ public struct TinyModelSpec: Sendable {
         let wScale = 1.5 / Float(dim).squareRoot()
 
         var w = GGUFWriter()
-        w.set("general.architecture", .string("llama"))
+        let a = architecture, qwen2 = a == "qwen2"
+        w.set("general.architecture", .string(a))
         w.set("general.name", .string("radial-tiny-\(dim)x\(layers)-seed\(seed)"))
-        w.set("llama.embedding_length", .uint32(UInt32(dim)))
-        w.set("llama.block_count", .uint32(UInt32(layers)))
-        w.set("llama.feed_forward_length", .uint32(UInt32(ffnDim)))
-        w.set("llama.attention.head_count", .uint32(UInt32(heads)))
-        w.set("llama.attention.head_count_kv", .uint32(UInt32(kvHeads)))
-        w.set("llama.attention.layer_norm_rms_epsilon", .float32(1e-5))
-        w.set("llama.rope.freq_base", .float32(Float(ropeBase)))
-        w.set("llama.rope.dimension_count", .uint32(UInt32(headDim)))
-        w.set("llama.context_length", .uint32(UInt32(contextLength)))
+        w.set(a + ".embedding_length", .uint32(UInt32(dim)))
+        w.set(a + ".block_count", .uint32(UInt32(layers)))
+        w.set(a + ".feed_forward_length", .uint32(UInt32(ffnDim)))
+        w.set(a + ".attention.head_count", .uint32(UInt32(heads)))
+        w.set(a + ".attention.head_count_kv", .uint32(UInt32(kvHeads)))
+        w.set(a + ".attention.layer_norm_rms_epsilon", .float32(1e-5))
+        w.set(a + ".rope.freq_base", .float32(Float(ropeBase)))
+        w.set(a + ".rope.dimension_count", .uint32(UInt32(headDim)))
+        w.set(a + ".context_length", .uint32(UInt32(contextLength)))
         w.set("tokenizer.ggml.model", .string("gpt2"))
-        w.set("tokenizer.ggml.pre", .string("smollm"))
+        w.set("tokenizer.ggml.pre", .string(qwen2 ? "qwen2" : "smollm"))
         let toks = tokens
         w.set("tokenizer.ggml.tokens", .array(.string, toks.map { .string($0) }))
         w.set("tokenizer.ggml.token_type", .array(.int32, toks.indices.map { .int32($0 < Self.specialTokens.count ? 3 : 1) }))
@@ -71,6 +74,11 @@ public struct TinyModelSpec: Sendable {
             w.addTensor(p + "attn_q.weight", dimensions: [dim, dim], values: uniform(dim * dim, wScale), as: weightType)
             w.addTensor(p + "attn_k.weight", dimensions: [dim, kvDim], values: uniform(dim * kvDim, wScale), as: weightType)
             w.addTensor(p + "attn_v.weight", dimensions: [dim, kvDim], values: uniform(dim * kvDim, wScale), as: weightType)
+            if qwen2 {
+                w.addTensor(p + "attn_q.bias", dimensions: [dim], values: uniform(dim, 0.5))
+                w.addTensor(p + "attn_k.bias", dimensions: [kvDim], values: uniform(kvDim, 0.5))
+                w.addTensor(p + "attn_v.bias", dimensions: [kvDim], values: uniform(kvDim, 0.5))
+            }
             w.addTensor(p + "attn_output.weight", dimensions: [dim, dim], values: uniform(dim * dim, wScale), as: weightType)
             w.addTensor(p + "ffn_norm.weight", dimensions: [dim], values: norm(dim))
             w.addTensor(p + "ffn_gate.weight", dimensions: [dim, ffnDim], values: uniform(dim * ffnDim, wScale), as: weightType)
