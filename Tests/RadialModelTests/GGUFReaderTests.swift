@@ -100,11 +100,11 @@ import Testing
         var w = GGUFWriter()
         w.addRawTensor("weird", dimensions: [32], type: .q8_0, bytes: Array(repeating: 0, count: 34))
         var b = w.serialized()
-        // Patch the type (u32 after name and dims) from Q8_0 (8) to Q5_K (13).
+        // Patch the type (u32 after name and dims) from Q8_0 (8) to Q3_K (11).
         let typeOffset = 4 + 4 + 8 + 8 + (8 + 5) + 4 + 8
         #expect(b[typeOffset] == 8)
-        b[typeOffset] = 13
-        #expect(throws: GGUFError.unsupportedTensorType(tensor: "weird", type: "Q5_K")) { try open(b) }
+        b[typeOffset] = 11
+        #expect(throws: GGUFError.unsupportedTensorType(tensor: "weird", type: "Q3_K")) { try open(b) }
     }
 
     @Test func duplicateKeyAndBadAlignment() throws {

@@ -19,7 +19,7 @@ public final class LlamaHead: Sendable {
         let dim = config.dim
         for (r, id) in ids.enumerated() {
             guard id >= 0 && id < config.vocabSize else { throw ModelError.tokenOutOfVocabulary(id, vocab: config.vocabSize) }
-            (hidden + r * dim).update(from: weights.tokenEmbedding.readOnly + id * dim, count: dim)
+            weights.tokenEmbedding.row(id, into: hidden + r * dim)
         }
     }
 

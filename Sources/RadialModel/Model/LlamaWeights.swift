@@ -19,20 +19,34 @@ public final class FloatBuffer: @unchecked Sendable {
     public var bytes: Int { count * MemoryLayout<Float>.size }
 }
 
-/// A weight matrix (outputs × inputs, row-major): fp32 for GEMMs over many rows (prefill, big batches), plus
-/// the file's own 4/8-bit blocks, when it has them, for the memory-bound few-row case (decode).
+/// A weight matrix (outputs × inputs, row-major). Where the file's type has a quantised kernel (Q4_0, Q4_1,
+/// Q8_0) the matrix lives only in that 4/8-bit form: decode runs the kernel, and more rows than
+/// `quantizedMaxRows` (prefill, big batches) dequantise `tileRows` rows at a time into a scratch tile and run
+/// sgemm on it. Other types (K-quants, Q5, F16, BF16, F32) keep an fp32 copy for now.
 public struct Linear: Sendable {
-    public let fp32: FloatBuffer
+    public let fp32: FloatBuffer?
     public let quantized: QuantizedMatrix?
     public let outputs: Int
     public let inputs: Int
 
-    /// Largest row count that uses the quantised kernel; above it OpenBLAS's sgemm wins (compute-bound: a
-    /// 180-token prefill is ~25% faster). Up to this many rows a row's result does not depend on the batch it is
-    /// in (see kernels.c); the coordinator's scheduler relies on that to equal the in-process engine bit for bit.
+    public init(fp32: FloatBuffer?, quantized: QuantizedMatrix?, outputs: Int, inputs: Int) {
+        precondition(fp32 != nil || quantized != nil, "a matrix needs fp32 weights or a quantised form")
+        self.fp32 = fp32
+        self.quantized = quantized
+        self.outputs = outputs
+        self.inputs = inputs
+    }
+
+    /// Largest row count that uses the quantised kernel; above it sgemm wins (compute-bound: a 180-token
+    /// prefill is ~25% faster). Up to this many rows a row's result does not depend on the batch it is in (see
+    /// kernels.c); the coordinator's scheduler relies on that to equal the in-process engine bit for bit.
     nonisolated(unsafe) public static var quantizedMaxRows = 64
 
-    public var bytes: Int { fp32.bytes + (quantized?.bytes ?? 0) }
+    /// Rows of a dequantised tile for sgemm: the scratch is tileRows × inputs floats (at most 64 × 8960 × 4 B =
+    /// 2.3 MB for the widest FFN of the supported models), allocated per call.
+    public static let tileRows = 64
+
+    public var bytes: Int { (fp32?.bytes ?? 0) + (quantized?.bytes ?? 0) }
 
     /// y(m, count) = x(m, inputs) · W[rowStart ..< rowStart+count]ᵀ, optionally added to y.
     @inline(__always)
@@ -41,11 +55,59 @@ public struct Linear: Sendable {
         let n = rowCount ?? outputs - rowStart
         if let q = quantized, m <= Self.quantizedMaxRows {
             q.multiply(x, inputs: m, into: y, accumulate: accumulate, rowStart: rowStart, rowCount: n)
-        } else {
-            BLAS.linear(x, rows: m, inputs: inputs, weight: fp32.readOnly + rowStart * inputs, outputs: n, into: y,
+        } else if let w = fp32 {
+            BLAS.linear(x, rows: m, inputs: inputs, weight: w.readOnly + rowStart * inputs, outputs: n, into: y,
                         accumulate: accumulate)
+        } else {
+            applyTiled(quantized!, x, rows: m, into: y, accumulate: accumulate, rowStart: rowStart, rowCount: n)
         }
     }
+
+    /// Many rows over quantised weights: dequantise a tile of weight rows, sgemm into the matching columns of y.
+    private func applyTiled(_ q: QuantizedMatrix, _ x: UnsafePointer<Float>, rows m: Int, into y: UnsafeMutablePointer<Float>,
+                            accumulate: Bool, rowStart: Int, rowCount n: Int) {
+        let tile = min(Self.tileRows, n)
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: tile * inputs)
+        defer { scratch.deallocate() }
+        var r = 0
+        while r < n {
+            let t = min(tile, n - r)
+            q.dequantize(rowStart: rowStart + r, rowCount: t, into: scratch, ld: inputs)
+            if m == 1 {
+                BLAS.linear(x, rows: 1, inputs: inputs, weight: scratch, outputs: t, into: y + r, accumulate: accumulate)
+            } else {
+                BLAS.gemm(m: m, n: t, k: inputs, a: x, lda: inputs, b: scratch, ldb: inputs, transB: true,
+                          beta: accumulate ? 1 : 0, c: y + r, ldc: n)
+            }
+            r += t
+        }
+    }
+}
+
+/// The token embedding, read row by row from the file's own blocks when a token is embedded (no fp32 table).
+public struct EmbeddingTable: @unchecked Sendable {
+    let file: GGUFFile
+    let tensor: GGUFTensorInfo
+    let rowBytes: Int
+    public let dim: Int
+    public let vocab: Int
+
+    init(file: GGUFFile, tensor: GGUFTensorInfo) {
+        self.file = file
+        self.tensor = tensor
+        dim = tensor.columns
+        vocab = tensor.rows
+        rowBytes = tensor.columns / tensor.type.blockSize * tensor.type.bytesPerBlock
+    }
+
+    /// Writes the embedding of `id` (in 0..<vocab) into `out` (dim floats).
+    public func row(_ id: Int, into out: UnsafeMutablePointer<Float>) {
+        let all = file.data(of: tensor)
+        let src = UnsafeRawBufferPointer(rebasing: all[(id * rowBytes)..<((id + 1) * rowBytes)])
+        Dequantize.run(type: tensor.type, from: src, into: UnsafeMutableBufferPointer(start: out, count: dim))
+    }
+
+    public var bytes: Int { vocab * rowBytes }
 }
 
 /// One transformer block's weights, row-major [outputs][inputs].
@@ -65,11 +127,12 @@ public struct LlamaLayerWeights: Sendable {
 /// The coordinator's part of the model: token embedding, final norm, LM head (tied to the embedding when the
 /// file has no `output.weight`).
 public struct LlamaHeadWeights: Sendable {
-    public let tokenEmbedding: FloatBuffer // (vocab, dim)
-    public let outputNorm: FloatBuffer     // (dim)
-    public let output: Linear              // (vocab, dim); fp32 is the same object as tokenEmbedding when tied
-    public var isTied: Bool { output.fp32 === tokenEmbedding }
-    public var bytes: Int { tokenEmbedding.bytes + outputNorm.bytes + (output.quantized?.bytes ?? 0) + (isTied ? 0 : output.fp32.bytes) }
+    public let tokenEmbedding: EmbeddingTable // (vocab, dim) in the file's blocks
+    public let outputNorm: FloatBuffer        // (dim)
+    public let output: Linear                 // (vocab, dim)
+    public let isTied: Bool
+    /// Resident bytes this process holds for the head (the embedding's file pages only as rows are read).
+    public var bytes: Int { outputNorm.bytes + output.bytes }
 }
 
 /// Reports load progress as (done, total) steps; called from loader threads.
@@ -92,14 +155,21 @@ enum WeightLoader {
     /// Tensors stacked by rows into one matrix; each part given as (name, rows). All share `inputs` columns.
     static func linear(_ f: GGUFFile, _ parts: [(String, Int)], inputs: Int) throws -> Linear {
         let total = parts.reduce(0) { $0 + $1.1 }
+        for (name, rows) in parts {
+            let t = try f.requireTensor(name)
+            guard t.dimensions == [inputs, rows] else { throw GGUFError.unexpectedShape(tensor: name, expected: [inputs, rows], found: t.dimensions) }
+        }
+        // The quantised form alone where a kernel exists; fp32 otherwise.
+        if let q = QuantizedMatrix(tensors: try parts.map { try f.requireTensor($0.0) }, file: f) {
+            return Linear(fp32: nil, quantized: q, outputs: total, inputs: inputs)
+        }
         let buf = FloatBuffer(count: total * inputs)
         var row = 0
         for (name, rows) in parts {
             try load(f, name, dims: [inputs, rows], into: buf.pointer + row * inputs)
             row += rows
         }
-        let q = QuantizedMatrix(tensors: try parts.map { try f.requireTensor($0.0) }, file: f)
-        return Linear(fp32: buf, quantized: q, outputs: total, inputs: inputs)
+        return Linear(fp32: buf, quantized: nil, outputs: total, inputs: inputs)
     }
 
     static func layer(_ f: GGUFFile, _ c: LlamaConfig, _ l: Int) throws -> LlamaLayerWeights {
@@ -136,16 +206,14 @@ enum WeightLoader {
     }
 
     static func head(_ f: GGUFFile, _ c: LlamaConfig) throws -> LlamaHeadWeights {
-        let embd = FloatBuffer(count: c.vocabSize * c.dim)
-        try load(f, "token_embd.weight", dims: [c.dim, c.vocabSize], into: embd.pointer)
-        let norm = try vector(f, "output_norm.weight", c.dim)
-        let out: Linear
-        if f.tensor("output.weight") != nil {
-            out = try linear(f, [("output.weight", c.vocabSize)], inputs: c.dim)
-        } else {
-            let q = QuantizedMatrix(tensors: [try f.requireTensor("token_embd.weight")], file: f)
-            out = Linear(fp32: embd, quantized: q, outputs: c.vocabSize, inputs: c.dim)
+        let embd = try f.requireTensor("token_embd.weight")
+        guard embd.dimensions == [c.dim, c.vocabSize] else {
+            throw GGUFError.unexpectedShape(tensor: embd.name, expected: [c.dim, c.vocabSize], found: embd.dimensions)
         }
-        return LlamaHeadWeights(tokenEmbedding: embd, outputNorm: norm, output: out)
+        let norm = try vector(f, "output_norm.weight", c.dim)
+        let tied = f.tensor("output.weight") == nil
+        let out = try linear(f, [(tied ? "token_embd.weight" : "output.weight", c.vocabSize)], inputs: c.dim)
+        return LlamaHeadWeights(tokenEmbedding: EmbeddingTable(file: f, tensor: embd), outputNorm: norm, output: out,
+                                isTied: tied)
     }
 }
