@@ -5,8 +5,8 @@
 //   int8 inputs: maddubs/madd integer dot products per input (Q6_K: the madd multiplies each 16's pair sums
 //                by its int8 scale, so the two 16s are summed in integers), converted and scaled by
 //                (group scale * xd) into the accumulator.
-// Offsets (Q4_1, Q5_1, Q4_K, Q5_K: value = scale * q + min) go to a scalar per input: min * (sum of the
-// inputs over the group), or min * xs. Up to 8 inputs share each decoded group, so a batch streams the weights
+// Offsets (Q4_1, Q5_1, Q4_K, Q5_K: value = scale * q + min) are summed after the row's dots, per input, as
+// the dot of the row's mins with the inputs' group sums (or xs). Up to 8 inputs share each decoded group, so a batch streams the weights
 // once. The arithmetic of an (input, row) pair is the same whatever the tile size K and whatever other rows
 // are in the call, so results do not depend on batching or on how rows are split.
 #include "gguf_internal.h"
@@ -30,18 +30,35 @@ SIMD_FN INLINE float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+// sum over g < ng of m[g] * xs[g]: the offset term of one (input, row), after the row's dots (one vector FMA
+// per 8 groups instead of a scalar one per group and input).
+SIMD_FN INLINE float offset_dot(const float *m, const float *xs, int ng) {
+    __m256 a = _mm256_setzero_ps();
+    int g = 0;
+    for (; g + 8 <= ng; g += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(m + g), _mm256_loadu_ps(xs + g), a);
+    float t = hsum8(a);
+    for (; g < ng; g++) t += m[g] * xs[g];
+    return t;
+}
+
 // Per-block scales, one entry per group (per 16 for Q6_K): see decode_row in gguf_matmul.c, same values.
 typedef struct { float gs[8], mn[8], s16[16]; int8_t is16[16]; } block_scales;
 
 SIMD_FN INLINE void scales_of(const int T, const uint8_t *b, block_scales *s) {
     if (T == GT_Q4_K || T == GT_Q5_K) {
-        const float d = h2f(b), dmin = h2f(b + 2);
-        for (int g = 0; g < 8; g++) {
-            int sc, m;
-            gguf_scale_min_k4(g, b + 4, &sc, &m);
-            s->gs[g] = d * (float)sc;
-            s->mn[g] = -(dmin * (float)m);
-        }
+        // The 12 packed bytes to 8 scale bytes and 8 min bytes in two words each (gguf_scale_min_k4 for all
+        // eight groups at once, as llama.cpp's kmask shuffle), then d * sc and -(dmin * m) eight at a time.
+        uint32_t u[4];
+        memcpy(u, b + 4, 12);
+        u[3] = ((u[2] >> 4) & 0x0F0F0F0F) | (((u[1] >> 6) & 0x03030303) << 4);
+        const uint32_t mins_lo = u[1] & 0x3F3F3F3F;
+        u[1] = (u[2] & 0x0F0F0F0F) | (((u[0] >> 6) & 0x03030303) << 4);
+        u[2] = mins_lo;
+        u[0] &= 0x3F3F3F3F;
+        const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)u)));
+        const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(u + 2))));
+        _mm256_storeu_ps(s->gs, _mm256_mul_ps(_mm256_set1_ps(h2f(b)), sc));
+        _mm256_storeu_ps(s->mn, _mm256_xor_ps(_mm256_mul_ps(_mm256_set1_ps(h2f(b + 2)), mn), _mm256_set1_ps(-0.0f)));
     } else if (T == GT_Q6_K) {
         const float d = h2f(b + 208);
         memcpy(s->is16, b + 192, 16);
@@ -117,12 +134,13 @@ SIMD_FN INLINE void rows_f32(const int T, const int K, const uint8_t *w, size_t 
     for (int r = r0; r < r1; r++) {
         const uint8_t *row = w + (size_t)r * rb;
         __m256 sum[K];
-        float off[K];
-        for (int i = 0; i < K; i++) { sum[i] = _mm256_setzero_ps(); off[i] = 0; }
+        float mrow[gguf_has_min(T) ? ng : 1];  // the row's group offsets, for offset_dot
+        for (int i = 0; i < K; i++) sum[i] = _mm256_setzero_ps();
         for (int b = 0; b < nblk; b++) {
             const uint8_t *blk = row + (size_t)b * BB;
             block_scales s;
             scales_of(T, blk, &s);
+            if (gguf_has_min(T)) memcpy(mrow + b * G, s.mn, sizeof(float) * G);
             for (int g = 0; g < G; g++) {
                 const int gi = b * G + g;
                 __m256 wv[4];
@@ -141,12 +159,11 @@ SIMD_FN INLINE void rows_f32(const int T, const int K, const uint8_t *w, size_t 
                         d = _mm256_fmadd_ps(wv[3], _mm256_loadu_ps(xk + 24), d);
                         sum[i] = _mm256_fmadd_ps(d, _mm256_set1_ps(s.gs[g]), sum[i]);
                     }
-                    if (gguf_has_min(T)) off[i] += s.mn[g] * xsum[(size_t)i * ng + gi];
                 }
             }
         }
         for (int i = 0; i < K; i++) {
-            const float v = hsum8(sum[i]) + off[i];
+            const float v = hsum8(sum[i]) + (gguf_has_min(T) ? offset_dot(mrow, xsum + (size_t)i * ng, ng) : 0.0f);
             float *out = y + (size_t)i * ldy + r;
             *out = acc ? *out + v : v;
         }
@@ -210,12 +227,13 @@ SIMD_FN INLINE void rows_q8(const int T, const int K, const uint8_t *w, size_t r
     for (int r = r0; r < r1; r++) {
         const uint8_t *row = w + (size_t)r * rb;
         __m256 sum[K];
-        float off[K];
-        for (int i = 0; i < K; i++) { sum[i] = _mm256_setzero_ps(); off[i] = 0; }
+        float mrow[gguf_has_min(T) ? ng : 1];  // the row's group offsets, for offset_dot
+        for (int i = 0; i < K; i++) sum[i] = _mm256_setzero_ps();
         for (int b = 0; b < nblk; b++) {
             const uint8_t *blk = row + (size_t)b * BB;
             block_scales s;
             scales_of(T, blk, &s);
+            if (gguf_has_min(T)) memcpy(mrow + b * G, s.mn, sizeof(float) * G);
             for (int g = 0; g < G; g++) {
                 const int gi = b * G + g;
                 const __m256i q = group_q(T, blk, g);
@@ -230,12 +248,11 @@ SIMD_FN INLINE void rows_q8(const int T, const int K, const uint8_t *w, size_t r
                     const __m256i p16 = _mm256_maddubs_epi16(wu, sign ? _mm256_sign_epi8(xv, q) : xv);
                     const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, mul));
                     sum[i] = _mm256_fmadd_ps(_mm256_set1_ps(gs * xd[(size_t)i * ng + gi]), dot, sum[i]);
-                    if (gguf_has_min(T)) off[i] += s.mn[g] * xs[(size_t)i * ng + gi];
                 }
             }
         }
         for (int i = 0; i < K; i++) {
-            const float v = hsum8(sum[i]) + off[i];
+            const float v = hsum8(sum[i]) + (gguf_has_min(T) ? offset_dot(mrow, xs + (size_t)i * ng, ng) : 0.0f);
             float *out = y + (size_t)i * ldy + r;
             *out = acc ? *out + v : v;
         }
