@@ -1,0 +1,371 @@
+// AVX2 + FMA (+ F16C for the fp16 scales) kernels over GGUF blocks read in place. Every quantised type is
+// handled by one pattern: per group of 32 weights, the integer values q as 32 signed bytes (group_q), then
+//   fp32 inputs: the bytes widened to 4 x 8 floats, dotted with each input, the dot scaled by the group's
+//                scale (Q6_K: two dots of 16, each by its own scale) into an 8-lane accumulator per input;
+//   int8 inputs: maddubs/madd integer dot products per input (Q6_K: the madd multiplies each 16's pair sums
+//                by its int8 scale, so the two 16s are summed in integers), converted and scaled by
+//                (group scale * xd) into the accumulator.
+// Offsets (Q4_1, Q5_1, Q4_K, Q5_K: value = scale * q + min) are summed after the row's dots, per input, as
+// the dot of the row's mins with the inputs' group sums (or xs). Up to 8 inputs share each decoded group, so a batch streams the weights
+// once. The arithmetic of an (input, row) pair is the same whatever the tile size K and whatever other rows
+// are in the call, so results do not depend on batching or on how rows are split.
+#include "gguf_internal.h"
+
+// Each product rounds on its own (no contraction into FMAs beyond the explicit ones), so what an expression
+// computes is visible in the source.
+#pragma STDC FP_CONTRACT OFF
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define SIMD_FN __attribute__((target("avx2,fma,f16c")))
+#define INLINE static inline __attribute__((always_inline))
+
+SIMD_FN INLINE float h2f(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return _cvtsh_ss(h); }
+
+SIMD_FN INLINE float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// sum over g < ng of m[g] * xs[g]: the offset term of one (input, row), after the row's dots (one vector FMA
+// per 8 groups instead of a scalar one per group and input).
+SIMD_FN INLINE float offset_dot(const float *m, const float *xs, int ng) {
+    __m256 a = _mm256_setzero_ps();
+    int g = 0;
+    for (; g + 8 <= ng; g += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(m + g), _mm256_loadu_ps(xs + g), a);
+    float t = hsum8(a);
+    for (; g < ng; g++) t += m[g] * xs[g];
+    return t;
+}
+
+// Per-block scales, one entry per group (per 16 for Q6_K): see decode_row in gguf_matmul.c, same values.
+typedef struct { float gs[8], mn[8], s16[16]; int8_t is16[16]; } block_scales;
+
+SIMD_FN INLINE void scales_of(const int T, const uint8_t *b, block_scales *s) {
+    if (T == GT_Q4_K || T == GT_Q5_K) {
+        // The 12 packed bytes to 8 scale bytes and 8 min bytes in two words each (gguf_scale_min_k4 for all
+        // eight groups at once, as llama.cpp's kmask shuffle), then d * sc and -(dmin * m) eight at a time.
+        uint32_t u[4];
+        memcpy(u, b + 4, 12);
+        u[3] = ((u[2] >> 4) & 0x0F0F0F0F) | (((u[1] >> 6) & 0x03030303) << 4);
+        const uint32_t mins_lo = u[1] & 0x3F3F3F3F;
+        u[1] = (u[2] & 0x0F0F0F0F) | (((u[0] >> 6) & 0x03030303) << 4);
+        u[2] = mins_lo;
+        u[0] &= 0x3F3F3F3F;
+        const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)u)));
+        const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(u + 2))));
+        _mm256_storeu_ps(s->gs, _mm256_mul_ps(_mm256_set1_ps(h2f(b)), sc));
+        _mm256_storeu_ps(s->mn, _mm256_xor_ps(_mm256_mul_ps(_mm256_set1_ps(h2f(b + 2)), mn), _mm256_set1_ps(-0.0f)));
+    } else if (T == GT_Q6_K) {
+        const float d = h2f(b + 208);
+        memcpy(s->is16, b + 192, 16);
+        for (int k = 0; k < 16; k++) s->s16[k] = d * (float)s->is16[k];
+        s->gs[0] = d;
+    } else {
+        s->gs[0] = h2f(b);
+        s->mn[0] = T == GT_Q4_1 || T == GT_Q5_1 ? h2f(b + 2) : 0.0f;
+    }
+}
+
+// 0xFF in byte j where bit j of the 32-bit little-endian word at p is set.
+SIMD_FN INLINE __m256i bits_to_bytes(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)v),
+        _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0));
+    const __m256i m = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(spread, m), m);
+}
+
+// Low and high nibbles of 16 bytes as elements 0-15 and 16-31 (the legacy layout).
+SIMD_FN INLINE __m256i nibbles16(const uint8_t *p) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)p), f = _mm_set1_epi8(15);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), f), _mm_and_si128(v, f));
+}
+
+// The 32 integer weights of group g of block b as signed bytes.
+SIMD_FN INLINE __m256i group_q(const int T, const uint8_t *b, int g) {
+    const __m256i f = _mm256_set1_epi8(15);
+    switch (T) {
+    case GT_Q4_0: return _mm256_sub_epi8(nibbles16(b + 2), _mm256_set1_epi8(8));
+    case GT_Q4_1: return nibbles16(b + 4);
+    // q - 16 = nibble | (bit ? 0 : 0xF0) as a signed byte
+    case GT_Q5_0: return _mm256_or_si256(nibbles16(b + 6), _mm256_andnot_si256(bits_to_bytes(b + 2), _mm256_set1_epi8((char)0xF0)));
+    case GT_Q5_1: return _mm256_or_si256(nibbles16(b + 8), _mm256_and_si256(bits_to_bytes(b + 4), _mm256_set1_epi8(16)));
+    case GT_Q8_0: return _mm256_loadu_si256((const __m256i *)(b + 2));
+    case GT_Q4_K: case GT_Q5_K: {
+        const int five = T == GT_Q5_K;
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * five + 32 * (g / 2)));
+        __m256i q = _mm256_and_si256(g & 1 ? _mm256_srli_epi16(v, 4) : v, f);
+        if (five) {
+            const __m256i h = _mm256_loadu_si256((const __m256i *)(b + 16));
+            q = _mm256_or_si256(q, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(h, _mm_cvtsi32_si128(g)), _mm256_set1_epi8(1)), 4));
+        }
+        return q;
+    }
+    default: {  // Q6_K: half g/4, k = g%4 picks ql (low/high 32 bytes, low/high nibble) and the 2 bits of qh
+        const int h = g / 4, k = g % 4;
+        const __m256i ql = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32 * (k & 1)));
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+        const __m256i lo = _mm256_and_si256(k >= 2 ? _mm256_srli_epi16(ql, 4) : ql, f);
+        const __m256i hi = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * k)), _mm256_set1_epi8(3));
+        return _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), _mm256_set1_epi8(32));
+    }
+    }
+}
+
+SIMD_FN INLINE void widen(__m256i q, __m256 w[4]) {
+    const __m128i a = _mm256_castsi256_si128(q), b = _mm256_extracti128_si256(q, 1);
+    w[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(a));
+    w[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(a, 8)));
+    w[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
+    w[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b, 8)));
+}
+
+// ---- fp32 inputs ----
+// K inputs (x: K rows, stride ldx; xsum: K rows of ng group sums, used by types with an offset) times rows
+// [r0, r1) of a quantised matrix of type T; nblk blocks per row.
+SIMD_FN INLINE void rows_f32(const int T, const int K, const uint8_t *w, size_t rb, int nblk, int r0, int r1,
+                             const float *x, int ldx, const float *xsum, int ng, float *y, int ldy, int acc) {
+    const int G = gguf_block_elems(T) / 32, BB = gguf_block_bytes(T);
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *row = w + (size_t)r * rb;
+        __m256 sum[K];
+        float mrow[gguf_has_min(T) ? ng : 1];  // the row's group offsets, for offset_dot
+        for (int i = 0; i < K; i++) sum[i] = _mm256_setzero_ps();
+        for (int b = 0; b < nblk; b++) {
+            const uint8_t *blk = row + (size_t)b * BB;
+            block_scales s;
+            scales_of(T, blk, &s);
+            if (gguf_has_min(T)) memcpy(mrow + b * G, s.mn, sizeof(float) * G);
+            for (int g = 0; g < G; g++) {
+                const int gi = b * G + g;
+                __m256 wv[4];
+                widen(group_q(T, blk, g), wv);
+                for (int i = 0; i < K; i++) {
+                    const float *xk = x + (size_t)i * ldx + 32 * gi;
+                    if (T == GT_Q6_K) {
+                        const __m256 a = _mm256_fmadd_ps(wv[1], _mm256_loadu_ps(xk + 8), _mm256_mul_ps(wv[0], _mm256_loadu_ps(xk)));
+                        const __m256 c = _mm256_fmadd_ps(wv[3], _mm256_loadu_ps(xk + 24), _mm256_mul_ps(wv[2], _mm256_loadu_ps(xk + 16)));
+                        sum[i] = _mm256_fmadd_ps(a, _mm256_set1_ps(s.s16[2 * (g % 8)]), sum[i]);
+                        sum[i] = _mm256_fmadd_ps(c, _mm256_set1_ps(s.s16[2 * (g % 8) + 1]), sum[i]);
+                    } else {
+                        __m256 d = _mm256_mul_ps(wv[0], _mm256_loadu_ps(xk));
+                        d = _mm256_fmadd_ps(wv[1], _mm256_loadu_ps(xk + 8), d);
+                        d = _mm256_fmadd_ps(wv[2], _mm256_loadu_ps(xk + 16), d);
+                        d = _mm256_fmadd_ps(wv[3], _mm256_loadu_ps(xk + 24), d);
+                        sum[i] = _mm256_fmadd_ps(d, _mm256_set1_ps(s.gs[g]), sum[i]);
+                    }
+                }
+            }
+        }
+        for (int i = 0; i < K; i++) {
+            const float v = hsum8(sum[i]) + (gguf_has_min(T) ? offset_dot(mrow, xsum + (size_t)i * ng, ng) : 0.0f);
+            float *out = y + (size_t)i * ldy + r;
+            *out = acc ? *out + v : v;
+        }
+    }
+}
+
+// Float weights (F32, F16, BF16): 32 columns at a time as above (the running sum waits on one FMA per 32),
+// the last cols % 32 in scalar.
+SIMD_FN INLINE __m256 load8(const int T, const uint8_t *row, int c) {
+    if (T == GT_F32) return _mm256_loadu_ps((const float *)(row + 4 * (size_t)c));
+    const __m128i h = _mm_loadu_si128((const __m128i *)(row + 2 * (size_t)c));
+    if (T == GT_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+SIMD_FN INLINE float load1(const int T, const uint8_t *row, int c) {
+    if (T == GT_F32) { float f; memcpy(&f, row + 4 * (size_t)c, 4); return f; }
+    if (T == GT_F16) return h2f(row + 2 * (size_t)c);
+    uint32_t b = (uint32_t)row[2 * (size_t)c] << 16 | (uint32_t)row[2 * (size_t)c + 1] << 24;
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+SIMD_FN INLINE void rows_float(const int T, const int K, const uint8_t *w, size_t rb, int cols, int r0, int r1,
+                               const float *x, int ldx, float *y, int ldy, int acc) {
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *row = w + (size_t)r * rb;
+        __m256 sum[K];
+        float tail[K];
+        for (int i = 0; i < K; i++) { sum[i] = _mm256_setzero_ps(); tail[i] = 0; }
+        int c = 0;
+        for (; c + 32 <= cols; c += 32) {
+            const __m256 w0 = load8(T, row, c), w1 = load8(T, row, c + 8), w2 = load8(T, row, c + 16), w3 = load8(T, row, c + 24);
+            for (int i = 0; i < K; i++) {
+                const float *xk = x + (size_t)i * ldx + c;
+                __m256 d = _mm256_mul_ps(w0, _mm256_loadu_ps(xk));
+                d = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xk + 8), d);
+                d = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xk + 16), d);
+                d = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xk + 24), d);
+                sum[i] = _mm256_add_ps(sum[i], d);
+            }
+        }
+        for (; c < cols; c++) {
+            const float wc = load1(T, row, c);
+            for (int i = 0; i < K; i++) tail[i] += wc * x[(size_t)i * ldx + c];
+        }
+        for (int i = 0; i < K; i++) {
+            const float v = hsum8(sum[i]) + tail[i];
+            float *out = y + (size_t)i * ldy + r;
+            *out = acc ? *out + v : v;
+        }
+    }
+}
+
+// ---- int8 inputs (xq: K rows of cols bytes, stride ldq; xd, xs: K rows of ng floats) ----
+SIMD_FN INLINE void rows_q8(const int T, const int K, const uint8_t *w, size_t rb, int nblk, int r0, int r1,
+                            const int8_t *xq, int ldq, const float *xd, const float *xs, int ng,
+                            float *y, int ldy, int acc) {
+    const int G = gguf_block_elems(T) / 32, BB = gguf_block_bytes(T);
+    // Unsigned weights go straight into maddubs; signed ones as |q| with the sign moved onto the input.
+    const int sign = !(gguf_has_min(T));
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *row = w + (size_t)r * rb;
+        __m256 sum[K];
+        float mrow[gguf_has_min(T) ? ng : 1];  // the row's group offsets, for offset_dot
+        for (int i = 0; i < K; i++) sum[i] = _mm256_setzero_ps();
+        for (int b = 0; b < nblk; b++) {
+            const uint8_t *blk = row + (size_t)b * BB;
+            block_scales s;
+            scales_of(T, blk, &s);
+            if (gguf_has_min(T)) memcpy(mrow + b * G, s.mn, sizeof(float) * G);
+            for (int g = 0; g < G; g++) {
+                const int gi = b * G + g;
+                const __m256i q = group_q(T, blk, g);
+                const __m256i wu = sign ? _mm256_sign_epi8(q, q) : q;
+                // madd multiplier: 1, or Q6_K's scale of each 16 (lanes 0-7 hold elements 0-15's pair sums)
+                const __m256i mul = T == GT_Q6_K
+                    ? _mm256_set_m128i(_mm_set1_epi16(s.is16[2 * (g % 8) + 1]), _mm_set1_epi16(s.is16[2 * (g % 8)]))
+                    : _mm256_set1_epi16(1);
+                const float gs = T == GT_Q6_K ? s.gs[0] : s.gs[g];
+                for (int i = 0; i < K; i++) {
+                    const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (size_t)i * ldq + 32 * gi));
+                    const __m256i p16 = _mm256_maddubs_epi16(wu, sign ? _mm256_sign_epi8(xv, q) : xv);
+                    const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, mul));
+                    sum[i] = _mm256_fmadd_ps(_mm256_set1_ps(gs * xd[(size_t)i * ng + gi]), dot, sum[i]);
+                }
+            }
+        }
+        for (int i = 0; i < K; i++) {
+            const float v = hsum8(sum[i]) + (gguf_has_min(T) ? offset_dot(mrow, xs + (size_t)i * ng, ng) : 0.0f);
+            float *out = y + (size_t)i * ldy + r;
+            *out = acc ? *out + v : v;
+        }
+    }
+}
+
+// ---- one copy per tile size K (constant, so the accumulators stay in registers), a switch over types ----
+
+typedef struct {
+    const uint8_t *w; size_t rb; int cols, r0, r1;
+    const float *x; int ldx; const float *xsum;           // fp32 inputs
+    const int8_t *xq; int ldq; const float *xd, *xs;      // int8 inputs
+    float *y; int ldy, acc;
+} tile_args;
+
+SIMD_FN INLINE void tile_f32(const int K, int t, const tile_args *a) {
+    const int nblk = a->cols / gguf_block_elems(t), ng = a->cols / 32;
+#define F32_CASE(T) case T: rows_f32(T, K, a->w, a->rb, nblk, a->r0, a->r1, a->x, a->ldx, a->xsum, ng, a->y, a->ldy, a->acc); break;
+#define FLT_CASE(T) case T: rows_float(T, K, a->w, a->rb, a->cols, a->r0, a->r1, a->x, a->ldx, a->y, a->ldy, a->acc); break;
+    switch (t) {
+    F32_CASE(GT_Q4_0) F32_CASE(GT_Q4_1) F32_CASE(GT_Q5_0) F32_CASE(GT_Q5_1) F32_CASE(GT_Q8_0)
+    F32_CASE(GT_Q4_K) F32_CASE(GT_Q5_K) F32_CASE(GT_Q6_K)
+    FLT_CASE(GT_F32) FLT_CASE(GT_F16) FLT_CASE(GT_BF16)
+    }
+#undef F32_CASE
+#undef FLT_CASE
+}
+
+SIMD_FN INLINE void tile_q8(const int K, int t, const tile_args *a) {
+    const int nblk = a->cols / gguf_block_elems(t), ng = a->cols / 32;
+#define Q8_CASE(T) case T: rows_q8(T, K, a->w, a->rb, nblk, a->r0, a->r1, a->xq, a->ldq, a->xd, a->xs, ng, a->y, a->ldy, a->acc); break;
+    switch (t) {
+    Q8_CASE(GT_Q4_0) Q8_CASE(GT_Q4_1) Q8_CASE(GT_Q5_0) Q8_CASE(GT_Q5_1) Q8_CASE(GT_Q8_0)
+    Q8_CASE(GT_Q4_K) Q8_CASE(GT_Q5_K) Q8_CASE(GT_Q6_K)
+    }
+#undef Q8_CASE
+}
+
+SIMD_FN static void tile_f32_1(int t, const tile_args *a) { tile_f32(1, t, a); }
+SIMD_FN static void tile_f32_2(int t, const tile_args *a) { tile_f32(2, t, a); }
+SIMD_FN static void tile_f32_3(int t, const tile_args *a) { tile_f32(3, t, a); }
+SIMD_FN static void tile_f32_4(int t, const tile_args *a) { tile_f32(4, t, a); }
+SIMD_FN static void tile_f32_5(int t, const tile_args *a) { tile_f32(5, t, a); }
+SIMD_FN static void tile_f32_6(int t, const tile_args *a) { tile_f32(6, t, a); }
+SIMD_FN static void tile_f32_7(int t, const tile_args *a) { tile_f32(7, t, a); }
+SIMD_FN static void tile_f32_8(int t, const tile_args *a) { tile_f32(8, t, a); }
+SIMD_FN static void tile_q8_1(int t, const tile_args *a) { tile_q8(1, t, a); }
+SIMD_FN static void tile_q8_2(int t, const tile_args *a) { tile_q8(2, t, a); }
+SIMD_FN static void tile_q8_3(int t, const tile_args *a) { tile_q8(3, t, a); }
+SIMD_FN static void tile_q8_4(int t, const tile_args *a) { tile_q8(4, t, a); }
+SIMD_FN static void tile_q8_5(int t, const tile_args *a) { tile_q8(5, t, a); }
+SIMD_FN static void tile_q8_6(int t, const tile_args *a) { tile_q8(6, t, a); }
+SIMD_FN static void tile_q8_7(int t, const tile_args *a) { tile_q8(7, t, a); }
+SIMD_FN static void tile_q8_8(int t, const tile_args *a) { tile_q8(8, t, a); }
+
+static void (*const f32_tiles[8])(int, const tile_args *) = {
+    tile_f32_1, tile_f32_2, tile_f32_3, tile_f32_4, tile_f32_5, tile_f32_6, tile_f32_7, tile_f32_8,
+};
+static void (*const q8_tiles[8])(int, const tile_args *) = {
+    tile_q8_1, tile_q8_2, tile_q8_3, tile_q8_4, tile_q8_5, tile_q8_6, tile_q8_7, tile_q8_8,
+};
+
+// Group sums of each input, for the offset term: the same additions whatever the tile.
+SIMD_FN static void group_sums(const float *x, int ldx, int k, int ng, float *xsum) {
+    for (int i = 0; i < k; i++)
+        for (int g = 0; g < ng; g++) {
+            const float *xg = x + (size_t)i * ldx + 32 * g;
+            const __m256 t = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(xg), _mm256_loadu_ps(xg + 8)),
+                                           _mm256_add_ps(_mm256_loadu_ps(xg + 16), _mm256_loadu_ps(xg + 24)));
+            xsum[(size_t)i * ng + g] = hsum8(t);
+        }
+}
+
+SIMD_FN int gguf_matmul_avx2(int t, const uint8_t *w, size_t rb, int cols, int r0, int r1,
+                             const float *x, int ldx, int n, float *y, int ldy, int acc) {
+    if (!radial_gguf_supported(t)) return 0;
+    const int ng = cols / 32, mins = gguf_has_min(t);
+    float xsum[mins ? 8 * ng : 1];
+    for (int i0 = 0; i0 < n; i0 += 8) {
+        const int k = n - i0 < 8 ? n - i0 : 8;
+        const float *xi = x + (size_t)i0 * ldx;
+        if (mins) group_sums(xi, ldx, k, ng, xsum);
+        const tile_args a = { w, rb, cols, r0, r1, xi, ldx, xsum, 0, 0, 0, 0, y + (size_t)i0 * ldy, ldy, acc };
+        f32_tiles[k - 1](t, &a);
+    }
+    return 1;
+}
+
+SIMD_FN int gguf_matmul_q8_avx2(int t, const uint8_t *w, size_t rb, int cols, int r0, int r1,
+                                const int8_t *xq, int ldq, const float *xd, const float *xs, int n,
+                                float *y, int ldy, int acc) {
+    if (!radial_gguf_supported(t) || gguf_is_float(t)) return 0;
+    const int ng = cols / 32;
+    for (int i0 = 0; i0 < n; i0 += 8) {
+        const int k = n - i0 < 8 ? n - i0 : 8;
+        const tile_args a = { w, rb, cols, r0, r1, 0, 0, 0, xq + (size_t)i0 * ldq, ldq,
+                              xd + (size_t)i0 * ng, xs + (size_t)i0 * ng, y + (size_t)i0 * ldy, ldy, acc };
+        q8_tiles[k - 1](t, &a);
+    }
+    return 1;
+}
+
+static int f16c_state = -1;  // benign race, as in kernels.c
+int gguf_simd(void) {
+    if (!radial_kernels_simd()) return 0;
+    if (f16c_state < 0) { __builtin_cpu_init(); f16c_state = __builtin_cpu_supports("f16c"); }
+    return f16c_state;
+}
+#else
+int gguf_matmul_avx2(int t, const uint8_t *w, size_t rb, int cols, int r0, int r1,
+                     const float *x, int ldx, int n, float *y, int ldy, int acc) { return 0; }
+int gguf_matmul_q8_avx2(int t, const uint8_t *w, size_t rb, int cols, int r0, int r1,
+                        const int8_t *xq, int ldq, const float *xd, const float *xs, int n,
+                        float *y, int ldy, int acc) { return 0; }
+int gguf_simd(void) { return 0; }
+#endif
