@@ -147,6 +147,18 @@ public final class GGUFFile: @unchecked Sendable {
         if unmapOnDeinit { munmap(UnsafeMutableRawPointer(mutating: base), mappedLength) }
     }
 
+    /// Drops this process's resident pages of `tensor` (whole pages inside it): after a tensor was copied into
+    /// another layout its file pages would otherwise count twice in the RSS. Only for a file mapping (a later
+    /// read faults the pages back in from the page cache); a no-op for anything else.
+    public func releasePages(of tensor: GGUFTensorInfo) {
+        guard unmapOnDeinit else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = Int(bitPattern: base) + dataOffset + tensor.offset
+        let lo = (start + page - 1) / page * page, hi = (start + tensor.byteCount) / page * page
+        guard hi > lo, let p = UnsafeMutableRawPointer(bitPattern: lo) else { return }
+        madvise(p, hi - lo, Int32(MADV_DONTNEED))
+    }
+
     // MARK: Lookup
 
     public func tensor(_ name: String) -> GGUFTensorInfo? {

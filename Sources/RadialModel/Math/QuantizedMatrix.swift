@@ -63,6 +63,8 @@ public final class QuantizedMatrix: @unchecked Sendable {
                 }
                 block += 1
             }
+            // The repacked copy is what the kernels read; the file's pages need not stay resident beside it.
+            file.releasePages(of: t)
         }
     }
 

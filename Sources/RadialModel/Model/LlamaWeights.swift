@@ -19,52 +19,74 @@ public final class FloatBuffer: @unchecked Sendable {
     public var bytes: Int { count * MemoryLayout<Float>.size }
 }
 
-/// A weight matrix (outputs × inputs, row-major). Where the file's type has a quantised kernel (Q4_0, Q4_1,
-/// Q8_0) the matrix lives only in that 4/8-bit form: decode runs the kernel, and more rows than
-/// `quantizedMaxRows` (prefill, big batches) dequantise `tileRows` rows at a time into a scratch tile and run
-/// sgemm on it. Other types (K-quants, Q5, F16, BF16, F32) keep an fp32 copy for now.
+/// A weight matrix (outputs × inputs, row-major), held only in its file's quantised form: never an fp32 copy.
+/// Q4_0, Q4_1 and Q8_0 are repacked at load into QuantizedMatrix's layout (scales apart from the nibbles): its
+/// decode kernels stream those ~25% faster than the in-place ones read GGUF's interleaved blocks (bench/gguf_bench.c,
+/// 1 thread, batch 1: 6.2-7.1 vs 4.7-4.8 GB/s for Q4_1), and the file pages read while repacking are released
+/// (QuantizedMatrix.init), so memory still holds the weights once. Every other type (Q5_0, Q5_1, Q4_K, Q5_K, Q6_K,
+/// F16, BF16, F32) is read in place from the mapping (GGUFMatrix). Up to `quantizedMaxRows` rows run the decode
+/// kernels; more rows (prefill, big batches) dequantise `tileRows` rows at a time into a scratch tile and run
+/// sgemm on it.
 public struct Linear: Sendable {
-    public let fp32: FloatBuffer?
-    public let quantized: QuantizedMatrix?
+    public enum Storage: Sendable {
+        case repacked(QuantizedMatrix)
+        case inPlace(GGUFMatrix)
+    }
+    public let storage: Storage
     public let outputs: Int
     public let inputs: Int
 
-    public init(fp32: FloatBuffer?, quantized: QuantizedMatrix?, outputs: Int, inputs: Int) {
-        precondition(fp32 != nil || quantized != nil, "a matrix needs fp32 weights or a quantised form")
-        self.fp32 = fp32
-        self.quantized = quantized
+    public init(storage: Storage, outputs: Int, inputs: Int) {
+        self.storage = storage
         self.outputs = outputs
         self.inputs = inputs
     }
 
-    /// Largest row count that uses the quantised kernel; above it sgemm wins (compute-bound: a 180-token
-    /// prefill is ~25% faster). Up to this many rows a row's result does not depend on the batch it is in (see
-    /// kernels.c); the coordinator's scheduler relies on that to equal the in-process engine bit for bit.
+    /// Largest row count that uses the decode kernels; above it sgemm on dequantised tiles wins (compute-bound).
+    /// Up to this many rows a row's result does not depend on the batch it is in (see kernels.c and
+    /// gguf_matmul.c); the coordinator's scheduler relies on that to equal the in-process engine bit for bit.
     nonisolated(unsafe) public static var quantizedMaxRows = 64
 
-    /// Rows of a dequantised tile for sgemm: the scratch is tileRows × inputs floats (at most 64 × 8960 × 4 B =
-    /// 2.3 MB for the widest FFN of the supported models), allocated per call.
+    /// Rows of a dequantised tile for sgemm. Scratch: tileRows × inputs floats per call (64 × 8960 × 4 B = 2.3 MB
+    /// for the widest FFN of the supported models), freed when the call returns.
     public static let tileRows = 64
 
-    public var bytes: Int { (fp32?.bytes ?? 0) + (quantized?.bytes ?? 0) }
+    /// Bytes held for the weights (the repacked copy, or the file bytes mapped in place).
+    public var bytes: Int {
+        switch storage {
+        case .repacked(let q): q.bytes
+        case .inPlace(let g): g.bytes
+        }
+    }
 
     /// y(m, count) = x(m, inputs) · W[rowStart ..< rowStart+count]ᵀ, optionally added to y.
     @inline(__always)
     public func apply(_ x: UnsafePointer<Float>, rows m: Int, into y: UnsafeMutablePointer<Float>,
                       accumulate: Bool = false, rowStart: Int = 0, rowCount: Int? = nil) {
         let n = rowCount ?? outputs - rowStart
-        if let q = quantized, m <= Self.quantizedMaxRows {
-            q.multiply(x, inputs: m, into: y, accumulate: accumulate, rowStart: rowStart, rowCount: n)
-        } else if let w = fp32 {
-            BLAS.linear(x, rows: m, inputs: inputs, weight: w.readOnly + rowStart * inputs, outputs: n, into: y,
-                        accumulate: accumulate)
-        } else {
-            applyTiled(quantized!, x, rows: m, into: y, accumulate: accumulate, rowStart: rowStart, rowCount: n)
+        guard m > Self.quantizedMaxRows else {
+            switch storage {
+            case .repacked(let q):
+                q.multiply(x, inputs: m, into: y, accumulate: accumulate, rowStart: rowStart, rowCount: n)
+            case .inPlace(let g):
+                g.multiply(x, inputs: m, into: y, accumulate: accumulate, rowStart: rowStart, rowCount: n,
+                           threads: QuantizedMatrix.threads, activations: QuantizedMatrix.activations)
+            }
+            return
+        }
+        applyTiled(x, rows: m, into: y, accumulate: accumulate, rowStart: rowStart, rowCount: n)
+    }
+
+    /// Dequantises rows [rowStart, rowStart + count) into `out` (row stride `inputs`).
+    public func dequantize(rowStart: Int, rowCount: Int, into out: UnsafeMutablePointer<Float>) {
+        switch storage {
+        case .repacked(let q): q.dequantize(rowStart: rowStart, rowCount: rowCount, into: out, ld: inputs)
+        case .inPlace(let g): g.dequantize(rowStart: rowStart, rowCount: rowCount, into: out, ld: inputs)
         }
     }
 
-    /// Many rows over quantised weights: dequantise a tile of weight rows, sgemm into the matching columns of y.
-    private func applyTiled(_ q: QuantizedMatrix, _ x: UnsafePointer<Float>, rows m: Int, into y: UnsafeMutablePointer<Float>,
+    /// Many rows: dequantise a tile of weight rows, sgemm into the matching columns of y.
+    private func applyTiled(_ x: UnsafePointer<Float>, rows m: Int, into y: UnsafeMutablePointer<Float>,
                             accumulate: Bool, rowStart: Int, rowCount n: Int) {
         let tile = min(Self.tileRows, n)
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: tile * inputs)
@@ -72,13 +94,9 @@ public struct Linear: Sendable {
         var r = 0
         while r < n {
             let t = min(tile, n - r)
-            q.dequantize(rowStart: rowStart + r, rowCount: t, into: scratch, ld: inputs)
-            if m == 1 {
-                BLAS.linear(x, rows: 1, inputs: inputs, weight: scratch, outputs: t, into: y + r, accumulate: accumulate)
-            } else {
-                BLAS.gemm(m: m, n: t, k: inputs, a: x, lda: inputs, b: scratch, ldb: inputs, transB: true,
-                          beta: accumulate ? 1 : 0, c: y + r, ldc: n)
-            }
+            dequantize(rowStart: rowStart + r, rowCount: t, into: scratch)
+            BLAS.gemm(m: m, n: t, k: inputs, a: x, lda: inputs, b: scratch, ldb: inputs, transB: true,
+                      beta: accumulate ? 1 : 0, c: y + r, ldc: n)
             r += t
         }
     }
@@ -159,17 +177,15 @@ enum WeightLoader {
             let t = try f.requireTensor(name)
             guard t.dimensions == [inputs, rows] else { throw GGUFError.unexpectedShape(tensor: name, expected: [inputs, rows], found: t.dimensions) }
         }
-        // The quantised form alone where a kernel exists; fp32 otherwise.
-        if let q = QuantizedMatrix(tensors: try parts.map { try f.requireTensor($0.0) }, file: f) {
-            return Linear(fp32: nil, quantized: q, outputs: total, inputs: inputs)
+        let tensors = try parts.map { try f.requireTensor($0.0) }
+        if let q = QuantizedMatrix(tensors: tensors, file: f) {
+            return Linear(storage: .repacked(q), outputs: total, inputs: inputs)
         }
-        let buf = FloatBuffer(count: total * inputs)
-        var row = 0
-        for (name, rows) in parts {
-            try load(f, name, dims: [inputs, rows], into: buf.pointer + row * inputs)
-            row += rows
+        guard let g = GGUFMatrix(tensors: tensors, file: f) else {
+            let bad = tensors.first { !GGUFMatrix.supports($0.type) } ?? tensors[0]
+            throw GGUFError.unsupportedTensorType(tensor: bad.name, type: bad.type.description)
         }
-        return Linear(fp32: buf, quantized: nil, outputs: total, inputs: inputs)
+        return Linear(storage: .inPlace(g), outputs: total, inputs: inputs)
     }
 
     static func layer(_ f: GGUFFile, _ c: LlamaConfig, _ l: Int) throws -> LlamaLayerWeights {
