@@ -9,11 +9,11 @@ if [ -x "$bin/ggml-rpc-server" ] && [ -x "$bin/llama-bench" ] && [ -x "$bin/llam
 mkdir -p "$dir"
 command -v cmake >/dev/null || python3 -m pip install --quiet cmake
 if [ ! -d "$dir/src" ]; then
-  # The sdist straight from PyPI's simple index (pip download would build its metadata, pulling build backends).
+  # The sdist through pip's own client (it prepares the package's metadata, fetching its build backend first).
   mkdir -p "$dir/sdist"
-  url="$(curl -fsS https://pypi.org/simple/llama-cpp-python/ | grep -o 'https://[^"#]*llama_cpp_python-0.3.36.tar.gz' | head -1)"
-  [ -n "$url" ] || { echo "build_llamacpp: llama-cpp-python 0.3.36 sdist not found on PyPI" >&2; exit 1; }
-  curl -fsSL "$url" -o "$dir/sdist/llama.tar.gz"
+  python3 -m pip download --quiet --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d "$dir/sdist" \
+    || { echo "build_llamacpp: pip download llama-cpp-python==0.3.36 failed" >&2; exit 1; }
+  mv "$dir/sdist"/llama_cpp_python-0.3.36.tar.gz "$dir/sdist/llama.tar.gz"
   mkdir -p "$dir/unpack" && tar -xzf "$dir/sdist/llama.tar.gz" -C "$dir/unpack"
   mv "$dir/unpack/llama_cpp_python-0.3.36/vendor/llama.cpp" "$dir/src"
 fi

@@ -94,7 +94,7 @@ struct EngineBenchCommand: ParsableCommand {
             print(String(format: "decode batch 1: %.1f tokens/s", decodeRate))
             let speedup = decodeRate > 0 ? String(format: " (%.2fx batch 1)", batchRate / decodeRate) : ""
             print(String(format: "decode batch %d: %.1f tokens/s aggregate", batch, batchRate) + speedup)
-            print(String(format: "peak RSS %.0f MB (fp32 weights %.0f MB)", rssMB, Double(llama.weightBytes) / 1_048_576))
+            print(String(format: "peak RSS %.0f MB (weights %.0f MB)", rssMB, Double(llama.weightBytes) / 1_048_576))
         }
     }
 

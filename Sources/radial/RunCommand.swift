@@ -21,6 +21,9 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var prompt: PromptOptions
     @OptionGroup(title: "Per-token depth") var routing: RoutingOptions
 
+    @Flag(help: "Print memory (weights, K/V cache, scratch bound, peak RSS) and speed to stderr at the end.")
+    var verbose = false
+
     func run() throws {
         let (llama, tokenizer) = try model.load()
         let ids: [Int]
@@ -46,6 +49,19 @@ struct RunCommand: ParsableCommand {
             if !prompt.quiet { out.write(text.data(using: .utf8)!) }
         }
         if !prompt.quiet { print("") }
+        let widest = max(llama.config.dim, llama.config.ffnDim, llama.config.qDim)
+        let scratchBound = Linear.tileRows * widest * MemoryLayout<Float>.size
+        let peak = ProcessMemory.peakResidentBytes
+        if verbose {
+            let mib = { (b: Int) in String(format: "%.1f MiB", Double(b) / 1_048_576) }
+            FileHandle.standardError.write(Data("""
+                weights \(mib(llama.weightBytes)) (in the file's quantised form), K/V cache \(mib(result.kvBytes)), \
+                matmul scratch ≤ \(mib(scratchBound)) per call, peak RSS \(mib(Int(peak)))
+                prefill \(result.promptIDs.count) tokens \(String(format: "%.1f", result.prefillTokensPerSecond)) tok/s, \
+                decode \(result.generatedIDs.count) tokens \(String(format: "%.1f", result.decodeTokensPerSecond)) tok/s
+
+                """.utf8))
+        }
         if prompt.json {
             try printJSON([
                 "prompt_ids": result.promptIDs,
@@ -58,6 +74,10 @@ struct RunCommand: ParsableCommand {
                 "decode_seconds": result.decodeSeconds,
                 "decode_tokens_per_s": result.decodeTokensPerSecond,
                 "threads": BLAS.threads,
+                "weight_bytes": llama.weightBytes,
+                "kv_bytes": result.kvBytes,
+                "scratch_bound_bytes": scratchBound,
+                "peak_rss_bytes": peak,
                 "tokens": result.layersRun.map { ["layers_run": $0] },
                 "layers_per_token": result.layersRun.isEmpty ? 0 : Double(result.layersRun.reduce(0) { $0 + $1.count }) / Double(result.layersRun.count),
             ])

@@ -8,6 +8,8 @@ public struct GenerationResult: Sendable, Codable {
     public var decodeSeconds: Double
     /// Per generated token, the layers that ran for the row that produced it.
     public var layersRun: [[Int]] = []
+    /// Bytes of the K/V cache the generation allocated.
+    public var kvBytes = 0
 
     public var prefillTokensPerSecond: Double { prefillSeconds > 0 ? Double(promptIDs.count) / prefillSeconds : 0 }
     /// Tokens after the first (the first comes from the prefill's logits) over the decode time.
@@ -59,7 +61,8 @@ public struct LocalGenerator: Sendable {
         let decode = clock.now - t1
         return GenerationResult(promptIDs: promptIDs, generatedIDs: state.generated, text: state.text,
                                 finishReason: state.finishReason ?? .maxTokens,
-                                prefillSeconds: prefill.seconds, decodeSeconds: decode.seconds, layersRun: layersRun)
+                                prefillSeconds: prefill.seconds, decodeSeconds: decode.seconds, layersRun: layersRun,
+                                kvBytes: cache.bytes)
     }
 }
 

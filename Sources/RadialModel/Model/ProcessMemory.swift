@@ -14,4 +14,11 @@ public enum ProcessMemory {
         guard fields.count >= 2, let pages = UInt64(fields[1]) else { return 0 }
         return pages * UInt64(sysconf(Int32(_SC_PAGESIZE)))
     }
+
+    /// Peak resident set size in bytes (getrusage's ru_maxrss).
+    public static var peakResidentBytes: UInt64 {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return UInt64(usage.ru_maxrss) * 1024
+    }
 }
