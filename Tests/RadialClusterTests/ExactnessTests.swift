@@ -69,4 +69,25 @@ import Testing
                      "Water boils at", "My favourite food is", "In 1969, astronauts", "The quick brown fox"]
         try await checkCluster(model: model, prompts: texts.map { tokenizer.encode($0) }, layers: ["0-9", "10-19", "20-29"], maxTokens: 24)
     }
+
+    /// A tiny qwen2 model (biases, RoPE over halves) across three workers.
+    @Test func tinyQwen2AcrossThreeWorkers() async throws {
+        var spec = TinyModelSpec()
+        spec.architecture = "qwen2"
+        spec.tiedOutput = false
+        let model = try TestPaths.tempDir() + "/tiny-qwen2.gguf"
+        try spec.write(to: model)
+        let prompts = (0..<4).map { i in (0..<(4 + 3 * i)).map { 5 + ($0 * 11 + i * 17) % 250 } }
+        try await checkCluster(model: model, prompts: prompts, layers: ["0-0", "1-1", "2-2"], maxTokens: 16)
+    }
+
+    /// Qwen2.5-Coder-0.5B (qwen2, mixed Q5_0/Q8_0/Q4_K/Q6_K tensors read in place) across three workers.
+    @Test(.enabled(if: ClusterTestSupport.realModelWanted, "RADIAL_SKIP_REAL_MODEL=1"))
+    func qwenAcrossThreeWorkers() async throws {
+        let model = try ClusterTestSupport.requireQwenModel()
+        let tokenizer = try Tokenizer(gguf: try GGUFFile(path: model))
+        let texts = ["def fibonacci(n):", "<|im_start|>user\nWrite a haiku about rust.<|im_end|>\n<|im_start|>assistant\n",
+                     "The year 2024 had", "// A C function that sums an array\nint sum("]
+        try await checkCluster(model: model, prompts: texts.map { tokenizer.encode($0) }, layers: ["0-7", "8-15", "16-23"], maxTokens: 16)
+    }
 }

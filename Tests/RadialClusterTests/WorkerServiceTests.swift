@@ -48,8 +48,13 @@ import Testing
         return try await s.channel.unary(Method.workerForward, request, response: ForwardReply.self).hidden.floats()
     }
 
-    @Test func forwardEqualsTheShardInProcess() async throws {
-        try await withWorker { s in
+    @Test(arguments: ["llama", "qwen2"])
+    func forwardEqualsTheShardInProcess(_ architecture: String) async throws {
+        var spec = TinyModelSpec()
+        spec.architecture = architecture
+        let path = try TestPaths.tempDir() + "/tiny.gguf"
+        try spec.write(to: path)
+        try await withWorker(path: path) { s in
             let ids = [5, 9, 30, 41]
             let remote = try await forward(s, ids.indices.map { TokenEntry(sessionID: 1, position: $0) }, ids)
             var local = try s.model.head.embed(ids)
