@@ -1555,7 +1555,7 @@ const ProtobufCMessageDescriptor radial__worker_counters__descriptor =
   (ProtobufCMessageInit) radial__worker_counters__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor radial__worker_info__field_descriptors[13] =
+static const ProtobufCFieldDescriptor radial__worker_info__field_descriptors[14] =
 {
   {
     "handshake",
@@ -1713,6 +1713,18 @@ static const ProtobufCFieldDescriptor radial__worker_info__field_descriptors[13]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "weight_bytes",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Radial__WorkerInfo, weight_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned radial__worker_info__field_indices_by_name[] = {
   12,   /* field[12] = activations */
@@ -1727,12 +1739,13 @@ static const unsigned radial__worker_info__field_indices_by_name[] = {
   11,   /* field[11] = router_fingerprint */
   9,   /* field[9] = rss_bytes */
   7,   /* field[7] = sessions */
+  13,   /* field[13] = weight_bytes */
   1,   /* field[1] = worker_id */
 };
 static const ProtobufCIntRange radial__worker_info__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 13 }
+  { 0, 14 }
 };
 const ProtobufCMessageDescriptor radial__worker_info__descriptor =
 {
@@ -1742,7 +1755,7 @@ const ProtobufCMessageDescriptor radial__worker_info__descriptor =
   "Radial__WorkerInfo",
   "radial",
   sizeof(Radial__WorkerInfo),
-  13,
+  14,
   radial__worker_info__field_descriptors,
   radial__worker_info__field_indices_by_name,
   1,  radial__worker_info__number_ranges,
@@ -3026,7 +3039,7 @@ const ProtobufCMessageDescriptor radial__worker_status__descriptor =
   (ProtobufCMessageInit) radial__worker_status__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor radial__status_reply__field_descriptors[16] =
+static const ProtobufCFieldDescriptor radial__status_reply__field_descriptors[18] =
 {
   {
     "handshake",
@@ -3220,6 +3233,30 @@ static const ProtobufCFieldDescriptor radial__status_reply__field_descriptors[16
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "weight_bytes",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Radial__StatusReply, weight_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rss_bytes",
+    18,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Radial__StatusReply, rss_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned radial__status_reply__field_indices_by_name[] = {
   0,   /* field[0] = handshake */
@@ -3231,18 +3268,20 @@ static const unsigned radial__status_reply__field_indices_by_name[] = {
   2,   /* field[2] = model_layers */
   15,   /* field[15] = router_block */
   14,   /* field[14] = routing */
+  17,   /* field[17] = rss_bytes */
   5,   /* field[5] = sessions_queued */
   4,   /* field[4] = sessions_running */
   12,   /* field[12] = tokens_forwarded */
   6,   /* field[6] = tokens_generated */
   7,   /* field[7] = tokens_per_s */
+  16,   /* field[16] = weight_bytes */
   13,   /* field[13] = wire_bytes */
   3,   /* field[3] = workers */
 };
 static const ProtobufCIntRange radial__status_reply__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 16 }
+  { 0, 18 }
 };
 const ProtobufCMessageDescriptor radial__status_reply__descriptor =
 {
@@ -3252,7 +3291,7 @@ const ProtobufCMessageDescriptor radial__status_reply__descriptor =
   "Radial__StatusReply",
   "radial",
   sizeof(Radial__StatusReply),
-  16,
+  18,
   radial__status_reply__field_descriptors,
   radial__status_reply__field_indices_by_name,
   1,  radial__status_reply__number_ranges,

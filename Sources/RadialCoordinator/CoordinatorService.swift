@@ -116,6 +116,8 @@ public final class CoordinatorService: Sendable {
         reply.kvPolicy = scheduler.kvPolicy
         reply.routing = scheduler.routing?.wire
         reply.routerBlock = scheduler.routing?.chooser.blockSize ?? 1
+        reply.weightBytes = UInt64(scheduler.head.weightBytes)
+        reply.rssBytes = ProcessMemory.residentBytes
         let workers = scheduler.cluster.stages + scheduler.cluster.replicas
         let handshake = scheduler.handshake
         reply.workers = await withTaskGroup(of: (Int, WorkerStatus).self) { group in

@@ -207,6 +207,9 @@ public struct StatusReply: WireMessage, Equatable {
     /// The coordinator's routing policy (nil: dense), and how many layers its router decides together.
     public var routing: WireRouting?
     public var routerBlock: Int = 1
+    /// The coordinator's own weights (final norm, LM head) and resident memory.
+    public var weightBytes: UInt64 = 0
+    public var rssBytes: UInt64 = 0
 
     public init(handshake: Handshake) { self.handshake = handshake }
 
@@ -237,6 +240,8 @@ public struct StatusReply: WireMessage, Equatable {
             r.forwardBytes = m.wire_bytes
             r.routing = m.routing.map { WireRouting($0.pointee) }
             r.routerBlock = max(Int(m.router_block), 1)
+            r.weightBytes = m.weight_bytes
+            r.rssBytes = m.rss_bytes
             return r
         }
     }
@@ -276,6 +281,8 @@ public struct StatusReply: WireMessage, Equatable {
         m.wire_bytes = forwardBytes
         if let routing { m.routing = routing.c(arena) }
         m.router_block = UInt32(routerBlock)
+        m.weight_bytes = weightBytes
+        m.rss_bytes = rssBytes
         return pack(m)
     }
 }

@@ -60,6 +60,8 @@ public struct WorkerInfo: WireMessage, Equatable {
     public var sessions: Int = 0
     public var maxBatchTokens: Int = 0
     public var rssBytes: UInt64 = 0
+    /// Bytes of the worker's layers in the file's quantised form.
+    public var weightBytes: UInt64 = 0
     public var counters = WorkerCounters()
     /// The router this worker loaded ("" when none).
     public var routerFingerprint = ""
@@ -92,6 +94,7 @@ public struct WorkerInfo: WireMessage, Equatable {
         sessions = Int(m.sessions)
         maxBatchTokens = Int(m.max_batch_tokens)
         rssBytes = m.rss_bytes
+        weightBytes = m.weight_bytes
         counters = m.counters.map { WorkerCounters($0.pointee) } ?? WorkerCounters()
         routerFingerprint = text(m.router_fingerprint)
         activations = text(m.activations)
@@ -114,6 +117,7 @@ public struct WorkerInfo: WireMessage, Equatable {
         m.sessions = UInt32(sessions)
         m.max_batch_tokens = UInt32(maxBatchTokens)
         m.rss_bytes = rssBytes
+        m.weight_bytes = weightBytes
         m.counters = counters.c(arena)
         m.router_fingerprint = arena.string(routerFingerprint)
         m.activations = arena.string(activations)

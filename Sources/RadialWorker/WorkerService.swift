@@ -92,6 +92,7 @@ public final class WorkerService: Sendable {
         info.sessions = s.sessions
         info.maxBatchTokens = config.maxBatchTokens
         info.rssBytes = ProcessMemory.residentBytes
+        info.weightBytes = UInt64(shard.weightBytes)
         info.counters = s.counters
         info.routerFingerprint = routerFingerprint
         info.activations = QuantizedMatrix.activations.rawValue

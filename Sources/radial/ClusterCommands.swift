@@ -167,12 +167,13 @@ struct StatusCommand: AsyncParsableCommand {
                      "min_layers": r.minLayers, "block": s.routerBlock]
                 } ?? NSNull(),
                 "tokens_forwarded": s.tokensForwarded, "forward_bytes": s.forwardBytes,
+                "coordinator_weight_bytes": s.weightBytes, "coordinator_rss_bytes": s.rssBytes,
                 "workers": s.workers.map { w -> [String: Any] in
                     let i = w.info
                     return ["address": w.address, "healthy": w.healthy, "layers": i.map { "\($0.layers)" } ?? "",
                             "activations": i.map { $0.activations.isEmpty ? "f32" : $0.activations } ?? "",
                             "sessions": i?.sessions ?? 0, "kv_used_bytes": i?.kvUsedBytes ?? 0, "kv_budget_bytes": i?.kvBudgetBytes ?? 0,
-                            "rss_bytes": i?.rssBytes ?? 0, "forward_calls": i?.counters.forwardCalls ?? 0,
+                            "rss_bytes": i?.rssBytes ?? 0, "weight_bytes": i?.weightBytes ?? 0, "forward_calls": i?.counters.forwardCalls ?? 0,
                             "tokens": i?.counters.tokens ?? 0, "forward_p50_ms": i?.counters.forwardP50ms ?? 0,
                             "forward_p99_ms": i?.counters.forwardP99ms ?? 0, "visits": w.visits, "token_visits_skipped": w.visitsSkipped,
                             "layer_runs": i?.counters.layerRuns ?? 0, "layer_skips": i?.counters.layerSkips ?? 0, "rtt_p50_ms": w.rttP50ms,
@@ -185,6 +186,7 @@ struct StatusCommand: AsyncParsableCommand {
               + "\(s.tokensGenerated) tokens generated, \(String(format: "%.1f", s.tokensPerSecond)) tokens/s now; "
               + "\(String(format: "%.2f", s.hopsPerToken)) hops/token (\(String(format: "%.2f", s.hopsSavedPerToken)) saved by routing); "
               + "\(s.tokensForwarded > 0 ? s.forwardBytes / s.tokensForwarded : 0) wire bytes per token row; KV policy \(s.kvPolicy.rawValue)")
+        print("coordinator: weights \(s.weightBytes >> 20) MiB (LM head and norms), RSS \(s.rssBytes >> 20) MiB")
         if let r = s.routing {
             print("routing: router \(r.routerFingerprint.prefix(16)), threshold \(r.threshold), always run \(r.alwaysRun), "
                   + "at least \(r.minLayers) layers" + (s.routerBlock > 1 ? ", blocks of \(s.routerBlock) layers" : ""))
@@ -194,7 +196,7 @@ struct StatusCommand: AsyncParsableCommand {
         if s.layerSkipRate.contains(where: { $0 > 0 }) {
             print("skip rate per layer: " + s.layerSkipRate.enumerated().map { "\($0.offset):\(String(format: "%.0f%%", $0.element * 100))" }.joined(separator: " "))
         }
-        let header = ["worker", "layers", "arith", "health", "sessions", "KV used/budget MiB", "RSS MiB", "forwards", "tokens", "skipped",
+        let header = ["worker", "layers", "arith", "health", "sessions", "KV used/budget MiB", "weights MiB", "RSS MiB", "forwards", "tokens", "skipped",
                       "compute p50 ms", "p99 ms", "rtt p50 ms", "overhead p50 ms"]
         var rows = [header]
         for w in s.workers {
@@ -203,7 +205,7 @@ struct StatusCommand: AsyncParsableCommand {
                 w.address, i.map { "\($0.layers)" } ?? "?", i.map { $0.activations.isEmpty ? "f32" : $0.activations } ?? "?",
                 w.healthy ? "ok" : "DOWN", "\(i?.sessions ?? 0)",
                 "\(String(format: "%.1f", Double(i?.kvUsedBytes ?? 0) / 1_048_576))/\((i?.kvBudgetBytes ?? 0) >> 20)",
-                "\((i?.rssBytes ?? 0) >> 20)", "\(i?.counters.forwardCalls ?? 0)", "\(i?.counters.tokens ?? 0)", "\(w.visitsSkipped)",
+                "\((i?.weightBytes ?? 0) >> 20)", "\((i?.rssBytes ?? 0) >> 20)", "\(i?.counters.forwardCalls ?? 0)", "\(i?.counters.tokens ?? 0)", "\(w.visitsSkipped)",
                 String(format: "%.2f", i?.counters.forwardP50ms ?? 0), String(format: "%.2f", i?.counters.forwardP99ms ?? 0),
                 String(format: "%.2f", w.rttP50ms), String(format: "%.2f", w.overheadP50ms),
             ])

@@ -90,4 +90,25 @@ import Testing
                      "The year 2024 had", "// A C function that sums an array\nint sum("]
         try await checkCluster(model: model, prompts: texts.map { tokenizer.encode($0) }, layers: ["0-7", "8-15", "16-23"], maxTokens: 16)
     }
+
+    /// Each worker holds about its layers' bytes: RSS ≤ weights × 1.1 + K/V in use + 64 MiB (no fp32 copies), and
+    /// Status reports the weights, the K/V and the coordinator's own memory.
+    @Test(.enabled(if: ClusterTestSupport.realModelWanted, "RADIAL_SKIP_REAL_MODEL=1"))
+    func qwenWorkersHoldTheirLayersOnce() async throws {
+        let model = try ClusterTestSupport.requireQwenModel()
+        let cluster = try LocalCluster(model: model, layers: ["0-7", "8-15", "16-23"])
+        defer { cluster.stop() }
+        _ = try await cluster.generate(GenerateRequest(input: .ids([750, 75698, 1445, 982]), maxTokens: 8))
+        let s = try await cluster.status()
+        let file = try GGUFFile(path: model)
+        for w in s.workers {
+            let i = try #require(w.info)
+            let tensors = file.tensors.filter { t in i.layers.indices.contains { t.name.hasPrefix("blk.\($0).") } }
+            let fileBytes = tensors.reduce(0) { $0 + $1.byteCount }
+            #expect(i.weightBytes > 0 && Double(i.weightBytes) <= Double(fileBytes) * 1.01, "\(w.address): weights \(i.weightBytes) vs file \(fileBytes)")
+            let bound = Double(fileBytes) * 1.1 + Double(i.kvUsedBytes) + 64 * 1_048_576
+            #expect(Double(i.rssBytes) <= bound, "\(w.address) layers \(i.layers): RSS \(i.rssBytes >> 20) MiB > \(Int(bound) >> 20) MiB")
+        }
+        #expect(s.weightBytes > 0 && s.rssBytes > 0)
+    }
 }

@@ -197,10 +197,14 @@ struct  Radial__WorkerInfo
    * decode arithmetic, "f32" or "q8" (--activations); empty means f32
    */
   char *activations;
+  /*
+   * bytes of this worker's layers, in the file's quantised form
+   */
+  uint64_t weight_bytes;
 };
 #define RADIAL__WORKER_INFO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&radial__worker_info__descriptor) \
-    , NULL, (char *)protobuf_c_empty_string, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , NULL, (char *)protobuf_c_empty_string, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
 /*
@@ -558,10 +562,18 @@ struct  Radial__StatusReply
    * layers the router decides together (1: each layer)
    */
   uint32_t router_block;
+  /*
+   * the coordinator's own weights (final norm, LM head), quantised form
+   */
+  uint64_t weight_bytes;
+  /*
+   * the coordinator's resident memory
+   */
+  uint64_t rss_bytes;
 };
 #define RADIAL__STATUS_REPLY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&radial__status_reply__descriptor) \
-    , NULL, (char *)protobuf_c_empty_string, 0, 0,NULL, 0, 0, 0, 0, 0,NULL, 0, 0, RADIAL__KVPOLICY__KV_FILL, 0, 0, NULL, 0 }
+    , NULL, (char *)protobuf_c_empty_string, 0, 0,NULL, 0, 0, 0, 0, 0,NULL, 0, 0, RADIAL__KVPOLICY__KV_FILL, 0, 0, NULL, 0, 0, 0 }
 
 
 struct  Radial__TokenizeRequest
