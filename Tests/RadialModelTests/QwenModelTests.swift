@@ -57,4 +57,22 @@ import Testing
             }
         }
     }
+
+    /// Token ids equal llama.cpp's (llama-cpp-python 0.3.36) on 42 texts: code, whitespace runs, digits, non-Latin
+    /// scripts, special tokens (recorded by `scripts/record_tokenizer_ids.py --model <qwen> --out ...`).
+    @Test func tokenIDsEqualLlamaCpp() throws {
+        struct Case: Decodable { let text: String; let ids_special: [Int]; let ids_plain: [Int] }
+        struct Cases: Decodable { let cases: [Case] }
+        guard let url = Bundle.module.url(forResource: "Resources/tokenizer_cases_qwen", withExtension: "json") else {
+            throw TestFailure("Resources/tokenizer_cases_qwen.json is missing from the test bundle")
+        }
+        let cases = try JSONDecoder().decode(Cases.self, from: Data(contentsOf: url)).cases
+        #expect(cases.count >= 40)
+        let (_, tok) = try Self.model.get()
+        for c in cases {
+            #expect(tok.encode(c.text, parseSpecial: true) == c.ids_special, "special: \(c.text.debugDescription)")
+            #expect(tok.encode(c.text, parseSpecial: false) == c.ids_plain, "plain: \(c.text.debugDescription)")
+            #expect(tok.decode(c.ids_plain) == c.text, "round trip: \(c.text.debugDescription)")
+        }
+    }
 }
