@@ -49,8 +49,7 @@ struct RunCommand: ParsableCommand {
             if !prompt.quiet { out.write(text.data(using: .utf8)!) }
         }
         if !prompt.quiet { print("") }
-        let widest = max(llama.config.dim, llama.config.ffnDim, llama.config.qDim)
-        let scratchBound = Linear.tileRows * widest * MemoryLayout<Float>.size
+        let scratchBound = Linear.tileBytes
         let peak = ProcessMemory.peakResidentBytes
         if verbose {
             let mib = { (b: Int) in String(format: "%.1f MiB", Double(b) / 1_048_576) }

@@ -27,6 +27,23 @@ import Testing
         return y
     }
 
+    /// Prefill tiles: the repacked form dequantises to the file's values bit for bit (SIMD and portable).
+    @Test(arguments: [GGMLType.q4_0, .q4_1, .q8_0])
+    func repackedDequantizesToTheFileValues(_ type: GGMLType) throws {
+        let rows = 70, cols = 96
+        let (q, w) = try matrix(type, rows: rows, cols: cols, seed: 17)
+        for generic in [false, true] {
+            radial_kernels_force_generic(generic ? 1 : 0)
+            defer { radial_kernels_force_generic(0) }
+            var out = [Float](repeating: .nan, count: 30 * (cols + 3))
+            out.withUnsafeMutableBufferPointer { q.dequantize(rowStart: 33, rowCount: 30, into: $0.baseAddress!, ld: cols + 3) }
+            for r in 0..<30 {
+                #expect(Array(out[(r * (cols + 3))..<(r * (cols + 3) + cols)]) == Array(w[((33 + r) * cols)..<((34 + r) * cols)]),
+                        "\(type) row \(33 + r) generic=\(generic)")
+            }
+        }
+    }
+
     @Test(arguments: [GGMLType.q4_0, .q4_1, .q8_0])
     func quantizedMatmulMatchesFP32(_ type: GGMLType) throws {
         let rows = 70, cols = 96

@@ -35,6 +35,12 @@ void radial_matmul_q8_q8(const int8_t *qs, const float *d, int nb, int row_begin
                          const int8_t *xq, int ldq, const float *xd, int n_inputs,
                          float *y, int ldy, int accumulate);
 
+// Rows [row_begin, row_end) of a repacked Q4 / Q8 matrix as fp32: out[(r - row_begin)*ldo + c]. Bit for bit the
+// file's dequantisation (q*d + m as a multiply then an add). For prefill tiles that sgemm then multiplies.
+void radial_dequantize_q4(const uint8_t *qs, const float *d, const float *m, int nb, int row_begin, int row_end,
+                          float *out, int ldo);
+void radial_dequantize_q8(const int8_t *qs, const float *d, int nb, int row_begin, int row_end, float *out, int ldo);
+
 // Attention of `g` query heads (q: g rows of hd, contiguous) sharing one K/V head, over positions [0, npos):
 // keys[p*kv_stride .. +hd], values likewise. present[p] == 0 excludes a position (NULL: all present).
 // scores: scratch of g*npos floats. out: g rows of hd.

@@ -145,26 +145,12 @@ public final class QuantizedMatrix: @unchecked Sendable {
     /// (q - 8)·d equals q·d + (-8d) bit for bit).
     public func dequantize(rowStart: Int, rowCount: Int, into out: UnsafeMutablePointer<Float>, ld: Int) {
         precondition(rowStart >= 0 && rowStart + rowCount <= rows)
-        let nb = blocksPerRow
-        for r in 0..<rowCount {
-            let row = out + r * ld, b0 = (rowStart + r) * nb
-            switch format {
-            case .q4:
-                let q = (qs + b0 * 16).assumingMemoryBound(to: UInt8.self)
-                for b in 0..<nb {
-                    let d = scales[b0 + b], m = offsets![b0 + b], y = row + b * 32, qb = q + b * 16
-                    for j in 0..<16 {
-                        y[j] = Float(qb[j] & 0x0F) * d + m
-                        y[j + 16] = Float(qb[j] >> 4) * d + m
-                    }
-                }
-            case .q8:
-                let q = (qs + b0 * 32).assumingMemoryBound(to: Int8.self)
-                for b in 0..<nb {
-                    let d = scales[b0 + b], y = row + b * 32, qb = q + b * 32
-                    for j in 0..<32 { y[j] = Float(qb[j]) * d }
-                }
-            }
+        let nb = Int32(blocksPerRow), r0 = Int32(rowStart), r1 = Int32(rowStart + rowCount)
+        switch format {
+        case .q4:
+            radial_dequantize_q4(qs.assumingMemoryBound(to: UInt8.self), scales, offsets!, nb, r0, r1, out, Int32(ld))
+        case .q8:
+            radial_dequantize_q8(qs.assumingMemoryBound(to: Int8.self), scales, nb, r0, r1, out, Int32(ld))
         }
     }
 

@@ -47,9 +47,11 @@ public struct Linear: Sendable {
     /// gguf_matmul.c); the coordinator's scheduler relies on that to equal the in-process engine bit for bit.
     nonisolated(unsafe) public static var quantizedMaxRows = 64
 
-    /// Rows of a dequantised tile for sgemm. Scratch: tileRows × inputs floats per call (64 × 8960 × 4 B = 2.3 MB
-    /// for the widest FFN of the supported models), freed when the call returns.
-    public static let tileRows = 64
+    /// Scratch for one dequantised tile: at most 4 MiB (1,024 rows at 1,024 inputs; 117 rows of Qwen2.5-1.5B's
+    /// 8,960-wide down projection), never fewer than 64 rows; allocated per call and freed when it returns.
+    /// Big tiles keep sgemm's N large (64-row tiles cost SmolLM2's 180-token prefill ~35%).
+    public static let tileBytes = 4 << 20
+    public func tileRows(_ n: Int) -> Int { min(n, max(64, Self.tileBytes / (inputs * MemoryLayout<Float>.size))) }
 
     /// Bytes held for the weights (the repacked copy, or the file bytes mapped in place).
     public var bytes: Int {
@@ -77,18 +79,30 @@ public struct Linear: Sendable {
         applyTiled(x, rows: m, into: y, accumulate: accumulate, rowStart: rowStart, rowCount: n)
     }
 
-    /// Dequantises rows [rowStart, rowStart + count) into `out` (row stride `inputs`).
+    /// Dequantises rows [rowStart, rowStart + count) into `out` (row stride `inputs`), split over the kernel
+    /// threads (the sgemm that follows has OpenBLAS's own).
     public func dequantize(rowStart: Int, rowCount: Int, into out: UnsafeMutablePointer<Float>) {
-        switch storage {
-        case .repacked(let q): q.dequantize(rowStart: rowStart, rowCount: rowCount, into: out, ld: inputs)
-        case .inPlace(let g): g.dequantize(rowStart: rowStart, rowCount: rowCount, into: out, ld: inputs)
+        let storage = storage, ld = inputs, outAddr = UInt(bitPattern: out)
+        let part: @Sendable (Int, Int) -> Void = { r0, r1 in
+            let o = UnsafeMutablePointer<Float>(bitPattern: outAddr)! + (r0 - rowStart) * ld
+            switch storage {
+            case .repacked(let q): q.dequantize(rowStart: r0, rowCount: r1 - r0, into: o, ld: ld)
+            case .inPlace(let g): g.dequantize(rowStart: r0, rowCount: r1 - r0, into: o, ld: ld)
+            }
+        }
+        let t = min(QuantizedMatrix.threads, max(1, rowCount / 16))
+        guard t > 1 else { part(rowStart, rowStart + rowCount); return }
+        let chunk = (rowCount + t - 1) / t
+        ComputePool.shared.run(t) { i in
+            let r0 = rowStart + min(i * chunk, rowCount), r1 = rowStart + min((i + 1) * chunk, rowCount)
+            if r0 < r1 { part(r0, r1) }
         }
     }
 
     /// Many rows: dequantise a tile of weight rows, sgemm into the matching columns of y.
     private func applyTiled(_ x: UnsafePointer<Float>, rows m: Int, into y: UnsafeMutablePointer<Float>,
                             accumulate: Bool, rowStart: Int, rowCount n: Int) {
-        let tile = min(Self.tileRows, n)
+        let tile = tileRows(n)
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: tile * inputs)
         defer { scratch.deallocate() }
         var r = 0
