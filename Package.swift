@@ -47,7 +47,7 @@ let package = Package(
         .target(name: "RadialRouter", dependencies: ["RadialModel"]),
         .target(name: "RadialWorker", dependencies: ["RadialModel", "RadialRPC", "RadialProtocol", "RadialRouter"]),
         // The coordinator: sessions, continuous batching, the pipeline over workers, radial.Coordinator.
-        .target(name: "RadialCoordinator", dependencies: ["RadialModel", "RadialRPC", "RadialProtocol", "RadialRouter"]),
+        .target(name: "RadialCoordinator", dependencies: ["RadialModel", "RadialRPC", "RadialProtocol", "RadialRouter", "RadialWorker"]),
         // Flags and process plumbing the three executables share (TLS/auth options, serving until SIGTERM).
         .target(name: "RadialCommandLine", dependencies: [
             "RadialModel", "RadialRPC", "RadialProtocol", "RadialRouter", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -73,6 +73,10 @@ let package = Package(
         .testTarget(
             name: "RadialRPCTests",
             dependencies: ["RadialRPC", "RadialProtocol", "RadialTestSupport"]),
+        // The pipeline and the scheduler over in-process stages: no process, no socket.
+        .testTarget(
+            name: "RadialCoordinatorTests",
+            dependencies: ["RadialModel", "RadialRPC", "RadialProtocol", "RadialRouter", "RadialWorker", "RadialCoordinator", "RadialTestSupport"]),
         // Workers, coordinator and CLI as real processes on loopback, against the in-process engine.
         .testTarget(
             name: "RadialClusterTests",

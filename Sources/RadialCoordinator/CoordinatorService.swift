@@ -118,7 +118,7 @@ public final class CoordinatorService: Sendable {
         reply.routerBlock = scheduler.routing?.chooser.blockSize ?? 1
         reply.weightBytes = UInt64(scheduler.head.weightBytes)
         reply.rssBytes = ProcessMemory.residentBytes
-        let workers = scheduler.cluster.stages + scheduler.cluster.replicas
+        let workers = (scheduler.cluster?.stages ?? []) + (scheduler.cluster?.replicas ?? [])
         let handshake = scheduler.handshake
         reply.workers = await withTaskGroup(of: (Int, WorkerStatus).self) { group in
             for (i, w) in workers.enumerated() {

@@ -48,15 +48,18 @@ public enum SessionEvent: Sendable {
     case failed(RPCError)
 }
 
-/// Continuous batching over the worker pipeline. Each lane's loop owns its running sessions; each step it admits
-/// queued requests (up to its share of `maxSessions`), takes one decode token from every running session plus
-/// prompt chunks of new ones (up to `maxBatchTokens` rows), sends the batch through every stage as ONE Forward per
-/// worker, samples each session that produced logits, and frees the KV of finished or cancelled sessions on every
-/// worker. With several lanes their batches are in different stages at once (see `SchedulerLimits.lanes`).
+/// Continuous batching around the pipeline: admission, lanes, batch composition, the LM head and sampling. Each
+/// lane's loop owns its running sessions; each step it admits queued requests (up to its share of `maxSessions`),
+/// takes one decode token from every running session plus prompt chunks of new ones (up to `maxBatchTokens` rows),
+/// sends the batch through the pipeline (ONE call per stage), samples each session that produced logits, and frees
+/// the KV of finished or cancelled sessions on every stage. With several lanes their batches are in different
+/// stages at once (see `SchedulerLimits.lanes`).
 public final class Scheduler: Sendable {
     let head: LlamaHead
     let tokenizer: Tokenizer
-    let cluster: Cluster
+    public let pipeline: Pipeline
+    /// The workers behind the pipeline's stages and their replicas (nil for in-process stages).
+    let cluster: Cluster?
     let handshake: Handshake
     public let limits: SchedulerLimits
     public let routing: RoutingSetup?
@@ -109,15 +112,29 @@ public final class Scheduler: Sendable {
         }
     }
 
-    public init(head: LlamaHead, tokenizer: Tokenizer, cluster: Cluster, handshake: Handshake, limits: SchedulerLimits,
-                routing: RoutingSetup? = nil, kvPolicy: SkippedLayerKV = .fill) {
+    /// A scheduler over a cluster's workers: one remote stage per worker, the policies settled here.
+    public convenience init(head: LlamaHead, tokenizer: Tokenizer, cluster: Cluster, handshake: Handshake, limits: SchedulerLimits,
+                            routing: RoutingSetup? = nil, kvPolicy: SkippedLayerKV = .fill) {
+        let stages = cluster.stages.map {
+            RemoteStage(client: $0, handshake: handshake, kvPolicy: kvPolicy, routing: routing?.wire, timeout: limits.forwardTimeout)
+        }
+        let pipeline = Pipeline(stages: stages, dim: head.config.dim, chooser: routing?.chooser, kvPolicy: kvPolicy,
+                                maxPendingFills: limits.maxPendingFills)
+        self.init(head: head, tokenizer: tokenizer, pipeline: pipeline, cluster: cluster, handshake: handshake, limits: limits,
+                  routing: routing)
+    }
+
+    /// A scheduler over any pipeline (in-process stages in tests).
+    public init(head: LlamaHead, tokenizer: Tokenizer, pipeline: Pipeline, cluster: Cluster? = nil,
+                handshake: Handshake = Handshake(modelFingerprint: ""), limits: SchedulerLimits, routing: RoutingSetup? = nil) {
         self.head = head
         self.tokenizer = tokenizer
+        self.pipeline = pipeline
         self.cluster = cluster
         self.handshake = handshake
         self.limits = limits
         self.routing = routing
-        self.kvPolicy = kvPolicy
+        self.kvPolicy = pipeline.kvPolicy
         metrics.withLock { $0.layerRuns = Array(repeating: 0, count: head.config.layerCount) }
     }
 
@@ -189,7 +206,7 @@ public final class Scheduler: Sendable {
         var running: [LiveSession] = []
         var epoch = shared.withLock { $0.cancelEpoch }
         while true {
-            let (admitted, cancelled, everything, stopping) = shared.withLock { s -> ([LiveSession], Set<UInt64>, Bool, Bool) in
+            let (admitted, cancelled, cancelEverything, stopping) = shared.withLock { s -> ([LiveSession], Set<UInt64>, Bool, Bool) in
                 let room = min(share - running.count, limits.maxSessions - s.running)
                 let take = min(max(room, 0), s.queue.count)
                 let admitted = Array(s.queue.prefix(take))
@@ -201,8 +218,8 @@ public final class Scheduler: Sendable {
                 return (admitted, mine, s.cancelEpoch != epoch, s.stopping)
             }
             running += admitted
-            if !cancelled.isEmpty || everything {
-                let gone = running.filter { everything || cancelled.contains($0.id) }
+            if !cancelled.isEmpty || cancelEverything {
+                let gone = running.filter { cancelEverything || cancelled.contains($0.id) }
                 for s in gone { s.finish(.cancelled) }
                 retire(gone, from: &running)
             }
@@ -245,7 +262,7 @@ public final class Scheduler: Sendable {
     private func step(_ running: inout [LiveSession]) async {
         struct Row { let session: LiveSession; let position: Int; let token: Int; let wantsLogits: Bool }
         var rows: [Row] = []
-        for (s, k) in plan(running) {
+        for (s, k) in composeBatch(running) {
             for j in 0..<k {
                 rows.append(Row(session: s, position: s.nextPosition + j, token: s.pending[j], wantsLogits: j == k - 1 && k == s.pending.count))
             }
@@ -255,7 +272,9 @@ public final class Scheduler: Sendable {
         for r in rows where r.session.startedAt == nil { r.session.startedAt = stepStart }
         let dim = head.config.dim
         do {
-            let (final, ran, hops) = try await pipeline(rows.map { ($0.session, $0.position, $0.token) })
+            var final = try head.embed(rows.map(\.token))
+            let traces = try await pipeline.forward(rows.map { Pipeline.Row(session: $0.session.id, position: $0.position) }, hidden: &final)
+            let ran = traces.map(\.layersRun), hops = traces.map(\.hops)
             let picked = rows.indices.filter { rows[$0].wantsLogits }
             var selected = [Float](repeating: 0, count: picked.count * dim)
             for (j, i) in picked.enumerated() {
@@ -294,7 +313,7 @@ public final class Scheduler: Sendable {
                 m.tokenHops += UInt64(producedHops)
                 m.tokensForwarded += UInt64(rows.count)
                 m.rowHops += UInt64(hops.reduce(0, +))
-                m.rowHopsDense += UInt64(rows.count * cluster.stages.count)
+                m.rowHopsDense += UInt64(rows.count * pipeline.stages.count)
                 for r in ran { for l in r { m.layerRuns[l] += 1 } }
                 m.recent.append((now, produced))
                 if m.recent.count > 4096 { m.recent.removeFirst(2048) }
@@ -317,75 +336,12 @@ public final class Scheduler: Sendable {
         return await withTaskExecutorPreference(globalConcurrentExecutor) { compute() }
     }
 
-    /// Sends a batch's rows through the stages in layer order. With routing, a row visits a stage only when the
-    /// router selects at least one of its layers (scored from the state entering the stage, which is exactly what
-    /// the worker would decide: a skipping token's state does not change). A row that skips a stage leaves a
-    /// pending K/V fill (under `fill`) that rides along with its session's next request to that stage; under
-    /// `mask` the position simply stays empty there. A stage no row needs is not called at all.
-    /// Returns the final states, and per row the layers run and the workers visited.
-    private func pipeline(_ rows: [(session: LiveSession, position: Int, token: Int)]) async throws -> ([Float], [[Int]], [Int]) {
-        let dim = head.config.dim, n = rows.count
-        var hidden = try head.embed(rows.map(\.token))
-        var ran = Array(repeating: [Int](), count: n)
-        var hops = Array(repeating: 0, count: n)
-        for (si, stage) in cluster.stages.enumerated() {
-            var visiting: [Int] = []
-            for i in 0..<n {
-                let visits = hidden.withUnsafeBufferPointer { h in
-                    routing?.chooser.visits(stage.layers, hidden: h.baseAddress! + i * dim, runSoFar: ran[i].count) ?? true
-                }
-                if visits {
-                    visiting.append(i)
-                } else if kvPolicy == .fill {
-                    rows[i].session.pendingFill(stage: si, position: rows[i].position, hidden: Array(hidden[(i * dim)..<((i + 1) * dim)]))
-                }
-            }
-            stage.countSkipped(n - visiting.count)
-            // Deferred fills ride along for the sessions visiting now (this step's skipped rows included), and for
-            // any session whose backlog for this worker reached the limit.
-            var fills: [KVFillEntry] = [], fillHidden: [Float] = []
-            var seen = Set<ObjectIdentifier>()
-            let visitingSessions = Set(visiting.map { ObjectIdentifier(rows[$0].session) })
-            for i in 0..<n where seen.insert(ObjectIdentifier(rows[i].session)).inserted {
-                let s = rows[i].session
-                guard visitingSessions.contains(ObjectIdentifier(s)) || s.pendingFills(stage: si) >= limits.maxPendingFills else { continue }
-                for f in s.takeFills(stage: si) {
-                    fills.append(KVFillEntry(sessionID: s.id, position: f.position))
-                    fillHidden += f.hidden
-                }
-            }
-            if visiting.isEmpty && fills.isEmpty { continue }
-            var sent = [Float](repeating: 0, count: visiting.count * dim)
-            for (j, i) in visiting.enumerated() { for d in 0..<dim { sent[j * dim + d] = hidden[i * dim + d] } }
-            let entries = visiting.map {
-                TokenEntry(sessionID: rows[$0].session.id, position: rows[$0].position, routed: routing != nil, layersBefore: ran[$0].count)
-            }
-            let request = ForwardRequest(handshake: handshake, tokens: entries, hidden: WireTensor(sent, shape: [visiting.count, dim]),
-                                         fills: fills, fillHidden: WireTensor(fillHidden, shape: [fills.count, dim]),
-                                         kvPolicy: kvPolicy, routing: routing?.wire)
-            let reply = try await stage.forward(request, timeout: limits.forwardTimeout)
-            guard reply.hidden.shape == [visiting.count, dim] else {
-                throw RPCError(.internal, "worker \(stage.address) answered \(reply.hidden.shape) for \(visiting.count) rows of \(dim)")
-            }
-            guard reply.layersRun.isEmpty || reply.layersRun.count == visiting.count else {
-                throw RPCError(.internal, "worker \(stage.address) reported layers for \(reply.layersRun.count) of \(visiting.count) rows")
-            }
-            let out = reply.hidden.floats()
-            for (j, i) in visiting.enumerated() {
-                for d in 0..<dim { hidden[i * dim + d] = out[j * dim + d] }
-                ran[i] += reply.layersRun.isEmpty ? Array(stage.layers.indices) : reply.layersRun[j]
-                hops[i] += 1
-            }
-        }
-        return (hidden, ran, hops)
-    }
-
     /// Which sessions feed how many tokens this step. Decode tokens (one per session) go first. A prompt joins them
     /// while the step stays within the rows the engine computes with its batch-invariant kernels
     /// (`Linear.quantizedMaxRows`); a longer prompt gets a step of its own, in chunks of `maxBatchTokens`. Either
     /// way every row is computed exactly as the in-process engine computes it alone, so the cluster's output equals
     /// `radial run`'s bit for bit (prompts up to `maxBatchTokens`).
-    func plan(_ running: [LiveSession]) -> [(LiveSession, Int)] {
+    func composeBatch(_ running: [LiveSession]) -> [(LiveSession, Int)] {
         let invariantRows = min(Linear.quantizedMaxRows, limits.maxBatchTokens)
         let decoding = running.filter { $0.nextPosition > 0 && $0.pending.count == 1 }
         let prompts = running.filter { !($0.nextPosition > 0 && $0.pending.count == 1) }
@@ -408,75 +364,11 @@ public final class Scheduler: Sendable {
         return picked
     }
 
-    /// Frees finished sessions' KV on every worker, off the loop's critical path.
+    /// Frees finished sessions' KV on every stage (and the replicas), off the loop's critical path.
     private func release(_ ids: [UInt64]) {
-        guard !ids.isEmpty else { return }
-        let workers = cluster.stages + cluster.replicas, handshake = handshake
-        Task {
-            await withTaskGroup(of: Void.self) { group in
-                for w in workers { group.addTask { await w.closeSessions(ids, handshake: handshake) } }
-            }
-        }
-    }
-}
-
-/// A generation inside the scheduler. Only the batching loop touches it after admission.
-final class LiveSession: @unchecked Sendable {
-    let id: UInt64
-    var state: GenerationState
-    /// Tokens not yet fed to the model (the prompt, then each sampled token).
-    var pending: [Int]
-    var nextPosition = 0
-    /// A prompt that did not fit beside the decode rows: it gets the next step to itself.
-    var deferred = false
-    var startedAt: ContinuousClock.Instant?
-    var firstTokenAt: ContinuousClock.Instant?
-    /// Per stage: positions that skipped it and the state that would have entered it, sent with the session's next
-    /// request to that stage (the `fill` policy's deferred K/V).
-    private var fills: [Int: [(position: Int, hidden: [Float])]] = [:]
-    private let continuation: AsyncStream<SessionEvent>.Continuation
-    private(set) var isFinished = false
-
-    init(id: UInt64, state: GenerationState, continuation: AsyncStream<SessionEvent>.Continuation) {
-        self.id = id
-        self.state = state
-        self.continuation = continuation
-        pending = state.promptIDs
-    }
-
-    func consume(_ k: Int) {
-        pending.removeFirst(k)
-        nextPosition += k
-    }
-
-    func emit(_ event: SessionEvent) { continuation.yield(event) }
-
-    func pendingFill(stage: Int, position: Int, hidden: [Float]) { fills[stage, default: []].append((position, hidden)) }
-
-    func takeFills(stage: Int) -> [(position: Int, hidden: [Float])] { fills.removeValue(forKey: stage) ?? [] }
-
-    func pendingFills(stage: Int) -> Int { fills[stage]?.count ?? 0 }
-
-    func finish(_ reason: FinishReason, at now: ContinuousClock.Instant = .now) {
-        guard !isFinished else { return }
-        isFinished = true
-        let rest = state.isFinished ? "" : state.finish(reason)
-        if !rest.isEmpty { continuation.yield(.text(rest)) }
-        var prefill = 0.0, decode = 0.0
-        if let start = startedAt, let first = firstTokenAt {
-            let p = (first - start).seconds
-            prefill = p > 0 ? Double(state.promptIDs.count) / p : 0
-            let d = (now - first).seconds
-            decode = d > 0 ? Double(max(state.generated.count - 1, 0)) / d : 0
-        }
-        continuation.yield(.finished(reason, prefillTokensPerSecond: prefill, decodeTokensPerSecond: decode))
-        continuation.finish()
-    }
-
-    func fail(_ error: RPCError) {
-        guard !isFinished else { return }
-        isFinished = true
-        continuation.yield(.failed(error))
-        continuation.finish()
+        let replicas: [any Stage] = cluster?.replicas.map {
+            RemoteStage(client: $0, handshake: handshake, kvPolicy: kvPolicy, routing: routing?.wire, timeout: limits.forwardTimeout)
+        } ?? []
+        pipeline.release(ids, alsoOn: replicas)
     }
 }

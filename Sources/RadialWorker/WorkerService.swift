@@ -23,39 +23,29 @@ public struct WorkerConfig: Sendable {
     }
 }
 
-/// radial.Worker: runs Forward batches through a shard, keeping each session's K/V for the shard's layers.
+/// radial.Worker: a `ShardHost` behind the wire. Checks each call's handshake, decodes the routing policy, and
+/// reports Info.
 ///
-/// Forward runs inline on the server's completion-queue thread as the call arrives (no Task), not handed to another thread: a worker computes one
+/// Forward runs inline on the server's completion-queue thread as the call arrives (no Task): a worker computes one
 /// batch at a time anyway (its matmuls already use every core), and each hand-off costs a thread wake-up on the
-/// token's critical path (measured: 0.5 ms per hop on loopback with two hand-offs, see README). Model work and
-/// session-table changes hold `lock`, so a session's cache is advanced by one call at a time whatever thread a
-/// call arrives on. Info reads a snapshot, so status never waits for a batch.
+/// token's critical path (measured: 0.5 ms per hop on loopback with two hand-offs). Info reads a snapshot, so
+/// status never waits for a batch.
 public final class WorkerService: Sendable {
-    public let shard: LlamaShard
+    public let host: ShardHost
+    public var shard: LlamaShard { host.shard }
     public let config: WorkerConfig
     public let handshake: Handshake
     /// The router routed tokens consult, layer by layer (nil: this worker refuses routed tokens).
     public let router: Router?
     private let routerFingerprint: String
-    private let lock = NSLock()
-    // Touched only while holding `lock`.
-    nonisolated(unsafe) private let store: SessionStore
-    private let stats = Mutex(Stats())
-
-    private struct Stats {
-        var counters = WorkerCounters()
-        var latency = LatencyWindow()
-        var sessions = 0
-        var kvUsedBytes = 0
-    }
 
     public init(shard: LlamaShard, fingerprint: String, config: WorkerConfig, router: Router? = nil) {
-        self.shard = shard
         self.config = config
         self.router = router
         routerFingerprint = router?.fingerprint ?? ""
         handshake = Handshake(protocolVersion: config.protocolVersion, modelFingerprint: fingerprint)
-        store = SessionStore(shard: shard, budgetBytes: config.kvBudgetBytes, ttl: config.sessionTTL)
+        host = ShardHost(shard: shard, kvBudgetBytes: config.kvBudgetBytes, sessionTTL: config.sessionTTL,
+                         maxBatchTokens: config.maxBatchTokens)
     }
 
     public func register(on server: RPCServer) {
@@ -73,10 +63,7 @@ public final class WorkerService: Sendable {
         let period = max(config.sessionTTL / 4, .milliseconds(100))
         while !Task.isCancelled {
             try? await Task.sleep(for: period)
-            locked {
-                _ = store.evictIdle()
-                publishStore()
-            }
+            host.evictIdle()
         }
     }
 
@@ -86,7 +73,7 @@ public final class WorkerService: Sendable {
         // Info answers any peer (so a coordinator can say what is wrong), but names the mismatch in its reply.
         var info = WorkerInfo(handshake: handshake, workerID: config.workerID, layers: shard.range,
                               modelLayers: shard.config.layerCount, hiddenSize: shard.config.dim)
-        let s = stats.withLock { $0 }
+        let s = host.snapshot
         info.kvBudgetBytes = UInt64(config.kvBudgetBytes)
         info.kvUsedBytes = UInt64(s.kvUsedBytes)
         info.sessions = s.sessions
@@ -104,69 +91,20 @@ public final class WorkerService: Sendable {
     func forward(_ request: ForwardRequest) throws -> ForwardReply {
         try request.handshake.check(against: handshake, peer: "the coordinator")
         let dim = shard.config.dim
-        let rows = request.fills.count + request.tokens.count
-        guard rows <= config.maxBatchTokens else {
-            throw RPCError(.resourceExhausted, "a batch of \(rows) rows is over this worker's limit of \(config.maxBatchTokens)")
-        }
         for (name, tensor) in [("hidden", request.hidden), ("fill_hidden", request.fillHidden)] where tensor.shape[0] > 0 {
             guard tensor.shape[1] == dim else {
                 throw RPCError.invalidArgument("ForwardRequest.\(name): rows are \(tensor.shape[1]) wide, this model's hidden size is \(dim)")
             }
         }
-        var plans: [LayerSet?] = Array(repeating: LayerSet(), count: request.fills.count)
-        for (i, t) in request.tokens.enumerated() {
-            if let layers = t.layers {
-                if let outside = layers.first(where: { !shard.range.contains($0) }) {
-                    throw RPCError.invalidArgument("ForwardRequest.tokens[\(i)]: layer \(outside) is not on this worker (it holds \(shard.range))")
-                }
-                plans.append(LayerSet(layers))
-            } else {
-                plans.append(nil)
-            }
-        }
-        let chooser = try chooser(for: request)
-        // Fills first: they are earlier positions of their sessions, which later rows attend to.
-        let keys = request.fills.map { (session: $0.sessionID, position: $0.position) }
-            + request.tokens.map { (session: $0.sessionID, position: $0.position) }
-        let routed = Array(repeating: false, count: request.fills.count) + request.tokens.map(\.routed)
-        let before = Array(repeating: 0, count: request.fills.count) + request.tokens.map(\.layersBefore)
-        let policy = request.kvPolicy, fillRows = request.fills.count
-        let clock = ContinuousClock()
-        let (seconds, ran, out) = try locked { () throws -> (Double, [LayerSet], [Float]) in
-            let start = clock.now
-            let caches = try store.caches(for: keys)
-            let tokens = (0..<rows).map {
-                ShardToken(cache: caches[$0], position: keys[$0].position, layers: plans[$0], layersBefore: before[$0], routed: routed[$0])
-            }
-            var hidden = request.fillHidden.floats() + request.hidden.floats()
-            let ran: [LayerSet]
-            do {
-                ran = try hidden.withUnsafeMutableBufferPointer {
-                    try shard.forward($0.baseAddress!, tokens: tokens, kvPolicy: policy, chooser: chooser)
-                }
-            } catch let error as ModelError {
-                throw RPCError.invalidArgument(error.description)
-            }
-            publishStore()
-            return ((clock.now - start).seconds, Array(ran[fillRows...]), Array(hidden[(fillRows * dim)...]))
-        }
-        let runs = ran.reduce(0) { $0 + $1.count }
-        stats.withLock { s in
-            s.counters.forwardCalls += 1
-            s.counters.tokens += UInt64(request.tokens.count)
-            s.counters.kvFills += UInt64(request.fills.count)
-            s.counters.layerRuns += UInt64(runs)
-            s.counters.layerSkips += UInt64(request.tokens.count * shard.range.count - runs)
-            s.counters.busySeconds += seconds
-            s.latency.add(seconds)
-        }
-        return ForwardReply(hidden: WireTensor(out, shape: [request.tokens.count, dim], dtype: request.hidden.dtype),
-                            computeSeconds: seconds,
+        let out = try host.forward(tokens: request.tokens, hidden: request.hidden.floats(), fills: request.fills,
+                                   fillHidden: request.fillHidden.floats(), kvPolicy: request.kvPolicy,
+                                   chooser: try chooser(for: request))
+        return ForwardReply(hidden: WireTensor(out.hidden, shape: [request.tokens.count, dim], dtype: request.hidden.dtype),
+                            computeSeconds: out.computeSeconds,
                             // Only when some token could skip: an empty list means "all of this worker's layers".
                             layersRun: request.tokens.contains { $0.routed || $0.layers != nil }
-                                ? ran.map { shard.range.indices.filter($0.contains) } : [])
+                                ? out.layersRun.map { shard.range.indices.filter($0.contains) } : [])
     }
-
     /// The router under the request's policy, when any token is routed. The coordinator must route with the very
     /// router this worker holds: it decides whether a token visits at all, and the two must agree.
     private func chooser(for request: ForwardRequest) throws -> RouterChooser? {
@@ -190,12 +128,7 @@ public final class WorkerService: Sendable {
 
     func closeSessions(_ request: CloseSessionRequest) throws -> CloseSessionReply {
         try request.handshake.check(against: handshake, peer: "the coordinator")
-        let ids = request.sessionIDs
-        let (closed, freed) = locked {
-            let result = store.close(ids)
-            publishStore()
-            return result
-        }
+        let (closed, freed) = host.close(request.sessionIDs)
         return CloseSessionReply(closed: closed, freedBytes: UInt64(freed))
     }
 
@@ -210,36 +143,8 @@ public final class WorkerService: Sendable {
         guard zip(positions, positions.dropFirst()).allSatisfy({ $0 < $1 }) else {
             throw RPCError.invalidArgument("RestoreSessionRequest.history: positions must increase")
         }
-        let session = request.sessionID, history = request.history, policy = request.kvPolicy
-        let bytes = try locked { () throws -> Int in
-            var hidden = request.hidden.floats()
-            let cache = store.reset(session)
-            let tokens = history.map { ShardToken(cache: cache, position: $0.position, layers: $0.layers.map { LayerSet($0) }) }
-            if !tokens.isEmpty {
-                do {
-                    _ = try hidden.withUnsafeMutableBufferPointer { try shard.forward($0.baseAddress!, tokens: tokens, kvPolicy: policy) }
-                } catch let error as ModelError {
-                    _ = store.close([session])
-                    throw RPCError.invalidArgument(error.description)
-                }
-            }
-            publishStore()
-            return cache.bytes
-        }
-        return RestoreSessionReply(positions: history.count, kvBytes: UInt64(bytes))
-    }
-
-    // MARK: - Compute lock
-
-    private func locked<T>(_ body: () throws -> T) rethrows -> T {
-        lock.lock()
-        defer { lock.unlock() }
-        return try body()
-    }
-
-    /// Copies the session table's size into the snapshot Info reads (holding the lock).
-    private func publishStore() {
-        let sessions = store.count, used = store.usedBytes
-        stats.withLock { $0.sessions = sessions; $0.kvUsedBytes = used }
+        let bytes = try host.restore(session: request.sessionID, history: request.history.map { ($0.position, $0.layers) },
+                                     hidden: request.hidden.floats(), kvPolicy: request.kvPolicy)
+        return RestoreSessionReply(positions: request.history.count, kvBytes: UInt64(bytes))
     }
 }

@@ -1,0 +1,136 @@
+import RadialModel
+import RadialProtocol
+import RadialRouter
+import RadialRPC
+import Synchronization
+
+/// Decides whether a row visits a stage, from the state entering it: the router under its policy
+/// (`RouterChooser`), or a script in tests.
+public protocol StageRouter: Sendable {
+    func visits(_ layers: LayerRange, hidden: UnsafePointer<Float>, runSoFar: Int) -> Bool
+}
+
+extension RouterChooser: StageRouter {}
+
+/// The heart of Radial: a batch of rows walks the stages in layer order. With a router, a row visits a stage
+/// only when the router selects at least one of its layers — scored from the state entering the stage, which is
+/// exactly what the stage would decide, since a skipping row's state does not change. A row that skips a stage
+/// leaves a pending K/V fill there (under `fill`) that rides along with its session's next batch to that stage, so
+/// no extra round trip sits on a token's critical path; under `mask` the position simply stays empty there. A
+/// stage no row needs is not called at all.
+///
+/// Stages are remote workers or shards in this process (`Stage`); the pipeline does not know which.
+public final class Pipeline: Sendable {
+    public let stages: [any Stage]
+    public let dim: Int
+    public let chooser: (any StageRouter)?
+    public let kvPolicy: SkippedLayerKV
+    /// Deferred fills a session may hold for one stage it keeps skipping; at this many they are sent in that step
+    /// even without a token for the stage, so they never outgrow a stage's batch or the batch-invariant rows.
+    public let maxPendingFills: Int
+    /// Per session, per stage index: positions that skipped the stage, with the state that would have entered it.
+    private let pending = Mutex<[UInt64: [Int: [PendingFill]]]>([:])
+
+    struct PendingFill { let position: Int; let hidden: [Float] }
+
+    /// A row entering the pipeline: which session, at which position.
+    public struct Row: Sendable {
+        public let session: UInt64
+        public let position: Int
+        public init(session: UInt64, position: Int) {
+            self.session = session
+            self.position = position
+        }
+    }
+
+    /// What a row did on its way: the layers it ran, in order, and the stages it visited.
+    public struct Trace: Sendable, Equatable {
+        public var layersRun: [Int] = []
+        public var hops = 0
+    }
+
+    public init(stages: [any Stage], dim: Int, chooser: (any StageRouter)? = nil, kvPolicy: SkippedLayerKV = .fill,
+                maxPendingFills: Int = 32) {
+        precondition(zip(stages, stages.dropFirst()).allSatisfy { $0.layers.upperBound == $1.layers.lowerBound },
+                     "stages must tile the layers in order")
+        self.stages = stages
+        self.dim = dim
+        self.chooser = chooser
+        self.kvPolicy = kvPolicy
+        self.maxPendingFills = maxPendingFills
+    }
+
+    /// Runs `rows` (hidden: rows.count × dim, the embeddings) through every stage, in place: on return `hidden`
+    /// holds the states leaving the last layer. Returns each row's trace.
+    public func forward(_ rows: [Row], hidden: inout [Float]) async throws -> [Trace] {
+        let n = rows.count
+        precondition(hidden.count == n * dim, "hidden holds \(hidden.count) floats for \(n) rows of \(dim)")
+        var traces = Array(repeating: Trace(), count: n)
+        for (si, stage) in stages.enumerated() {
+            let visiting = (0..<n).filter { i in
+                hidden.withUnsafeBufferPointer { h in
+                    chooser?.visits(stage.layers, hidden: h.baseAddress! + i * dim, runSoFar: traces[i].layersRun.count) ?? true
+                }
+            }
+            let skipping = n - visiting.count
+            stage.countSkipped(skipping)
+            if skipping > 0 && kvPolicy == .fill {
+                let visitingSet = Set(visiting)
+                pending.withLock { p in
+                    for i in 0..<n where !visitingSet.contains(i) {
+                        p[rows[i].session, default: [:]][si, default: []]
+                            .append(PendingFill(position: rows[i].position, hidden: Array(hidden[(i * dim)..<((i + 1) * dim)])))
+                    }
+                }
+            }
+            // Deferred fills ride along for the sessions visiting now (this step's skipped rows included), and for
+            // any session whose backlog for this stage reached the limit.
+            let visitingSessions = Set(visiting.map { rows[$0].session })
+            var fills: [KVFillEntry] = [], fillHidden: [Float] = []
+            pending.withLock { p in
+                var seen = Set<UInt64>()
+                for r in rows where seen.insert(r.session).inserted {
+                    guard let mine = p[r.session]?[si], !mine.isEmpty,
+                          visitingSessions.contains(r.session) || mine.count >= maxPendingFills else { continue }
+                    p[r.session]![si] = nil
+                    for f in mine {
+                        fills.append(KVFillEntry(sessionID: r.session, position: f.position))
+                        fillHidden += f.hidden
+                    }
+                }
+            }
+            if visiting.isEmpty && fills.isEmpty { continue }
+            var sent = [Float](repeating: 0, count: visiting.count * dim)
+            for (j, i) in visiting.enumerated() { sent[(j * dim)..<((j + 1) * dim)] = hidden[(i * dim)..<((i + 1) * dim)] }
+            let tokens = visiting.map {
+                TokenEntry(sessionID: rows[$0].session, position: rows[$0].position, routed: chooser != nil,
+                           layersBefore: traces[$0].layersRun.count)
+            }
+            let out = try await stage.forward(StageBatch(tokens: tokens, hidden: sent, fills: fills, fillHidden: fillHidden))
+            for (j, i) in visiting.enumerated() {
+                hidden[(i * dim)..<((i + 1) * dim)] = out.hidden[(j * dim)..<((j + 1) * dim)]
+                traces[i].layersRun += out.layersRun[j]
+                traces[i].hops += 1
+            }
+        }
+        return traces
+    }
+
+    /// Forgets finished sessions: drops their pending fills and frees their K/V on every stage (and on `extra`
+    /// workers such as replicas), off the caller's critical path.
+    public func release(_ sessions: [UInt64], alsoOn extra: [any Stage] = []) {
+        guard !sessions.isEmpty else { return }
+        pending.withLock { p in for s in sessions { p[s] = nil } }
+        let targets = stages + extra
+        Task {
+            await withTaskGroup(of: Void.self) { group in
+                for t in targets { group.addTask { await t.closeSessions(sessions) } }
+            }
+        }
+    }
+
+    /// Deferred fills held for `session` (tests, Status).
+    public func pendingFillCount(session: UInt64) -> Int {
+        pending.withLock { $0[session]?.values.reduce(0) { $0 + $1.count } ?? 0 }
+    }
+}

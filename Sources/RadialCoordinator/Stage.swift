@@ -1,0 +1,105 @@
+import RadialModel
+import RadialProtocol
+import RadialRPC
+import RadialWorker
+
+/// What the pipeline hands one stage: the rows visiting it (their hidden states entering its first layer), and
+/// the deferred K/V fills of positions that skipped it earlier (hidden states, rows of `fills`).
+public struct StageBatch: Sendable {
+    public var tokens: [TokenEntry]
+    public var hidden: [Float]
+    public var fills: [KVFillEntry]
+    public var fillHidden: [Float]
+}
+
+/// What a stage answers: the hidden states leaving it, and per row the layers it ran (absolute indices).
+public struct StageOutput: Sendable {
+    public var hidden: [Float]
+    public var layersRun: [[Int]]
+}
+
+/// Something that holds layers [a, b) of the model and a K/V cache per session: a worker over gRPC
+/// (`WorkerClient`), or a shard in this process (`LocalStage`). What it serves — range, arithmetic, router, K/V
+/// policy — is settled when the stage is made; a batch carries only what changes per call.
+public protocol Stage: AnyObject, Sendable {
+    var layers: LayerRange { get }
+    /// How logs and errors name the stage (a worker's address).
+    var name: String { get }
+    func forward(_ batch: StageBatch) async throws -> StageOutput
+    /// Frees these sessions' K/V (best effort).
+    func closeSessions(_ ids: [UInt64]) async
+    /// Rows of a batch that did not need this stage (routing), for Status.
+    func countSkipped(_ rows: Int)
+}
+
+/// A shard in this process as a stage: the pipeline runs exactly the worker's code (`ShardHost`), without the
+/// wire. For tests of the pipeline, and for one-process serving.
+public final class LocalStage: Stage {
+    public let host: ShardHost
+    public let name: String
+    let kvPolicy: SkippedLayerKV
+    let chooser: (any LayerChooser)?
+
+    public init(host: ShardHost, kvPolicy: SkippedLayerKV = .fill, chooser: (any LayerChooser)? = nil, name: String? = nil) {
+        self.host = host
+        self.kvPolicy = kvPolicy
+        self.chooser = chooser
+        self.name = name ?? "local \(host.shard.range)"
+    }
+
+    public var layers: LayerRange { host.shard.range }
+
+    public func forward(_ batch: StageBatch) async throws -> StageOutput {
+        let routed = batch.tokens.contains(where: \.routed)
+        let out = try host.forward(tokens: batch.tokens, hidden: batch.hidden, fills: batch.fills, fillHidden: batch.fillHidden,
+                                   kvPolicy: kvPolicy, chooser: routed ? chooser : nil)
+        let range = layers
+        return StageOutput(hidden: out.hidden, layersRun: out.layersRun.map { range.indices.filter($0.contains) })
+    }
+
+    public func closeSessions(_ ids: [UInt64]) async { _ = host.close(ids) }
+
+    public func countSkipped(_ rows: Int) {}
+}
+
+/// A worker as a stage: Forward over gRPC, with the handshake, K/V policy and routing policy this coordinator
+/// settled with it at connection time.
+public final class RemoteStage: Stage {
+    public let client: WorkerClient
+    let handshake: Handshake
+    let kvPolicy: SkippedLayerKV
+    let routing: WireRouting?
+    let timeout: Duration
+
+    public init(client: WorkerClient, handshake: Handshake, kvPolicy: SkippedLayerKV, routing: WireRouting?, timeout: Duration) {
+        self.client = client
+        self.handshake = handshake
+        self.kvPolicy = kvPolicy
+        self.routing = routing
+        self.timeout = timeout
+    }
+
+    public var layers: LayerRange { client.layers }
+    public var name: String { client.address }
+
+    public func forward(_ batch: StageBatch) async throws -> StageOutput {
+        let dim = Int(client.info.hiddenSize)
+        let request = ForwardRequest(handshake: handshake, tokens: batch.tokens, hidden: WireTensor(batch.hidden, shape: [batch.tokens.count, dim]),
+                                     fills: batch.fills, fillHidden: WireTensor(batch.fillHidden, shape: [batch.fills.count, dim]),
+                                     kvPolicy: kvPolicy, routing: routing)
+        let reply = try await client.forward(request, timeout: timeout)
+        guard reply.hidden.shape == [batch.tokens.count, dim] else {
+            throw RPCError(.internal, "worker \(name) answered \(reply.hidden.shape) for \(batch.tokens.count) rows of \(dim)")
+        }
+        guard reply.layersRun.isEmpty || reply.layersRun.count == batch.tokens.count else {
+            throw RPCError(.internal, "worker \(name) reported layers for \(reply.layersRun.count) of \(batch.tokens.count) rows")
+        }
+        let all = Array(layers.indices)
+        return StageOutput(hidden: reply.hidden.floats(),
+                           layersRun: reply.layersRun.isEmpty ? Array(repeating: all, count: batch.tokens.count) : reply.layersRun)
+    }
+
+    public func closeSessions(_ ids: [UInt64]) async { await client.closeSessions(ids, handshake: handshake) }
+
+    public func countSkipped(_ rows: Int) { client.countSkipped(rows) }
+}

@@ -1,0 +1,154 @@
+import Foundation
+import RadialModel
+import RadialProtocol
+import RadialRPC
+import Synchronization
+
+/// A shard and the K/V caches of the sessions it serves, in this process: what a worker computes with, without
+/// the wire. `WorkerService` puts it behind radial.Worker; the coordinator's `LocalStage` holds one directly, so
+/// the pipeline runs the very same code in-process (tests, `radial run` style tools) as across machines.
+///
+/// Model work and session-table changes hold `lock`, so a session's cache is advanced by one call at a time
+/// whatever thread a call arrives on; `snapshot` reads counters without waiting for a batch.
+public final class ShardHost: Sendable {
+    public let shard: LlamaShard
+    public let maxBatchTokens: Int
+    private let lock = NSLock()
+    // Touched only while holding `lock`.
+    nonisolated(unsafe) private let store: SessionStore
+    private let stats = Mutex(Snapshot())
+
+    /// Counters and the session table's size, as Info reports them.
+    public struct Snapshot: Sendable {
+        public var counters = WorkerCounters()
+        public var latency = LatencyWindow()
+        public var sessions = 0
+        public var kvUsedBytes = 0
+    }
+
+    /// What one batch produced: the rows' hidden states leaving the shard, and per row the layers it ran.
+    public struct Output: Sendable {
+        public var hidden: [Float]
+        public var layersRun: [LayerSet]
+        public var computeSeconds: Double
+    }
+
+    public init(shard: LlamaShard, kvBudgetBytes: Int, sessionTTL: Duration, maxBatchTokens: Int) {
+        self.shard = shard
+        self.maxBatchTokens = maxBatchTokens
+        store = SessionStore(shard: shard, budgetBytes: kvBudgetBytes, ttl: sessionTTL)
+    }
+
+    public var snapshot: Snapshot { stats.withLock { $0 } }
+
+    /// Runs `tokens` (hidden: tokens.count rows) through the shard after the deferred K/V `fills` (fillHidden:
+    /// fills.count rows; they run no layer, only write K/V under `kvPolicy`). Errors are RPCErrors with the status
+    /// a remote caller should see.
+    public func forward(tokens: [TokenEntry], hidden: [Float], fills: [KVFillEntry], fillHidden: [Float],
+                        kvPolicy: SkippedLayerKV, chooser: (any LayerChooser)?) throws -> Output {
+        let dim = shard.config.dim
+        let rows = fills.count + tokens.count
+        guard rows <= maxBatchTokens else {
+            throw RPCError(.resourceExhausted, "a batch of \(rows) rows is over this worker's limit of \(maxBatchTokens)")
+        }
+        guard hidden.count == tokens.count * dim, fillHidden.count == fills.count * dim else {
+            throw RPCError.invalidArgument("hidden states: \(hidden.count) and \(fillHidden.count) floats for \(tokens.count) tokens and \(fills.count) fills of \(dim)")
+        }
+        var plans: [LayerSet?] = Array(repeating: LayerSet(), count: fills.count)
+        for (i, t) in tokens.enumerated() {
+            if let layers = t.layers {
+                if let outside = layers.first(where: { !shard.range.contains($0) }) {
+                    throw RPCError.invalidArgument("ForwardRequest.tokens[\(i)]: layer \(outside) is not on this worker (it holds \(shard.range))")
+                }
+                plans.append(LayerSet(layers))
+            } else {
+                plans.append(nil)
+            }
+        }
+        // Fills first: they are earlier positions of their sessions, which later rows attend to.
+        let keys = fills.map { (session: $0.sessionID, position: $0.position) } + tokens.map { (session: $0.sessionID, position: $0.position) }
+        let routed = Array(repeating: false, count: fills.count) + tokens.map(\.routed)
+        let before = Array(repeating: 0, count: fills.count) + tokens.map(\.layersBefore)
+        let fillRows = fills.count
+        let clock = ContinuousClock()
+        let (seconds, ran, out) = try locked { () throws -> (Double, [LayerSet], [Float]) in
+            let start = clock.now
+            let caches = try store.caches(for: keys)
+            let shardTokens = (0..<rows).map {
+                ShardToken(cache: caches[$0], position: keys[$0].position, layers: plans[$0], layersBefore: before[$0], routed: routed[$0])
+            }
+            var all = fillHidden + hidden
+            let ran: [LayerSet]
+            do {
+                ran = try all.withUnsafeMutableBufferPointer {
+                    try shard.forward($0.baseAddress!, tokens: shardTokens, kvPolicy: kvPolicy, chooser: chooser)
+                }
+            } catch let error as ModelError {
+                throw RPCError.invalidArgument(error.description)
+            }
+            publishStore()
+            return ((clock.now - start).seconds, Array(ran[fillRows...]), Array(all[(fillRows * dim)...]))
+        }
+        let runs = ran.reduce(0) { $0 + $1.count }
+        stats.withLock { s in
+            s.counters.forwardCalls += 1
+            s.counters.tokens += UInt64(tokens.count)
+            s.counters.kvFills += UInt64(fills.count)
+            s.counters.layerRuns += UInt64(runs)
+            s.counters.layerSkips += UInt64(tokens.count * shard.range.count - runs)
+            s.counters.busySeconds += seconds
+            s.latency.add(seconds)
+        }
+        return Output(hidden: out, layersRun: ran, computeSeconds: seconds)
+    }
+
+    /// Drops sessions; returns how many existed and the bytes freed.
+    public func close(_ ids: [UInt64]) -> (closed: Int, freed: Int) {
+        locked {
+            let result = store.close(ids)
+            publishStore()
+            return result
+        }
+    }
+
+    /// Rebuilds a session from the hidden states that entered this shard at each of its positions (`history`
+    /// in increasing position order, each with the layers it ran here, nil for all).
+    public func restore(session: UInt64, history: [(position: Int, layers: [Int]?)], hidden: [Float],
+                        kvPolicy: SkippedLayerKV) throws -> Int {
+        try locked { () throws -> Int in
+            var hidden = hidden
+            let cache = store.reset(session)
+            let tokens = history.map { ShardToken(cache: cache, position: $0.position, layers: $0.layers.map { LayerSet($0) }) }
+            if !tokens.isEmpty {
+                do {
+                    _ = try hidden.withUnsafeMutableBufferPointer { try shard.forward($0.baseAddress!, tokens: tokens, kvPolicy: kvPolicy) }
+                } catch let error as ModelError {
+                    _ = store.close([session])
+                    throw RPCError.invalidArgument(error.description)
+                }
+            }
+            publishStore()
+            return cache.bytes
+        }
+    }
+
+    /// Evicts sessions idle longer than the TTL.
+    public func evictIdle() {
+        locked {
+            _ = store.evictIdle()
+            publishStore()
+        }
+    }
+
+    private func locked<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body()
+    }
+
+    /// Copies the session table's size into the snapshot (holding the lock).
+    private func publishStore() {
+        let sessions = store.count, used = store.usedBytes
+        stats.withLock { $0.sessions = sessions; $0.kvUsedBytes = used }
+    }
+}

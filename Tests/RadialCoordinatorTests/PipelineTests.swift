@@ -1,0 +1,188 @@
+import Foundation
+import RadialCoordinator
+import RadialModel
+import RadialProtocol
+import RadialRouter
+import RadialRPC
+import RadialTestSupport
+import RadialWorker
+import Testing
+
+/// The pipeline and the scheduler over in-process stages (`LocalStage`): routing, deferred fills under both K/V
+/// policies, whole-stage skips and errors, against the in-process engine — no process, no socket.
+@Suite struct PipelineTests {
+    /// A tiny quantised model (batch-invariant kernels: a router decision cannot flip between batches).
+    static func tinyModel(layers: Int = 6) throws -> String {
+        var spec = TinyModelSpec()
+        spec.layers = layers
+        spec.weightType = .q8_0
+        let path = try TestPaths.tempDir() + "/tiny.gguf"
+        try spec.write(to: path)
+        return path
+    }
+
+    /// One LocalStage per range, each with its own shard and session store, as separate workers would have.
+    static func stages(_ path: String, _ ranges: [LayerRange], kvPolicy: SkippedLayerKV = .fill,
+                       chooser: (any LayerChooser)? = nil) throws -> [LocalStage] {
+        let file = try GGUFFile(path: path)
+        let config = try LlamaConfig(gguf: file)
+        return try ranges.map {
+            LocalStage(host: ShardHost(shard: try LlamaShard(file: file, config: config, range: $0), kvBudgetBytes: 64 << 20,
+                                       sessionTTL: .seconds(600), maxBatchTokens: 512),
+                       kvPolicy: kvPolicy, chooser: chooser)
+        }
+    }
+
+    static let ranges = [LayerRange(0, 2), LayerRange(2, 4), LayerRange(4, 6)]
+
+    @Test func denseStagesEqualTheWholeShard() async throws {
+        let path = try Self.tinyModel()
+        let model = try LlamaModel(file: try GGUFFile(path: path))
+        let pipeline = Pipeline(stages: try Self.stages(path, Self.ranges), dim: model.config.dim)
+        let ids = [5, 9, 30, 41, 7, 100]
+        var hidden = try model.head.embed(ids)
+        let traces = try await pipeline.forward(ids.indices.map { Pipeline.Row(session: 1, position: $0) }, hidden: &hidden)
+        var local = try model.head.embed(ids)
+        let cache = model.makeCache()
+        _ = try local.withUnsafeMutableBufferPointer {
+            try model.shard.forward($0.baseAddress!, tokens: ids.indices.map { ShardToken(cache: cache, position: $0) })
+        }
+        #expect(hidden == local, "three stages equal one shard of all layers, bit for bit")
+        #expect(traces.allSatisfy { $0.hops == 3 && $0.layersRun == Array(0..<6) })
+    }
+
+    /// Generations through the scheduler over routed local stages equal the in-process routed engine: tokens and
+    /// the layers each token ran, with whole stages skipped and their K/V filled later (or masked).
+    @Test(arguments: [SkippedLayerKV.fill, .mask])
+    func routedSchedulerEqualsTheInProcessEngine(_ kv: SkippedLayerKV) async throws {
+        let path = try Self.tinyModel()
+        let (model, router) = try await blocking { try TinyRouter.distil(modelPath: path) }
+        let file = try GGUFFile(path: path)
+        let tokenizer = try Tokenizer(gguf: file)
+        let threshold = try router.threshold(forSkipRate: 0.4, alwaysRun: LayerSet())
+        let policy = RoutingPolicy(threshold: threshold, alwaysRun: LayerSet(), modelLayers: 6)
+        let chooser = RouterChooser(router: router, policy: policy)
+        let reference = LocalGenerator(model: model, tokenizer: tokenizer, chooser: chooser, kvPolicy: kv)
+        let routing = RoutingSetup(router: router, policy: policy)
+        let stages = try Self.stages(path, Self.ranges, kvPolicy: kv, chooser: chooser)
+        var limits = SchedulerLimits()
+        limits.maxPendingFills = 2  // fills-only calls happen too
+        let pipeline = Pipeline(stages: stages, dim: model.config.dim, chooser: chooser, kvPolicy: kv, maxPendingFills: 2)
+        let scheduler = Scheduler(head: model.head, tokenizer: tokenizer, pipeline: pipeline, limits: limits, routing: routing)
+        let loop = Task { await scheduler.run() }
+        defer { scheduler.stopAccepting(); loop.cancel() }
+
+        let prompts = (0..<4).map { i in (0..<(4 + 6 * i)).map { 3 + ($0 * 7 + i * 13) % 250 } }
+        let stop = { var s = StopConditions(maxTokens: 20); s.stopAtEndOfGeneration = false; return s }()
+        var allHops: [Int] = []
+        let results = try await withThrowingTaskGroup(of: (Int, [Int], [[Int]], [Int]).self) { group in
+            for (i, p) in prompts.enumerated() {
+                group.addTask {
+                    let state = try GenerationState(promptIDs: p, sampling: .greedy, stop: stop, contextLength: model.config.contextLength)
+                    let (_, events) = try scheduler.submit(state)
+                    var ids: [Int] = [], layers: [[Int]] = [], hops: [Int] = []
+                    for await e in events {
+                        switch e {
+                        case .token(let t, _): ids.append(t.tokenID); layers.append(t.layersRun); hops.append(t.hops)
+                        case .failed(let error): throw error
+                        default: break
+                        }
+                    }
+                    return (i, ids, layers, hops)
+                }
+            }
+            var out: [(Int, [Int], [[Int]], [Int])] = []
+            for try await r in group { out.append(r) }
+            return out.sorted { $0.0 < $1.0 }
+        }
+        for (i, ids, layers, hops) in results {
+            let want = try reference.generate(promptIDs: prompts[i], sampling: .greedy, stop: stop)
+            #expect(ids == want.generatedIDs, "request \(i) (\(kv)): tokens")
+            #expect(layers == want.layersRun, "request \(i) (\(kv)): layers run")
+            allHops += hops
+        }
+        #expect(allHops.contains { $0 < 3 }, "some token skipped a whole stage")
+        #expect(results.flatMap(\.2).contains { $0.count < 6 }, "some token skipped a layer")
+    }
+
+    /// A row that skips a stage leaves a deferred fill there; the session's next visit carries it, so the K/V
+    /// the later rows attend to equal the in-process engine's under `fill`; release drops what is left.
+    @Test func skippedStageFillsRideAlongWithTheNextVisit() async throws {
+        let path = try Self.tinyModel(layers: 4)
+        let model = try LlamaModel(file: try GGUFFile(path: path))
+        let dim = model.config.dim
+        let pipeline = Pipeline(stages: try Self.stages(path, [LayerRange(0, 2), LayerRange(2, 4)]), dim: dim,
+                                chooser: ScriptedRouter(skip: [(stage: LayerRange(2, 4), callsAt: 1), (stage: LayerRange(2, 4), callsAt: 4)]), kvPolicy: .fill)
+        let ids = [5, 9, 30]
+        var traces: [Pipeline.Trace] = []
+        var finals: [[Float]] = []
+        for (p, id) in ids.enumerated() {  // one decode-like step per position
+            var h = try model.head.embed([id])
+            traces += try await pipeline.forward([Pipeline.Row(session: 7, position: p)], hidden: &h)
+            finals.append(h)
+            if p == 1 { #expect(pipeline.pendingFillCount(session: 7) == 1, "position 1 skipped stage 1: one fill waits") }
+            if p == 2 { #expect(pipeline.pendingFillCount(session: 7) == 0, "position 2 visited stage 1 and carried it") }
+        }
+        #expect(traces.map(\.hops) == [2, 1, 2])
+        #expect(traces[1].layersRun == [0, 1])
+        // The in-process engine with position 1 skipping layers 2 and 3 under `fill`.
+        let cache = model.makeCache()
+        for (p, id) in ids.enumerated() {
+            let layers: LayerSet? = p == 1 ? LayerSet([0, 1]) : nil
+            var local = try model.head.embed([id])
+            _ = try local.withUnsafeMutableBufferPointer {
+                try model.shard.forward($0.baseAddress!, tokens: [ShardToken(cache: cache, position: p, layers: layers)], kvPolicy: .fill)
+            }
+            #expect(finals[p] == local, "position \(p)")
+        }
+        // A skip that is never followed by a visit: release forgets it.
+        var h = try model.head.embed([11])
+        _ = try await pipeline.forward([Pipeline.Row(session: 8, position: 0)], hidden: &h)
+        _ = try await pipeline.forward([Pipeline.Row(session: 8, position: 1)], hidden: &h)
+        #expect(pipeline.pendingFillCount(session: 8) == 1)
+        pipeline.release([8])
+        #expect(pipeline.pendingFillCount(session: 8) == 0)
+    }
+
+    /// A stage that fails fails the batch with its status; the scheduler fails every session in the batch.
+    @Test func aFailingStageFailsTheBatchWithItsStatus() async throws {
+        let path = try Self.tinyModel(layers: 2)
+        let model = try LlamaModel(file: try GGUFFile(path: path))
+        let file = try GGUFFile(path: path)
+        let stages: [any Stage] = [try Self.stages(path, [LayerRange(0, 1)])[0], FailingStage(layers: LayerRange(1, 2))]
+        let pipeline = Pipeline(stages: stages, dim: model.config.dim)
+        let scheduler = Scheduler(head: model.head, tokenizer: try Tokenizer(gguf: file), pipeline: pipeline, limits: SchedulerLimits())
+        let loop = Task { await scheduler.run() }
+        defer { scheduler.stopAccepting(); loop.cancel() }
+        let state = try GenerationState(promptIDs: [5, 6, 7], sampling: .greedy, stop: StopConditions(maxTokens: 4), contextLength: 256)
+        let (_, events) = try scheduler.submit(state)
+        var failure: RPCError?
+        for await e in events { if case .failed(let error) = e { failure = error } }
+        #expect(failure?.code == .unavailable)
+        #expect(failure?.message.contains("worker gone") == true, "\(String(describing: failure))")
+    }
+}
+
+/// A stage whose worker is gone.
+final class FailingStage: Stage {
+    let layers: LayerRange
+    let name = "failing"
+    init(layers: LayerRange) { self.layers = layers }
+    func forward(_ batch: StageBatch) async throws -> StageOutput { throw RPCError(.unavailable, "worker gone") }
+    func closeSessions(_ ids: [UInt64]) async {}
+    func countSkipped(_ rows: Int) {}
+}
+
+/// Skips a stage on the given call numbers (0-based, counting calls that ask about that stage).
+final class ScriptedRouter: StageRouter, @unchecked Sendable {
+    let skip: [(stage: LayerRange, callsAt: Int)]
+    private var calls: [LayerRange: Int] = [:]
+    private let lock = NSLock()
+    init(skip: [(stage: LayerRange, callsAt: Int)]) { self.skip = skip }
+    func visits(_ layers: LayerRange, hidden: UnsafePointer<Float>, runSoFar: Int) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        let n = calls[layers, default: 0]
+        calls[layers] = n + 1
+        return !skip.contains { $0.stage == layers && $0.callsAt == n }
+    }
+}
