@@ -8,8 +8,9 @@ public struct ClusterError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
-/// The workers in layer order: every layer of the model served by exactly one stage (a worker, whose replicas —
-/// workers with the very same range — stand by for failover).
+/// The workers in layer order: every layer of the model served by exactly one stage. Further workers with the very
+/// same range as a stage are kept as `replicas`: they are handshaken and shown in Status, and their sessions freed,
+/// but no work is sent to them yet (no failover).
 public struct Cluster: Sendable {
     public let stages: [WorkerClient]
     public let replicas: [WorkerClient]

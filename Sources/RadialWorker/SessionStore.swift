@@ -2,7 +2,7 @@ import RadialModel
 import RadialRPC
 
 /// The KV caches of the sessions a worker holds, within a byte budget; sessions idle longer than the TTL are
-/// evicted. Not thread-safe: the worker touches it only from its compute queue.
+/// evicted. Not thread-safe: `ShardHost` touches it only while holding its lock.
 final class SessionStore {
     private struct Entry {
         let cache: KVCache
@@ -15,7 +15,7 @@ final class SessionStore {
     private static let initialCapacity = 64
     private var sessions: [UInt64: Entry] = [:]
     /// Sessions closed or evicted recently, so a late request for one is NOT_FOUND with the reason instead of
-    /// silently starting an empty cache (the coordinator then restores it). Bounded.
+    /// silently starting an empty cache (RestoreSession can rebuild it). Bounded.
     private var gone: [UInt64: String] = [:]
     private var goneOrder: [UInt64] = []
 

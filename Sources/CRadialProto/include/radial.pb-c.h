@@ -87,7 +87,8 @@ struct  Radial__Handshake
   ProtobufCMessage base;
   uint32_t protocol_version;
   /*
-   * sha256 over the model's GGUF metadata and tensor table (not the weights: those would take seconds to hash).
+   * sha256 over the model's GGUF metadata, tensor table and 64 sampled 4 KiB blocks of weights (hashing every
+   * weight would take seconds).
    */
   char *model_fingerprint;
 };
@@ -208,8 +209,8 @@ struct  Radial__WorkerInfo
 
 
 /*
- * One token of a Forward batch. Entries of one session appear in increasing position order (a prompt's prefill
- * is many entries of one session in one request).
+ * One token of a Forward batch. A session's entries (and its fills) may come in any order, but must be distinct
+ * positions it does not hold yet (a prompt's prefill is many entries of one session in one request).
  */
 struct  Radial__TokenEntry
 {
