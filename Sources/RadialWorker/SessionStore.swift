@@ -38,9 +38,18 @@ final class SessionStore {
     var count: Int { sessions.count }
     var usedBytes: Int { sessions.values.reduce(0) { $0 + $1.cache.bytes } }
 
+    /// Why a Forward for a session cannot be computed here: FAILED_PRECONDITION messages start with this, so a
+    /// coordinator can tell "rebuild the session" (RestoreSession) from other refusals.
+    static let notHeld = "session not held here"
+
     /// Caches for a batch's rows (in row order), creating sessions seen for the first time, after checking that
     /// every row appends to its session and that the growth fits the budget. Nothing changes when it throws.
-    func caches(for rows: [(session: UInt64, position: Int)]) throws -> [KVCache] {
+    /// `contiguous` (the `fill` policy, where every position reaches every shard as a token or a fill): a session's
+    /// rows must continue exactly where it stands — a session this worker does not hold must start at position 0,
+    /// and no position may be missing — or the attention would silently run over K/V that is not there (say,
+    /// after this worker restarted between two steps). Under `mask` a shard legitimately never sees positions
+    /// that skipped it, so only order is checked.
+    func caches(for rows: [(session: UInt64, position: Int)], contiguous: Bool = true) throws -> [KVCache] {
         let maxPositions = shard.config.contextLength
         var highest: [UInt64: Int] = [:]
         var positions: [UInt64: [(row: Int, position: Int)]] = [:]
@@ -58,8 +67,19 @@ final class SessionStore {
         for (session, list) in positions {
             let sorted = list.sorted { $0.position < $1.position }
             let held = sessions[session]?.cache.length ?? 0
+            if contiguous, let first = sorted.first, first.position != held {
+                let why = sessions[session] == nil
+                    ? "it starts at position \(first.position), not 0 (rebuild it with RestoreSession)"
+                    : "it holds positions 0-\(held - 1) and the batch starts at \(first.position) (rebuild it with RestoreSession)"
+                if first.position > held {
+                    throw RPCError(.failedPrecondition, "\(Self.notHeld): row \(first.row): session \(session): \(why)")
+                }
+            }
             var minimum = held
             for entry in sorted {
+                if contiguous && entry.position > minimum {
+                    throw RPCError(.failedPrecondition, "\(Self.notHeld): row \(entry.row): session \(session) position \(entry.position) leaves a gap (position \(minimum) missing)")
+                }
                 guard entry.position >= minimum else {
                     let why = entry.position < held ? "is behind the session (it holds \(held) positions); rebuild it with RestoreSession"
                         : "appears twice in the batch"

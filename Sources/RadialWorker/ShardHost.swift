@@ -73,7 +73,7 @@ public final class ShardHost: Sendable {
         let clock = ContinuousClock()
         let (seconds, ran, out) = try locked { () throws -> (Double, [LayerSet], [Float]) in
             let start = clock.now
-            let caches = try store.caches(for: keys)
+            let caches = try store.caches(for: keys, contiguous: kvPolicy == .fill)
             let shardTokens = (0..<rows).map {
                 ShardToken(cache: caches[$0], position: keys[$0].position, layers: plans[$0], layersBefore: before[$0], routed: routed[$0])
             }

@@ -119,6 +119,18 @@ import Testing
             _ = try await forward(s, [TokenEntry(sessionID: 30, position: 0), TokenEntry(sessionID: 30, position: 1)], [5, 6])
             let rewind = await ClusterTestSupport.rpcError { _ = try await forward(s, [TokenEntry(sessionID: 30, position: 0)], [5]) }
             #expect(rewind?.code == .failedPrecondition)
+            // What this worker cannot compute (under `fill` every position reaches it): a session it never saw that
+            // starts past 0 (say, after it restarted), a gap, a gap inside one batch. Each names the reason a
+            // coordinator acts on, and changes nothing: the session goes on from where it stands.
+            let unknown = await ClusterTestSupport.rpcError { _ = try await forward(s, [TokenEntry(sessionID: 31, position: 7)], [5]) }
+            #expect(unknown?.code == .failedPrecondition && unknown?.message.hasPrefix("session not held here") == true, "\(String(describing: unknown))")
+            let gap = await ClusterTestSupport.rpcError { _ = try await forward(s, [TokenEntry(sessionID: 30, position: 3)], [5]) }
+            #expect(gap?.code == .failedPrecondition && gap?.message.hasPrefix("session not held here") == true, "\(String(describing: gap))")
+            let inside = await ClusterTestSupport.rpcError {
+                _ = try await forward(s, [TokenEntry(sessionID: 30, position: 2), TokenEntry(sessionID: 30, position: 4)], [5, 6])
+            }
+            #expect(inside?.code == .failedPrecondition && inside?.message.contains("gap") == true, "\(String(describing: inside))")
+            _ = try await forward(s, [TokenEntry(sessionID: 30, position: 2)], [5])
             // Malformed bytes.
             let garbage = await ClusterTestSupport.rpcError { _ = try await s.channel.unary(Method.workerForward, request: [0x0a, 0xff, 0xff]) }
             #expect(garbage?.code == .invalidArgument)
