@@ -457,6 +457,51 @@ void   radial__forward_request__free_unpacked
   assert(message->base.descriptor == &radial__forward_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   radial__stage_identity__init
+                     (Radial__StageIdentity         *message)
+{
+  static const Radial__StageIdentity init_value = RADIAL__STAGE_IDENTITY__INIT;
+  *message = init_value;
+}
+size_t radial__stage_identity__get_packed_size
+                     (const Radial__StageIdentity *message)
+{
+  assert(message->base.descriptor == &radial__stage_identity__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t radial__stage_identity__pack
+                     (const Radial__StageIdentity *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &radial__stage_identity__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t radial__stage_identity__pack_to_buffer
+                     (const Radial__StageIdentity *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &radial__stage_identity__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Radial__StageIdentity *
+       radial__stage_identity__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Radial__StageIdentity *)
+     protobuf_c_message_unpack (&radial__stage_identity__descriptor,
+                                allocator, len, data);
+}
+void   radial__stage_identity__free_unpacked
+                     (Radial__StageIdentity *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &radial__stage_identity__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   radial__forward_reply__init
                      (Radial__ForwardReply         *message)
 {
@@ -1993,7 +2038,7 @@ const ProtobufCMessageDescriptor radial__kvfill_entry__descriptor =
   (ProtobufCMessageInit) radial__kvfill_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor radial__forward_request__field_descriptors[7] =
+static const ProtobufCFieldDescriptor radial__forward_request__field_descriptors[8] =
 {
   {
     "handshake",
@@ -2079,8 +2124,21 @@ static const ProtobufCFieldDescriptor radial__forward_request__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "expect",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Radial__ForwardRequest, expect),
+    &radial__stage_identity__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned radial__forward_request__field_indices_by_name[] = {
+  7,   /* field[7] = expect */
   4,   /* field[4] = fill_hidden */
   3,   /* field[3] = fills */
   0,   /* field[0] = handshake */
@@ -2092,7 +2150,7 @@ static const unsigned radial__forward_request__field_indices_by_name[] = {
 static const ProtobufCIntRange radial__forward_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor radial__forward_request__descriptor =
 {
@@ -2102,11 +2160,75 @@ const ProtobufCMessageDescriptor radial__forward_request__descriptor =
   "Radial__ForwardRequest",
   "radial",
   sizeof(Radial__ForwardRequest),
-  7,
+  8,
   radial__forward_request__field_descriptors,
   radial__forward_request__field_indices_by_name,
   1,  radial__forward_request__number_ranges,
   (ProtobufCMessageInit) radial__forward_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor radial__stage_identity__field_descriptors[3] =
+{
+  {
+    "layers",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Radial__StageIdentity, layers),
+    &radial__layer_range__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "activations",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Radial__StageIdentity, activations),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "router_fingerprint",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Radial__StageIdentity, router_fingerprint),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned radial__stage_identity__field_indices_by_name[] = {
+  1,   /* field[1] = activations */
+  0,   /* field[0] = layers */
+  2,   /* field[2] = router_fingerprint */
+};
+static const ProtobufCIntRange radial__stage_identity__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor radial__stage_identity__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "radial.StageIdentity",
+  "StageIdentity",
+  "Radial__StageIdentity",
+  "radial",
+  sizeof(Radial__StageIdentity),
+  3,
+  radial__stage_identity__field_descriptors,
+  radial__stage_identity__field_indices_by_name,
+  1,  radial__stage_identity__number_ranges,
+  (ProtobufCMessageInit) radial__stage_identity__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor radial__forward_reply__field_descriptors[4] =

@@ -86,7 +86,10 @@ public final class RemoteStage: Stage {
         let dim = Int(client.info.hiddenSize)
         let request = ForwardRequest(handshake: handshake, tokens: batch.tokens, hidden: WireTensor(batch.hidden, shape: [batch.tokens.count, dim]),
                                      fills: batch.fills, fillHidden: WireTensor(batch.fillHidden, shape: [batch.fills.count, dim]),
-                                     kvPolicy: kvPolicy, routing: routing)
+                                     kvPolicy: kvPolicy, routing: routing,
+                                     expect: StageIdentity(layers: client.info.layers,
+                                                           activations: client.info.activations.isEmpty ? "f32" : client.info.activations,
+                                                           routerFingerprint: client.info.routerFingerprint))
         let reply = try await client.forward(request, timeout: timeout)
         guard reply.hidden.shape == [batch.tokens.count, dim] else {
             throw RPCError(.internal, "worker \(name) answered \(reply.hidden.shape) for \(batch.tokens.count) rows of \(dim)")

@@ -200,11 +200,14 @@ public struct ForwardRequest: WireMessage, Equatable {
     public var kvPolicy: SkippedLayerKV
     /// How routed tokens choose their layers; required when any token is routed.
     public var routing: WireRouting?
+    /// What the coordinator believes the worker serves; nil: no check.
+    public var expect: StageIdentity?
 
     public init(handshake: Handshake, tokens: [TokenEntry], hidden: WireTensor,
                 fills: [KVFillEntry] = [], fillHidden: WireTensor? = nil, kvPolicy: SkippedLayerKV = .fill,
-                routing: WireRouting? = nil) {
+                routing: WireRouting? = nil, expect: StageIdentity? = nil) {
         self.routing = routing
+        self.expect = expect
         self.handshake = handshake
         self.tokens = tokens
         self.hidden = hidden
@@ -231,9 +234,10 @@ public struct ForwardRequest: WireMessage, Equatable {
             if routing == nil, let i = tokens.firstIndex(where: \.routed) {
                 throw invalid("ForwardRequest.routing", "missing, but tokens[\(i)] is routed")
             }
+            let expect = try m.expect.map { try StageIdentity($0.pointee, field: "ForwardRequest.expect") }
             return ForwardRequest(handshake: handshake, tokens: tokens, hidden: hidden, fills: fills,
                                   fillHidden: fillHidden, kvPolicy: try kvPolicyFrom(m.kv_policy, field: "ForwardRequest.kv_policy"),
-                                  routing: routing)
+                                  routing: routing, expect: expect)
         }
     }
 
@@ -256,6 +260,7 @@ public struct ForwardRequest: WireMessage, Equatable {
         })
         m.kv_policy = kvPolicy == .fill ? RADIAL__KVPOLICY__KV_FILL : RADIAL__KVPOLICY__KV_MASK
         if let routing { m.routing = routing.c(arena) }
+        if let expect { m.expect = expect.c(arena) }
         // The hidden states are borrowed, not copied: pack inside both closures.
         return hidden.withC(arena) { hidden in
             fillHidden.withC(arena) { fillHidden in
@@ -264,6 +269,43 @@ public struct ForwardRequest: WireMessage, Equatable {
                 return packing(m, body)
             }
         }
+    }
+}
+
+/// What a coordinator believes a worker serves, checked by the worker on every Forward.
+public struct StageIdentity: Sendable, Equatable, CustomStringConvertible {
+    public var layers: LayerRange
+    public var activations: String
+    public var routerFingerprint: String
+
+    public init(layers: LayerRange, activations: String, routerFingerprint: String) {
+        self.layers = layers
+        self.activations = activations
+        self.routerFingerprint = routerFingerprint
+    }
+
+    init(_ m: Radial__StageIdentity, field: String) throws {
+        guard let range = m.layers?.pointee, range.first <= range.last else { throw invalid(field + ".layers", "missing or reversed") }
+        layers = LayerRange(Int(range.first), Int(range.last) + 1)
+        activations = text(m.activations)
+        routerFingerprint = text(m.router_fingerprint)
+    }
+
+    func c(_ arena: Arena) -> UnsafeMutablePointer<Radial__StageIdentity> {
+        var m = Radial__StageIdentity()
+        radial__stage_identity__init(&m)
+        var range = Radial__LayerRange()
+        radial__layer_range__init(&range)
+        range.first = UInt32(layers.lowerBound)
+        range.last = UInt32(max(layers.lowerBound, layers.upperBound - 1))
+        m.layers = arena.message(range)
+        m.activations = arena.string(activations)
+        m.router_fingerprint = arena.string(routerFingerprint)
+        return arena.message(m)
+    }
+
+    public var description: String {
+        "layers \(layers), --activations \(activations)" + (routerFingerprint.isEmpty ? ", no router" : ", router \(routerFingerprint.prefix(12))…")
     }
 }
 

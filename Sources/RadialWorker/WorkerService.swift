@@ -88,8 +88,16 @@ public final class WorkerService: Sendable {
         return info
     }
 
+    /// What this worker serves, as a coordinator's Forward must expect it.
+    public var identity: StageIdentity {
+        StageIdentity(layers: shard.range, activations: QuantizedMatrix.activations.rawValue, routerFingerprint: routerFingerprint)
+    }
+
     func forward(_ request: ForwardRequest) throws -> ForwardReply {
         try request.handshake.check(against: handshake, peer: "the coordinator")
+        if let expect = request.expect, expect != identity {
+            throw RPCError.failedPrecondition("this worker serves \(identity); the coordinator expects \(expect) (it was restarted or replaced: the coordinator must handshake again)")
+        }
         let dim = shard.config.dim
         for (name, tensor) in [("hidden", request.hidden), ("fill_hidden", request.fillHidden)] where tensor.shape[0] > 0 {
             guard tensor.shape[1] == dim else {

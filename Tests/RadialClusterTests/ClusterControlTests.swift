@@ -147,4 +147,32 @@ import Testing
         #expect(cluster.coordinator.stop() == 0)
         #expect(clock.now - start < .seconds(60), "cancelled after the 1 s drain, not after 4000 tokens")
     }
+
+    /// A worker restarted on the same port with another range, or another arithmetic, while the coordinator runs:
+    /// the coordinator's Forward states what it expects, the worker refuses the mismatch, and the client gets
+    /// FAILED_PRECONDITION naming it, never text computed by the wrong layers.
+    @Test(arguments: [["--layers", "0-2"], ["--layers", "2-2", "--activations", "q8"]])
+    func aWorkerRestartedAsSomethingElseIsRefusedNotUsed(_ restartArgs: [String]) async throws {
+        let model = try ClusterTestSupport.writeTinyModel()
+        let cluster = try LocalCluster(model: model, layers: ["0-1", "2-2"])
+        defer { cluster.stop() }
+        let before = try await cluster.generate(GenerateRequest(input: .ids([5, 6, 7]), maxTokens: 4))
+        #expect(before.ids.count == 4)
+        let port = cluster.workers[1].address
+        cluster.workers[1].stop()
+        let replacement = try ServerProcess(TestPaths.binDir + "/radial-worker",
+                                            ["--model", model, "--listen", port, "--threads", "1"] + restartArgs)
+        defer { replacement.stop() }
+        // Until the coordinator's channel has reconnected to the new process, a step fails UNAVAILABLE instead.
+        var refused: RPCError?
+        for _ in 0..<50 {
+            refused = await ClusterTestSupport.rpcError {
+                _ = try await cluster.generate(GenerateRequest(input: .ids([5, 6, 7]), maxTokens: 4))
+            }
+            if refused?.code != .unavailable { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(refused?.code == .failedPrecondition, "\(String(describing: refused))")
+        #expect(refused?.message.contains("the coordinator expects layers 2-2") == true, "\(String(describing: refused))")
+    }
 }

@@ -25,6 +25,7 @@ typedef struct Radial__TokenEntry Radial__TokenEntry;
 typedef struct Radial__RoutingPolicy Radial__RoutingPolicy;
 typedef struct Radial__KVFillEntry Radial__KVFillEntry;
 typedef struct Radial__ForwardRequest Radial__ForwardRequest;
+typedef struct Radial__StageIdentity Radial__StageIdentity;
 typedef struct Radial__ForwardReply Radial__ForwardReply;
 typedef struct Radial__CloseSessionRequest Radial__CloseSessionRequest;
 typedef struct Radial__CloseSessionReply Radial__CloseSessionReply;
@@ -295,10 +296,34 @@ struct  Radial__ForwardRequest
    * required when any token is routed
    */
   Radial__RoutingPolicy *routing;
+  /*
+   * What the coordinator believes this worker serves (from the handshake). The worker refuses a Forward whose
+   * belief differs from what it serves (FAILED_PRECONDITION), so a worker restarted with another range, arithmetic
+   * or router never computes a batch meant for another.
+   */
+  Radial__StageIdentity *expect;
 };
 #define RADIAL__FORWARD_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&radial__forward_request__descriptor) \
-    , NULL, 0,NULL, NULL, 0,NULL, NULL, RADIAL__KVPOLICY__KV_FILL, NULL }
+    , NULL, 0,NULL, NULL, 0,NULL, NULL, RADIAL__KVPOLICY__KV_FILL, NULL, NULL }
+
+
+struct  Radial__StageIdentity
+{
+  ProtobufCMessage base;
+  Radial__LayerRange *layers;
+  /*
+   * "f32" or "q8"
+   */
+  char *activations;
+  /*
+   * empty: no router
+   */
+  char *router_fingerprint;
+};
+#define RADIAL__STAGE_IDENTITY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&radial__stage_identity__descriptor) \
+    , NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Radial__ForwardReply
@@ -824,6 +849,25 @@ Radial__ForwardRequest *
 void   radial__forward_request__free_unpacked
                      (Radial__ForwardRequest *message,
                       ProtobufCAllocator *allocator);
+/* Radial__StageIdentity methods */
+void   radial__stage_identity__init
+                     (Radial__StageIdentity         *message);
+size_t radial__stage_identity__get_packed_size
+                     (const Radial__StageIdentity   *message);
+size_t radial__stage_identity__pack
+                     (const Radial__StageIdentity   *message,
+                      uint8_t             *out);
+size_t radial__stage_identity__pack_to_buffer
+                     (const Radial__StageIdentity   *message,
+                      ProtobufCBuffer     *buffer);
+Radial__StageIdentity *
+       radial__stage_identity__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   radial__stage_identity__free_unpacked
+                     (Radial__StageIdentity *message,
+                      ProtobufCAllocator *allocator);
 /* Radial__ForwardReply methods */
 void   radial__forward_reply__init
                      (Radial__ForwardReply         *message);
@@ -1179,6 +1223,9 @@ typedef void (*Radial__KVFillEntry_Closure)
 typedef void (*Radial__ForwardRequest_Closure)
                  (const Radial__ForwardRequest *message,
                   void *closure_data);
+typedef void (*Radial__StageIdentity_Closure)
+                 (const Radial__StageIdentity *message,
+                  void *closure_data);
 typedef void (*Radial__ForwardReply_Closure)
                  (const Radial__ForwardReply *message,
                   void *closure_data);
@@ -1366,6 +1413,7 @@ extern const ProtobufCMessageDescriptor radial__token_entry__descriptor;
 extern const ProtobufCMessageDescriptor radial__routing_policy__descriptor;
 extern const ProtobufCMessageDescriptor radial__kvfill_entry__descriptor;
 extern const ProtobufCMessageDescriptor radial__forward_request__descriptor;
+extern const ProtobufCMessageDescriptor radial__stage_identity__descriptor;
 extern const ProtobufCMessageDescriptor radial__forward_reply__descriptor;
 extern const ProtobufCMessageDescriptor radial__close_session_request__descriptor;
 extern const ProtobufCMessageDescriptor radial__close_session_reply__descriptor;
