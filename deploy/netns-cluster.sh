@@ -93,12 +93,17 @@ up() {
     [ -f "$router" ] || die "router not found: $router"
     router_args=(--router "$router")
   fi
+  # The processes listen on namespace addresses, not loopback: they require a bearer token. One is made for this
+  # cluster (or RADIAL_AUTH_TOKEN is used) and kept in $run_dir/token for clients.
+  local token="${RADIAL_AUTH_TOKEN:-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
+  (umask 077; printf '%s\n' "$token" >"$run_dir/token")
   for i in $(seq 0 $((workers - 1))); do
     ip netns add "radial-w$i"
     ip netns exec "radial-w$i" ip link set lo up
     link radial-c "radial-w$i" "rc-w$i" "rw$i-c" "10.77.$i.1" "10.77.$i.2"
     local log="$run_dir/worker$i.log"
     ip netns exec "radial-w$i" "$bin/radial-worker" --model "$model" --shard "$i/$workers" --listen "10.77.$i.2:7101" \
+      --auth-token-file "$run_dir/token" \
       --threads "$threads" "${router_args[@]}" >"$log" 2>"$log.err" &
     echo $! >"$run_dir/worker$i.pid"
   done
@@ -117,10 +122,11 @@ up() {
   done
   local list; list="$(IFS=,; echo "${targets[*]}")"
   ip netns exec radial-c "$bin/radial-coordinator" --model "$model" --workers "$list" --listen 10.77.250.2:7100 \
+    --auth-token-file "$run_dir/token" --worker-auth-token-file "$run_dir/token" \
     --threads "$threads" "${router_args[@]}" "${coordinator_args[@]}" >"$run_dir/coordinator.log" 2>"$run_dir/coordinator.log.err" &
   echo $! >"$run_dir/coordinator.pid"
   wait_listening coordinator "$(cat "$run_dir/coordinator.pid")" "$run_dir/coordinator.log" || { down; exit 1; }
-  echo "netns-cluster: coordinator 10.77.250.2:7100 in netns radial-c; $workers workers; +${delay} ms per link${rate:+, ${rate} Mbit/s}"
+  echo "netns-cluster: coordinator 10.77.250.2:7100 in netns radial-c; $workers workers; +${delay} ms per link${rate:+, ${rate} Mbit/s}; token in $run_dir/token (radial generate --auth-token-file $run_dir/token)"
 }
 
 case "$cmd" in

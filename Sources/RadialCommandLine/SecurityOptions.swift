@@ -2,7 +2,32 @@ import ArgumentParser
 import Foundation
 import RadialRPC
 
-/// TLS and bearer-token flags for a server process. Both are off unless given.
+/// A bearer token from a flag, a file (`--…-file`, first line, trimmed) or an environment variable, in that order.
+/// A file keeps the token out of `ps` and shell history.
+func resolveToken(_ flag: String?, file: String?, env: String, what: String) throws -> String? {
+    if let flag { return flag }
+    if let file {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw ValidationError("cannot read \(what) file \(file)")
+        }
+        let token = text.split(whereSeparator: \.isNewline).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        guard !token.isEmpty else { throw ValidationError("\(what) file \(file) is empty") }
+        return token
+    }
+    let value = ProcessInfo.processInfo.environment[env]
+    return value?.isEmpty == false ? value : nil
+}
+
+/// Whether HOST:PORT names this machine only (127.0.0.0/8, ::1, localhost).
+public func isLoopback(_ address: String) -> Bool {
+    var host = address
+    if let colon = host.lastIndex(of: ":") { host = String(host[..<colon]) }
+    host = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+    return host == "localhost" || host == "::1" || host.hasPrefix("127.")
+}
+
+/// TLS and bearer-token flags for a server process. Both are off unless given; a server on a non-loopback address
+/// refuses to start without a token or client-certificate authentication unless `--insecure`.
 public struct ServerSecurityOptions: ParsableArguments {
     public init() {}
     @Option(name: .customLong("tls-cert"), help: "PEM certificate chain: serve TLS (needs --tls-key).")
@@ -11,20 +36,37 @@ public struct ServerSecurityOptions: ParsableArguments {
     public var tlsKey: String?
     @Option(name: .customLong("tls-client-ca"), help: "PEM CA: require client certificates it signed (mutual TLS).")
     public var tlsClientCA: String?
-    @Option(name: .customLong("auth-token"), help: "Require 'authorization: Bearer TOKEN' on every call except health checks (or set RADIAL_AUTH_TOKEN).")
+    @Option(name: .customLong("auth-token"), help: "Require 'authorization: Bearer TOKEN' on every call except health checks (prefer --auth-token-file or RADIAL_AUTH_TOKEN: argv is visible to other users).")
     public var authToken: String?
+    @Option(name: .customLong("auth-token-file"), help: "Read the bearer token from the first line of this file.")
+    public var authTokenFile: String?
+    @Flag(name: .customLong("insecure"), help: "Allow listening on a non-loopback address without a token or client certificates (anyone who can reach the port can use it).")
+    public var insecure = false
 
     public func validate() throws {
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
         if tlsClientCA != nil && tlsCert == nil { throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key") }
+        if authToken != nil && authTokenFile != nil { throw ValidationError("give --auth-token or --auth-token-file, not both") }
     }
 
+    /// The server's settings; refuses a non-loopback address with no client authentication unless `--insecure`.
     public func serverConfig(address: String) throws -> ServerConfig {
         var config = ServerConfig(address: address)
         if let tlsCert, let tlsKey {
             config.tls = try ServerTLS(certificateFile: tlsCert, keyFile: tlsKey, clientCAFile: tlsClientCA)
         }
-        config.bearerToken = authToken ?? ProcessInfo.processInfo.environment["RADIAL_AUTH_TOKEN"]
+        config.bearerToken = try resolveToken(authToken, file: authTokenFile, env: "RADIAL_AUTH_TOKEN", what: "--auth-token-file")
+        let authenticated = config.bearerToken != nil || tlsClientCA != nil
+        if !isLoopback(address) && !authenticated {
+            guard insecure else {
+                throw ValidationError("""
+                    refusing to listen on \(address) without client authentication: anyone who can reach it could use it. \
+                    Set a token (RADIAL_AUTH_TOKEN, --auth-token-file) or require client certificates (--tls-client-ca), \
+                    or pass --insecure on a network you trust
+                    """)
+            }
+            Serving.log("warning: --insecure: listening on \(address) without client authentication")
+        }
         return config
     }
 }
@@ -42,6 +84,8 @@ public struct ClientSecurityOptions: ParsableArguments {
     public var tlsKey: String?
     @Option(name: .customLong("auth-token"), help: "Send 'authorization: Bearer TOKEN' (or set RADIAL_AUTH_TOKEN).")
     public var authToken: String?
+    @Option(name: .customLong("auth-token-file"), help: "Read the bearer token from the first line of this file.")
+    public var authTokenFile: String?
 
     public func validate() throws {
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
@@ -52,7 +96,7 @@ public struct ClientSecurityOptions: ParsableArguments {
         if tls || tlsCA != nil || tlsCert != nil {
             config.tls = try ClientTLS(caFile: tlsCA, certificateFile: tlsCert, keyFile: tlsKey)
         }
-        config.bearerToken = authToken ?? ProcessInfo.processInfo.environment["RADIAL_AUTH_TOKEN"]
+        config.bearerToken = try resolveToken(authToken, file: authTokenFile, env: "RADIAL_AUTH_TOKEN", what: "--auth-token-file")
         return config
     }
 }

@@ -33,10 +33,18 @@ public struct EchoRequest: WireMessage, Equatable {
         self.delayMilliseconds = delayMilliseconds
     }
 
+    /// The largest reply Echo makes: the default message limit of Radial's servers and channels.
+    public static let maxReplyBytes: UInt32 = 64 << 20
+
     public init(wire: [UInt8]) throws {
         self = try unpack(wire, "EchoRequest", radial__echo_request__unpack, radial__echo_request__free_unpacked) { m in
-            EchoRequest(payload: bytes(m.payload), replyBytes: Int(m.reply_bytes), streamCount: Int(m.stream_count),
-                        delayMilliseconds: Int(m.delay_ms))
+            // A reply larger than a message may be could not be sent anyway; asking for one must not cost memory.
+            guard m.reply_bytes <= Self.maxReplyBytes else {
+                throw invalid("EchoRequest.reply_bytes", "\(m.reply_bytes) is over the \(Self.maxReplyBytes)-byte message limit")
+            }
+            guard m.delay_ms <= 60_000 else { throw invalid("EchoRequest.delay_ms", "\(m.delay_ms) is over 60000") }
+            return EchoRequest(payload: bytes(m.payload), replyBytes: Int(m.reply_bytes), streamCount: Int(m.stream_count),
+                               delayMilliseconds: Int(m.delay_ms))
         }
     }
 

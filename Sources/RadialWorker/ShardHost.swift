@@ -54,6 +54,12 @@ public final class ShardHost: Sendable {
         guard hidden.count == tokens.count * dim, fillHidden.count == fills.count * dim else {
             throw RPCError.invalidArgument("hidden states: \(hidden.count) and \(fillHidden.count) floats for \(tokens.count) tokens and \(fills.count) fills of \(dim)")
         }
+        // A NaN or an infinity would spread through attention into every later token of the session.
+        for (name, values) in [("hidden", hidden), ("fill_hidden", fillHidden)] {
+            if let i = values.firstIndex(where: { !$0.isFinite }) {
+                throw RPCError.invalidArgument("ForwardRequest.\(name): row \(i / dim) holds \(values[i]) (hidden states must be finite)")
+            }
+        }
         var plans: [LayerSet?] = Array(repeating: LayerSet(), count: fills.count)
         for (i, t) in tokens.enumerated() {
             if let layers = t.layers {

@@ -70,6 +70,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var workerList: [String] { workers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
 
     func run() async throws {
+        // Refuse an unsafe listen address before spending seconds on the model.
+        do { _ = try security.serverConfig(address: listen) } catch { Serving.fail("\(error)") }
         model.applyThreads()
         let file: GGUFFile, config: LlamaConfig, head: LlamaHead, tokenizer: Tokenizer
         do {
@@ -135,19 +137,45 @@ struct CoordinatorCommand: AsyncParsableCommand {
     }
 }
 
-/// How the coordinator reaches its workers: TLS and token, like any client.
+/// How the coordinator reaches its workers: TLS (mutual, with a client certificate, when the workers require
+/// one) and token, like any client.
 struct WorkerSecurityOptions: ParsableArguments {
     @Flag(name: .customLong("worker-tls"), help: "Connect to workers with TLS.")
     var tls = false
     @Option(name: .customLong("worker-tls-ca"), help: "PEM CA that signed the workers' certificates (implies --worker-tls).")
     var tlsCA: String?
-    @Option(name: .customLong("worker-auth-token"), help: "Bearer token the workers require (or RADIAL_WORKER_AUTH_TOKEN).")
+    @Option(name: .customLong("worker-tls-cert"), help: "PEM client certificate to present to workers that require one (mutual TLS; needs --worker-tls-key, implies --worker-tls).")
+    var tlsCert: String?
+    @Option(name: .customLong("worker-tls-key"), help: "PEM private key for --worker-tls-cert.")
+    var tlsKey: String?
+    @Option(name: .customLong("worker-auth-token"), help: "Bearer token the workers require (prefer --worker-auth-token-file or RADIAL_WORKER_AUTH_TOKEN).")
     var authToken: String?
+    @Option(name: .customLong("worker-auth-token-file"), help: "Read the workers' bearer token from the first line of this file.")
+    var authTokenFile: String?
+
+    func validate() throws {
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--worker-tls-cert and --worker-tls-key go together") }
+    }
 
     func channelConfig(target: String) throws -> ChannelConfig {
         var config = ChannelConfig(target: target)
-        if tls || tlsCA != nil { config.tls = try ClientTLS(caFile: tlsCA, certificateFile: nil, keyFile: nil) }
-        config.bearerToken = authToken ?? ProcessInfo.processInfo.environment["RADIAL_WORKER_AUTH_TOKEN"]
+        if tls || tlsCA != nil || tlsCert != nil {
+            config.tls = try ClientTLS(caFile: tlsCA, certificateFile: tlsCert, keyFile: tlsKey)
+        }
+        config.bearerToken = try resolveWorkerToken()
         return config
+    }
+
+    private func resolveWorkerToken() throws -> String? {
+        if let authToken { return authToken }
+        if let authTokenFile {
+            guard let text = try? String(contentsOfFile: authTokenFile, encoding: .utf8),
+                  let line = text.split(whereSeparator: \.isNewline).first?.trimmingCharacters(in: .whitespaces), !line.isEmpty else {
+                throw ValidationError("cannot read a token from --worker-auth-token-file \(authTokenFile)")
+            }
+            return line
+        }
+        let env = ProcessInfo.processInfo.environment["RADIAL_WORKER_AUTH_TOKEN"]
+        return env?.isEmpty == false ? env : nil
     }
 }

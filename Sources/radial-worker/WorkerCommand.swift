@@ -62,6 +62,8 @@ struct WorkerCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Refuse an unsafe listen address before spending seconds on the model.
+        do { _ = try security.serverConfig(address: listen) } catch { Serving.fail("\(error)") }
         model.applyThreads()
         let file: GGUFFile, config: LlamaConfig
         do {

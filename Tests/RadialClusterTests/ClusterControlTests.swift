@@ -175,4 +175,24 @@ import Testing
         #expect(refused?.code == .failedPrecondition, "\(String(describing: refused))")
         #expect(refused?.message.contains("the coordinator expects layers 2-2") == true, "\(String(describing: refused))")
     }
+
+    /// Safe defaults: a worker or coordinator on a non-loopback address needs a token (or client certificates)
+    /// unless --insecure; a token can come from a file.
+    @Test func nonLoopbackListenNeedsAuthenticationOrInsecure() throws {
+        let model = try ClusterTestSupport.writeTinyModel()
+        let bin = TestPaths.binDir
+        for exe in ["radial-worker", "radial-coordinator"] {
+            let extra = exe == "radial-worker" ? ["--layers", "0-2"] : ["--workers", "127.0.0.1:1"]
+            let refused = try TestPaths.execute(bin + "/" + exe, ["--model", model, "--listen", "0.0.0.0:0"] + extra)
+            #expect(refused.status != 0)
+            #expect(refused.stderr.contains("refusing to listen on 0.0.0.0:0 without client authentication"), "\(exe): \(refused.stderr)")
+        }
+        let insecure = try ServerProcess(bin + "/radial-worker", ["--model", model, "--layers", "0-2", "--listen", "0.0.0.0:0", "--insecure"])
+        #expect(insecure.stderrText.contains("--insecure"))
+        insecure.stop()
+        let tokenFile = try TestPaths.tempDir() + "/token"
+        try "s3cret\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        let withToken = try ServerProcess(bin + "/radial-worker", ["--model", model, "--layers", "0-2", "--listen", "0.0.0.0:0", "--auth-token-file", tokenFile])
+        withToken.stop()
+    }
 }

@@ -17,8 +17,10 @@ import Testing
         return add?.status == 0
     }()
 
-    func generate(_ coordinator: String, _ ids: [Int]) async throws -> [Int] {
-        let channel = RPCChannel(ChannelConfig(target: coordinator))
+    func generate(_ coordinator: String, _ ids: [Int], token: String? = nil) async throws -> [Int] {
+        var config = ChannelConfig(target: coordinator)
+        config.bearerToken = token
+        let channel = RPCChannel(config)
         defer { channel.close() }
         var out: [Int] = []
         for try await r in try channel.serverStreaming(Method.generate, GenerateRequest(input: .ids(ids), maxTokens: 12),
@@ -51,10 +53,16 @@ import Testing
                                                                   "--delay-ms", "1", "--rate-mbit", "1000", "--threads", "1"]) }
         defer { _ = try? TestPaths.execute(env[0], Array(env[1...]) + [Self.script + "netns-cluster.sh", "down"]) }
         #expect(up.status == 0, "up failed: \(up.stderr)")
-        let got = try await generate("10.77.250.2:7100", [5, 6, 7])
+        // Not loopback: the cluster requires the token the script made.
+        let token = try String(contentsOfFile: runDir + "/token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let refused = await ClusterTestSupport.rpcError { _ = try await generate("10.77.250.2:7100", [5, 6, 7]) }
+        #expect(refused?.code == .unauthenticated, "\(String(describing: refused))")
+        let got = try await generate("10.77.250.2:7100", [5, 6, 7], token: token)
         let expected = try await Reference(path: model).generate([5, 6, 7], .greedy, maxTokens: 12)
         #expect(got == expected.generatedIDs)
-        let channel = RPCChannel(ChannelConfig(target: "10.77.250.2:7100"))
+        var config = ChannelConfig(target: "10.77.250.2:7100")
+        config.bearerToken = token
+        let channel = RPCChannel(config)
         let status = try await channel.unary(Method.status, StatusRequest(), response: StatusReply.self, options: CallOptions(timeout: .seconds(10)))
         channel.close()
         // Every visit crossed a delayed link: round trip minus compute is at least the 2 ms the proxies add.

@@ -131,6 +131,15 @@ import Testing
             }
             #expect(inside?.code == .failedPrecondition && inside?.message.contains("gap") == true, "\(String(describing: inside))")
             _ = try await forward(s, [TokenEntry(sessionID: 30, position: 2)], [5])
+            // Hidden states that are not finite.
+            let nan = await ClusterTestSupport.rpcError {
+                var h = try s.model.head.embed([5])
+                h[3] = .nan
+                let r = ForwardRequest(handshake: s.handshake, tokens: [TokenEntry(sessionID: 40, position: 0)],
+                                       hidden: WireTensor(h, shape: [1, s.model.config.dim]))
+                _ = try await s.channel.unary(Method.workerForward, r, response: ForwardReply.self)
+            }
+            #expect(nan?.code == .invalidArgument && nan?.message.contains("finite") == true, "\(String(describing: nan))")
             // Malformed bytes.
             let garbage = await ClusterTestSupport.rpcError { _ = try await s.channel.unary(Method.workerForward, request: [0x0a, 0xff, 0xff]) }
             #expect(garbage?.code == .invalidArgument)

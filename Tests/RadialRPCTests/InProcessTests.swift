@@ -14,6 +14,13 @@ import Testing
             #expect(reply.payload == payload)
             let sized = try await channel.unary(Method.echo, EchoRequest(payload: [1], replyBytes: 300), response: EchoReply.self)
             #expect(sized.payload.count == 300)
+            // A reply over the message limit is refused before any memory is spent on it.
+            do {
+                _ = try await channel.unary(Method.echo, EchoRequest(replyBytes: 1_000_000_000), response: EchoReply.self)
+                Issue.record("a 1 GB echo reply was accepted")
+            } catch let error as RPCError {
+                #expect(error.code == .invalidArgument && error.message.contains("reply_bytes"), "\(error)")
+            }
         }
     }
 
