@@ -2410,7 +2410,7 @@ const ProtobufCMessageDescriptor radial__close_session_reply__descriptor =
   (ProtobufCMessageInit) radial__close_session_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor radial__restore_session_request__field_descriptors[5] =
+static const ProtobufCFieldDescriptor radial__restore_session_request__field_descriptors[6] =
 {
   {
     "handshake",
@@ -2472,8 +2472,21 @@ static const ProtobufCFieldDescriptor radial__restore_session_request__field_des
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "group_sizes",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Radial__RestoreSessionRequest, n_group_sizes),
+    offsetof(Radial__RestoreSessionRequest, group_sizes),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned radial__restore_session_request__field_indices_by_name[] = {
+  5,   /* field[5] = group_sizes */
   0,   /* field[0] = handshake */
   3,   /* field[3] = hidden */
   2,   /* field[2] = history */
@@ -2483,7 +2496,7 @@ static const unsigned radial__restore_session_request__field_indices_by_name[] =
 static const ProtobufCIntRange radial__restore_session_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor radial__restore_session_request__descriptor =
 {
@@ -2493,7 +2506,7 @@ const ProtobufCMessageDescriptor radial__restore_session_request__descriptor =
   "Radial__RestoreSessionRequest",
   "radial",
   sizeof(Radial__RestoreSessionRequest),
-  5,
+  6,
   radial__restore_session_request__field_descriptors,
   radial__restore_session_request__field_indices_by_name,
   1,  radial__restore_session_request__number_ranges,

@@ -114,9 +114,10 @@ public final class Scheduler: Sendable {
 
     /// A scheduler over a cluster's workers: one remote stage per worker, the policies settled here.
     public convenience init(head: LlamaHead, tokenizer: Tokenizer, cluster: Cluster, handshake: Handshake, limits: SchedulerLimits,
-                            routing: RoutingSetup? = nil, kvPolicy: SkippedLayerKV = .fill) {
-        let stages = cluster.stages.map {
-            RemoteStage(client: $0, handshake: handshake, kvPolicy: kvPolicy, routing: routing?.wire, timeout: limits.forwardTimeout)
+                            routing: RoutingSetup? = nil, kvPolicy: SkippedLayerKV = .fill, failover: FailoverPolicy = FailoverPolicy()) {
+        let stages = cluster.stages.map { primary in
+            RemoteStage(clients: [primary] + cluster.replicas.filter { $0.layers == primary.layers }, handshake: handshake,
+                        kvPolicy: kvPolicy, routing: routing?.wire, timeout: limits.forwardTimeout, failover: failover)
         }
         let pipeline = Pipeline(stages: stages, dim: head.config.dim, chooser: routing?.chooser, kvPolicy: kvPolicy,
                                 maxPendingFills: limits.maxPendingFills)
@@ -364,11 +365,6 @@ public final class Scheduler: Sendable {
         return picked
     }
 
-    /// Frees finished sessions' KV on every stage (and the replicas), off the loop's critical path.
-    private func release(_ ids: [UInt64]) {
-        let replicas: [any Stage] = cluster?.replicas.map {
-            RemoteStage(client: $0, handshake: handshake, kvPolicy: kvPolicy, routing: routing?.wire, timeout: limits.forwardTimeout)
-        } ?? []
-        pipeline.release(ids, alsoOn: replicas)
-    }
+    /// Frees finished sessions' KV on every stage (every replica), off the loop's critical path.
+    private func release(_ ids: [UInt64]) { pipeline.release(ids) }
 }

@@ -60,6 +60,8 @@ public final class WorkerClient: Sendable {
         return reply
     }
 
+    func markUnhealthy() { stats.withLock { $0.healthy = false } }
+
     func countSkipped(_ rows: Int) {
         if rows > 0 { stats.withLock { $0.tokenVisitsSkipped += UInt64(rows) } }
     }

@@ -160,7 +160,8 @@ public struct TokenEntry: Sendable, Equatable {
         return m
     }
 
-    init(_ m: Radial__TokenEntry, field: String) throws {
+    /// `allowNone`: a row that runs none of the layers (a deferred K/V fill, in a RestoreSession history).
+    init(_ m: Radial__TokenEntry, field: String, allowNone: Bool = false) throws {
         sessionID = m.session_id
         position = Int(m.position)
         routed = m.routed != 0
@@ -169,7 +170,7 @@ public struct TokenEntry: Sendable, Equatable {
             layers = nil
         } else {
             let list = list(m.n_layers, m.layers).map { Int($0) }
-            guard !list.isEmpty else { throw invalid("\(field).layers", "empty with all_layers false (a token that runs none of a worker's layers is sent as a KV fill)") }
+            guard !list.isEmpty || allowNone else { throw invalid("\(field).layers", "empty with all_layers false (a token that runs none of a worker's layers is sent as a KV fill)") }
             guard zip(list, list.dropFirst()).allSatisfy({ $0 < $1 }) else {
                 throw invalid("\(field).layers", "must be strictly increasing, got \(list)")
             }
@@ -454,26 +455,34 @@ public struct RestoreSessionRequest: WireMessage, Equatable {
     public var history: [TokenEntry]
     public var hidden: WireTensor
     public var kvPolicy: SkippedLayerKV
+    /// Rows per replayed batch (empty: groups of at most the decode kernels' row limit).
+    public var groupSizes: [Int]
 
-    public init(handshake: Handshake, sessionID: UInt64, history: [TokenEntry], hidden: WireTensor, kvPolicy: SkippedLayerKV) {
+    public init(handshake: Handshake, sessionID: UInt64, history: [TokenEntry], hidden: WireTensor, kvPolicy: SkippedLayerKV,
+                groupSizes: [Int] = []) {
         self.handshake = handshake
         self.sessionID = sessionID
         self.history = history
         self.hidden = hidden
         self.kvPolicy = kvPolicy
+        self.groupSizes = groupSizes
     }
 
     public init(wire: [UInt8]) throws {
         self = try unpack(wire, "RestoreSessionRequest", radial__restore_session_request__unpack, radial__restore_session_request__free_unpacked) { m in
             let history = try list(m.n_history, m.history).enumerated().map { i, p in
                 guard let p else { throw invalid("RestoreSessionRequest.history[\(i)]", "null") }
-                return try TokenEntry(p.pointee, field: "RestoreSessionRequest.history[\(i)]")
+                return try TokenEntry(p.pointee, field: "RestoreSessionRequest.history[\(i)]", allowNone: true)
+            }
+            let groups = list(m.n_group_sizes, m.group_sizes).map { Int($0) }
+            if !groups.isEmpty && (groups.contains(0) || groups.reduce(0, +) != history.count) {
+                throw invalid("RestoreSessionRequest.group_sizes", "must be positive and sum to the \(history.count) history rows")
             }
             return RestoreSessionRequest(
                 handshake: try Handshake.from(m.handshake, field: "RestoreSessionRequest.handshake"),
                 sessionID: m.session_id, history: history,
                 hidden: try WireTensor.matrix(m.hidden, field: "RestoreSessionRequest.hidden", rows: history.count),
-                kvPolicy: try kvPolicyFrom(m.kv_policy, field: "RestoreSessionRequest.kv_policy"))
+                kvPolicy: try kvPolicyFrom(m.kv_policy, field: "RestoreSessionRequest.kv_policy"), groupSizes: groups)
         }
     }
 
@@ -488,6 +497,8 @@ public struct RestoreSessionRequest: WireMessage, Equatable {
         m.n_history = history.count
         m.history = arena.messages(history.map { $0.c(arena) })
         m.kv_policy = kvPolicy == .fill ? RADIAL__KVPOLICY__KV_FILL : RADIAL__KVPOLICY__KV_MASK
+        m.n_group_sizes = groupSizes.count
+        m.group_sizes = arena.array(groupSizes.map { UInt32($0) })
         return hidden.withC(arena) { hidden in
             m.hidden = hidden
             return packing(m, body)

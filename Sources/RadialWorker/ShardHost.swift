@@ -118,20 +118,37 @@ public final class ShardHost: Sendable {
     }
 
     /// Rebuilds a session from the hidden states that entered this shard at each of its positions (`history`
-    /// in increasing position order, each with the layers it ran here, nil for all).
+    /// in increasing position order, each with the layers it ran here: nil for all, empty for a deferred fill),
+    /// replayed in batches of `groups` rows (empty: at most `Linear.quantizedMaxRows` each), so every row is
+    /// computed as it first was and the K/V come out bit for bit the same.
     public func restore(session: UInt64, history: [(position: Int, layers: [Int]?)], hidden: [Float],
-                        kvPolicy: SkippedLayerKV) throws -> Int {
-        try locked { () throws -> Int in
-            var hidden = hidden
+                        kvPolicy: SkippedLayerKV, groups: [Int] = []) throws -> Int {
+        let dim = shard.config.dim
+        var sizes = groups
+        if sizes.isEmpty {
+            var left = history.count
+            while left > 0 { sizes.append(min(left, Linear.quantizedMaxRows)); left -= sizes.last! }
+        }
+        guard sizes.reduce(0, +) == history.count, hidden.count == history.count * dim else {
+            throw RPCError.invalidArgument("RestoreSession: \(history.count) rows, groups of \(sizes.reduce(0, +)), \(hidden.count / max(dim, 1)) hidden rows")
+        }
+        if let bad = hidden.firstIndex(where: { !$0.isFinite }) {
+            throw RPCError.invalidArgument("RestoreSessionRequest.hidden: row \(bad / dim) holds \(hidden[bad]) (hidden states must be finite)")
+        }
+        return try locked { () throws -> Int in
             let cache = store.reset(session)
-            let tokens = history.map { ShardToken(cache: cache, position: $0.position, layers: $0.layers.map { LayerSet($0) }) }
-            if !tokens.isEmpty {
+            var start = 0
+            for size in sizes {
+                let part = history[start..<(start + size)]
+                var rows = Array(hidden[(start * dim)..<((start + size) * dim)])
+                let tokens = part.map { ShardToken(cache: cache, position: $0.position, layers: $0.layers.map { LayerSet($0) }) }
                 do {
-                    _ = try hidden.withUnsafeMutableBufferPointer { try shard.forward($0.baseAddress!, tokens: tokens, kvPolicy: kvPolicy) }
+                    _ = try rows.withUnsafeMutableBufferPointer { try shard.forward($0.baseAddress!, tokens: tokens, kvPolicy: kvPolicy) }
                 } catch let error as ModelError {
                     _ = store.close([session])
                     throw RPCError.invalidArgument(error.description)
                 }
+                start += size
             }
             publishStore()
             return cache.bytes

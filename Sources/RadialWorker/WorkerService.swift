@@ -152,7 +152,7 @@ public final class WorkerService: Sendable {
             throw RPCError.invalidArgument("RestoreSessionRequest.history: positions must increase")
         }
         let bytes = try host.restore(session: request.sessionID, history: request.history.map { ($0.position, $0.layers) },
-                                     hidden: request.hidden.floats(), kvPolicy: request.kvPolicy)
+                                     hidden: request.hidden.floats(), kvPolicy: request.kvPolicy, groups: request.groupSizes)
         return RestoreSessionReply(positions: request.history.count, kvBytes: UInt64(bytes))
     }
 }

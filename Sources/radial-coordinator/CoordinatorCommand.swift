@@ -33,8 +33,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var model: ModelOptions
-    @Option(name: .long, help: "Workers' HOST:PORT, comma-separated (any order; their layer ranges decide the pipeline).")
+    @Option(name: .long, help: ArgumentHelp("Workers' HOST:PORT, comma-separated, in any order: the layer ranges they report at the handshake decide the pipeline.", discussion: "Several workers with the same range are replicas: new sessions are spread over them, and when one fails the sessions it held are rebuilt on another (or on the same worker once it is back) and continue."))
     var workers: String
+    @Option(name: .customLong("failover-wait"), help: "Seconds a stage waits for a worker of its range to answer again when none does, before its generations fail.")
+    var failoverWait: Double = 30
+    @Option(name: .customLong("history-mb"), help: "Hidden-state history each stage keeps for rebuilding sessions on another worker (MiB); sessions past it can no longer fail over.")
+    var historyMB = 1024
     @Option(name: .long, help: "HOST:PORT to listen on (port 0 picks a free port).")
     var listen = "127.0.0.1:7100"
     @Option(name: .customLong("max-sessions"), help: "Generations decoding at once; more wait in the queue.")
@@ -111,8 +115,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
         limits.maxBatchTokens = maxBatchTokens
         limits.maxPendingFills = max(maxPendingFills, 1)
         limits.lanes = lanes
+        var failover = FailoverPolicy()
+        failover.wait = .milliseconds(Int64(max(failoverWait, 0) * 1000))
+        failover.maxHistoryBytes = max(historyMB, 0) << 20
         let scheduler = Scheduler(head: head, tokenizer: tokenizer, cluster: cluster, handshake: handshake, limits: limits,
-                                  routing: routing, kvPolicy: routingOptions.kvPolicy)
+                                  routing: routing, kvPolicy: routingOptions.kvPolicy, failover: failover)
         let name = (try? file.string("general.name")) ?? URL(fileURLWithPath: model.model).lastPathComponent
         let service = CoordinatorService(scheduler: scheduler, tokenizer: tokenizer, config: config, modelName: name,
                                          defaultMaxTokens: defaultMaxTokens, maxPromptTokens: maxPromptTokens)

@@ -390,10 +390,17 @@ struct  Radial__RestoreSessionRequest
    */
   Radial__Tensor *hidden;
   Radial__KVPolicy kv_policy;
+  /*
+   * Rows per replayed batch, in order (they sum to the history's length): the groups the rows were first computed
+   * in where that matters (a batch over the decode kernels' row limit ran sgemm), so the K/V come out bit for bit
+   * the same. Empty: groups of at most the kernels' row limit.
+   */
+  size_t n_group_sizes;
+  uint32_t *group_sizes;
 };
 #define RADIAL__RESTORE_SESSION_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&radial__restore_session_request__descriptor) \
-    , NULL, 0, 0,NULL, NULL, RADIAL__KVPOLICY__KV_FILL }
+    , NULL, 0, 0,NULL, NULL, RADIAL__KVPOLICY__KV_FILL, 0,NULL }
 
 
 struct  Radial__RestoreSessionReply

@@ -1,0 +1,272 @@
+import RadialModel
+import RadialProtocol
+import RadialRPC
+import Synchronization
+
+/// Failover settings of remote stages.
+public struct FailoverPolicy: Sendable {
+    /// How long a stage waits for some worker of its range to answer when none does (a restarting worker).
+    public var wait: Duration = .seconds(30)
+    /// Bytes of hidden-state history all sessions may keep per stage for replay; a session past it loses its
+    /// history (and with it failover) rather than the process its memory.
+    public var maxHistoryBytes = 1 << 30
+    public init() {}
+}
+
+/// A layer range served by one or more workers (replicas) over gRPC, with the handshake, K/V policy and routing
+/// policy this coordinator settled with them at connection time.
+///
+/// Each session lives on one replica (new sessions go to the one holding the fewest). The stage keeps, per
+/// session, the rows it sent (hidden state in, layers run) in the groups they were computed in. When a call fails
+/// because its worker is gone, timed out, restarted and lost the session, or was replaced by something else,
+/// the stage rebuilds each of the call's sessions on a live replica — or on the same worker once it answers
+/// again, waiting up to `FailoverPolicy.wait` — with RestoreSession, and sends the call again. Replay computes
+/// every row exactly as it first was, so the output equals a fault-free run.
+public final class RemoteStage: Stage {
+    public let clients: [WorkerClient]
+    let handshake: Handshake
+    let kvPolicy: SkippedLayerKV
+    let routing: WireRouting?
+    let timeout: Duration
+    let failover: FailoverPolicy
+    let expect: StageIdentity
+    private let state = Mutex(State())
+
+    /// What one session sent this stage: rows in order, cut into the calls they were computed in.
+    struct History {
+        var rows: [TokenEntry] = []      // layers: nil all, [] a fill, else those run
+        var hidden: [Float] = []
+        /// Per call: rows of this session in it, and whether the whole call was wider than the decode kernels'
+        /// row limit (then it ran sgemm, and replay must use exactly this group to get the same bits).
+        var calls: [(rows: Int, wide: Bool)] = []
+        var bytes: Int { hidden.count * MemoryLayout<Float>.size }
+    }
+
+    struct State {
+        var assignment: [UInt64: Int] = [:]
+        var histories: [UInt64: History] = [:]
+        var historyBytes = 0
+        /// Sessions whose history was dropped (over the budget): they cannot fail over.
+        var unrecoverable: Set<UInt64> = []
+        var failovers = 0
+    }
+
+    public init(clients: [WorkerClient], handshake: Handshake, kvPolicy: SkippedLayerKV, routing: WireRouting?,
+                timeout: Duration, failover: FailoverPolicy = FailoverPolicy()) {
+        precondition(!clients.isEmpty && clients.allSatisfy { $0.layers == clients[0].layers }, "replicas serve one range")
+        self.clients = clients
+        self.handshake = handshake
+        self.kvPolicy = kvPolicy
+        self.routing = routing
+        self.timeout = timeout
+        self.failover = failover
+        let info = clients[0].info
+        expect = StageIdentity(layers: info.layers, activations: info.activations.isEmpty ? "f32" : info.activations,
+                               routerFingerprint: info.routerFingerprint)
+    }
+
+    public var layers: LayerRange { clients[0].layers }
+    public var name: String { clients.map(\.address).joined(separator: "|") }
+    var dim: Int { Int(clients[0].info.hiddenSize) }
+
+    /// Failovers so far, and the bytes of history kept (Status).
+    public var failoverCount: Int { state.withLock { $0.failovers } }
+    public var historyBytes: Int { state.withLock { $0.historyBytes } }
+
+    public func forward(_ batch: StageBatch) async throws -> StageOutput {
+        // Split the batch by the replica each session lives on (one call per replica, concurrently).
+        let sessions = Set(batch.tokens.map(\.sessionID) + batch.fills.map(\.sessionID))
+        let placed = state.withLock { s -> [UInt64: Int] in
+            var load = Array(repeating: 0, count: clients.count)
+            for (_, c) in s.assignment { load[c] += 1 }
+            for id in sessions.sorted() where s.assignment[id] == nil {
+                let healthy = clients.indices.filter { clients[$0].snapshot().healthy }
+                let c = (healthy.isEmpty ? Array(clients.indices) : healthy).min { load[$0] < load[$1] }!
+                s.assignment[id] = c
+                load[c] += 1
+            }
+            return s.assignment.filter { sessions.contains($0.key) }
+        }
+        let replicas = Set(placed.values)
+        if replicas.count == 1 { return try await send(batch, from: replicas.first!) }
+        var parts: [(replica: Int, tokens: [Int], batch: StageBatch)] = []
+        for r in replicas.sorted() {
+            let tokens = batch.tokens.indices.filter { placed[batch.tokens[$0].sessionID] == r }
+            let fills = batch.fills.indices.filter { placed[batch.fills[$0].sessionID] == r }
+            parts.append((r, tokens, StageBatch(tokens: tokens.map { batch.tokens[$0] }, hidden: rows(batch.hidden, tokens),
+                                                fills: fills.map { batch.fills[$0] }, fillHidden: rows(batch.fillHidden, fills))))
+        }
+        let outputs = try await withThrowingTaskGroup(of: (Int, StageOutput).self) { group in
+            for (i, p) in parts.enumerated() { group.addTask { (i, try await self.send(p.batch, from: p.replica)) } }
+            var out: [Int: StageOutput] = [:]
+            for try await (i, o) in group { out[i] = o }
+            return out
+        }
+        var hidden = [Float](repeating: 0, count: batch.tokens.count * dim)
+        var layersRun = Array(repeating: [Int](), count: batch.tokens.count)
+        for (i, p) in parts.enumerated() {
+            let o = outputs[i]!
+            for (j, t) in p.tokens.enumerated() {
+                hidden[(t * dim)..<((t + 1) * dim)] = o.hidden[(j * dim)..<((j + 1) * dim)]
+                layersRun[t] = o.layersRun[j]
+            }
+        }
+        return StageOutput(hidden: hidden, layersRun: layersRun)
+    }
+
+    /// One call to the replica holding these sessions; on a worker failure, the sessions move (or wait) and the
+    /// call is sent again, a few times at most.
+    private func send(_ batch: StageBatch, from replica: Int) async throws -> StageOutput {
+        var current = replica
+        for attempt in 0... {
+            do {
+                let out = try await call(clients[current], batch)
+                record(batch, out)
+                return out
+            } catch let error as RPCError where attempt < 4 && isWorkerFailure(error) {
+                let sessions = Set(batch.tokens.map(\.sessionID) + batch.fills.map(\.sessionID))
+                current = try await failOver(sessions, from: current, after: error)
+            }
+        }
+        fatalError("unreachable")
+    }
+
+    private func call(_ client: WorkerClient, _ batch: StageBatch) async throws -> StageOutput {
+        let request = ForwardRequest(handshake: handshake, tokens: batch.tokens, hidden: WireTensor(batch.hidden, shape: [batch.tokens.count, dim]),
+                                     fills: batch.fills, fillHidden: WireTensor(batch.fillHidden, shape: [batch.fills.count, dim]),
+                                     kvPolicy: kvPolicy, routing: routing, expect: expect)
+        let reply = try await client.forward(request, timeout: timeout)
+        guard reply.hidden.shape == [batch.tokens.count, dim] else {
+            throw RPCError(.internal, "worker \(client.address) answered \(reply.hidden.shape) for \(batch.tokens.count) rows of \(dim)")
+        }
+        guard reply.layersRun.isEmpty || reply.layersRun.count == batch.tokens.count else {
+            throw RPCError(.internal, "worker \(client.address) reported layers for \(reply.layersRun.count) of \(batch.tokens.count) rows")
+        }
+        let all = Array(layers.indices)
+        return StageOutput(hidden: reply.hidden.floats(),
+                           layersRun: reply.layersRun.isEmpty ? Array(repeating: all, count: batch.tokens.count) : reply.layersRun)
+    }
+
+    /// A failure that moving the sessions can cure: the worker is gone or slow, restarted without them, or now
+    /// serves something else.
+    private func isWorkerFailure(_ e: RPCError) -> Bool {
+        switch e.code {
+        case .unavailable, .deadlineExceeded, .notFound: return true
+        case .failedPrecondition:
+            // A worker that now serves something else is only worth failing over from when a replica can take over;
+            // alone, it is refused by name at once.
+            return e.message.hasPrefix("session not held here") || (e.message.hasPrefix("this worker serves") && clients.count > 1)
+        default: return false
+        }
+    }
+
+    /// Rebuilds `sessions` on a live worker of this range (a replica, or the same worker once it is back) and
+    /// returns its index. UNAVAILABLE when none answers within the failover wait.
+    private func failOver(_ sessions: Set<UInt64>, from failed: Int, after error: RPCError) async throws -> Int {
+        clients[failed].markUnhealthy()
+        let lost = state.withLock { $0.unrecoverable.intersection(sessions) }
+        if let id = lost.first {
+            throw RPCError(.unavailable, "worker \(clients[failed].address) failed (\(error.code): \(error.message)) and session \(id) kept no history to rebuild (over the history budget)")
+        }
+        let clock = ContinuousClock(), deadline = clock.now + failover.wait
+        // The others first, the failed one last (it may be back: a restart).
+        let order = Array(clients.indices.filter { $0 != failed }) + [failed]
+        while true {
+            for c in order where await isUsable(clients[c]) {
+                for id in sessions.sorted() { try await restore(id, on: clients[c]) }
+                state.withLock { s in
+                    for id in sessions { s.assignment[id] = c }
+                    s.failovers += 1
+                }
+                return c
+            }
+            guard clock.now < deadline else {
+                throw RPCError(.unavailable, "no worker for layers \(layers) answered within \(failover.wait) after \(clients[failed].address) failed (\(error.code): \(error.message))")
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    /// Whether a worker answers its handshake as the very worker this stage expects.
+    private func isUsable(_ client: WorkerClient) async -> Bool {
+        guard let info = await client.currentInfo(handshake: handshake, timeout: .seconds(1)) else { return false }
+        let identity = StageIdentity(layers: info.layers, activations: info.activations.isEmpty ? "f32" : info.activations,
+                                     routerFingerprint: info.routerFingerprint)
+        return identity == expect && info.handshake.modelFingerprint == handshake.modelFingerprint
+    }
+
+    /// Replays a session's history on `client`, in the groups its rows were first computed in.
+    private func restore(_ session: UInt64, on client: WorkerClient) async throws {
+        let history = state.withLock { $0.histories[session] } ?? History()
+        var groups: [Int] = [], narrow = 0
+        for c in history.calls {
+            if c.wide {
+                if narrow > 0 { groups.append(narrow); narrow = 0 }
+                groups.append(c.rows)
+            } else {
+                if narrow + c.rows > Linear.quantizedMaxRows { groups.append(narrow); narrow = 0 }
+                narrow += c.rows
+            }
+        }
+        if narrow > 0 { groups.append(narrow) }
+        let request = RestoreSessionRequest(handshake: handshake, sessionID: session, history: history.rows,
+                                            hidden: WireTensor(history.hidden, shape: [history.rows.count, dim]),
+                                            kvPolicy: kvPolicy, groupSizes: groups)
+        _ = try await client.channel.unary(Method.workerRestoreSession, request, response: RestoreSessionReply.self,
+                                           options: CallOptions(timeout: timeout))
+    }
+
+    /// Keeps what a successful call sent, per session, for replay.
+    private func record(_ batch: StageBatch, _ out: StageOutput) {
+        let wide = batch.tokens.count + batch.fills.count > Linear.quantizedMaxRows
+        state.withLock { s in
+            var perSession: [UInt64: Int] = [:]
+            // The worker computes fills first, then tokens: keep that order.
+            for (j, f) in batch.fills.enumerated() where !s.unrecoverable.contains(f.sessionID) {
+                s.histories[f.sessionID, default: History()].rows.append(TokenEntry(sessionID: f.sessionID, position: f.position, layers: []))
+                s.histories[f.sessionID]!.hidden += batch.fillHidden[(j * dim)..<((j + 1) * dim)]
+                perSession[f.sessionID, default: 0] += 1
+            }
+            for (j, t) in batch.tokens.enumerated() where !s.unrecoverable.contains(t.sessionID) {
+                s.histories[t.sessionID, default: History()].rows.append(TokenEntry(sessionID: t.sessionID, position: t.position, layers: out.layersRun[j]))
+                s.histories[t.sessionID]!.hidden += batch.hidden[(j * dim)..<((j + 1) * dim)]
+                perSession[t.sessionID, default: 0] += 1
+            }
+            for (id, n) in perSession {
+                s.histories[id]!.calls.append((n, wide))
+                s.historyBytes += n * dim * MemoryLayout<Float>.size
+            }
+            // Over budget: the newest-growing sessions lose their history (and failover) first.
+            while s.historyBytes > failover.maxHistoryBytes, let (id, h) = s.histories.max(by: { $0.value.bytes < $1.value.bytes }) {
+                s.historyBytes -= h.bytes
+                s.histories[id] = nil
+                s.unrecoverable.insert(id)
+            }
+        }
+    }
+
+    public func closeSessions(_ ids: [UInt64]) async {
+        let targets = state.withLock { s -> Set<Int> in
+            var t = Set<Int>()
+            for id in ids {
+                if let c = s.assignment.removeValue(forKey: id) { t.insert(c) }
+                if let h = s.histories.removeValue(forKey: id) { s.historyBytes -= h.bytes }
+                s.unrecoverable.remove(id)
+            }
+            return t
+        }
+        // Sessions restored elsewhere may linger on a worker that came back: tell every replica.
+        _ = targets
+        await withTaskGroup(of: Void.self) { group in
+            for c in clients { group.addTask { await c.closeSessions(ids, handshake: self.handshake) } }
+        }
+    }
+
+    public func countSkipped(_ rows: Int) { clients[0].countSkipped(rows) }
+
+    private func rows(_ values: [Float], _ indices: [Int]) -> [Float] {
+        var out = [Float](); out.reserveCapacity(indices.count * dim)
+        for i in indices { out += values[(i * dim)..<((i + 1) * dim)] }
+        return out
+    }
+}

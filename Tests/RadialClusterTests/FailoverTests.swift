@@ -1,0 +1,82 @@
+import Foundation
+import RadialModel
+import RadialProtocol
+import RadialRPC
+import RadialTestSupport
+import Synchronization
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A worker lost mid-generation: its sessions are rebuilt by replaying their history on a replica, or on the same
+/// worker once it is back, and every generation ends exactly as a fault-free run does.
+@Suite struct FailoverTests {
+    static let prompts = (0..<8).map { i in (0..<(3 + 5 * i)).map { 3 + ($0 * 7 + i * 13) % 250 } }
+    static let maxTokens = 160
+
+    func expected(_ model: String) async throws -> [[Int]] {
+        let reference = try Reference(path: model)
+        var out: [[Int]] = []
+        for (i, p) in Self.prompts.enumerated() {
+            out.append(try await reference.generate(p, ClusterTestSupport.sampling(seed: i % 2 == 0 ? nil : UInt64(70 + i)),
+                                                    maxTokens: Self.maxTokens).generatedIDs)
+        }
+        return out
+    }
+
+    /// Runs every prompt at once; `fault` runs once the cluster has generated `after` tokens.
+    func runAll(_ cluster: LocalCluster, after: UInt64, fault: @escaping @Sendable () throws -> Void) async throws -> [[Int]] {
+        try await withThrowingTaskGroup(of: (Int, [Int]).self) { group in
+            for (i, p) in Self.prompts.enumerated() {
+                group.addTask {
+                    var request = GenerateRequest(input: .ids(p), sampling: ClusterTestSupport.sampling(seed: i % 2 == 0 ? nil : UInt64(70 + i)),
+                                                  maxTokens: Self.maxTokens)
+                    request.ignoreEOS = false
+                    return (i, try await cluster.generate(request).ids)
+                }
+            }
+            group.addTask {
+                for _ in 0..<3000 {
+                    if (try await cluster.status()).tokensGenerated >= after { break }
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                try fault()
+                return (-1, [])
+            }
+            var out = Array(repeating: [Int](), count: Self.prompts.count)
+            for try await (i, ids) in group where i >= 0 { out[i] = ids }
+            return out
+        }
+    }
+
+    @Test func killingAReplicaMidGenerationChangesNoToken() async throws {
+        let model = try ClusterTestSupport.writeTinyModel(weightType: .q8_0)
+        let want = try await expected(model)
+        let cluster = try LocalCluster(model: model, layers: ["0-1", "0-1", "2-2", "2-2"], coordinatorArgs: ["--failover-wait", "20"])
+        defer { cluster.stop() }
+        let victims = [cluster.workers[0], cluster.workers[3]]
+        let got = try await runAll(cluster, after: 60) {
+            for v in victims { kill(v.process.processIdentifier, SIGKILL) }
+        }
+        for i in want.indices { #expect(got[i] == want[i], "request \(i): a failover changed its tokens") }
+        #expect(cluster.coordinator.process.isRunning)
+    }
+
+    @Test func aWorkerRestartedMidGenerationGetsItsSessionsBack() async throws {
+        let model = try ClusterTestSupport.writeTinyModel(weightType: .q8_0)
+        let want = try await expected(model)
+        let cluster = try LocalCluster(model: model, layers: ["0-1", "2-2"], coordinatorArgs: ["--failover-wait", "30"])
+        defer { cluster.stop() }
+        let victim = cluster.workers[1], address = victim.address
+        let restarted = Mutex<ServerProcess?>(nil)
+        defer { restarted.withLock { $0?.stop() } }
+        let got = try await runAll(cluster, after: 60) {
+            kill(victim.process.processIdentifier, SIGKILL)
+            victim.process.waitUntilExit()
+            let p = try ServerProcess(TestPaths.binDir + "/radial-worker", ["--model", model, "--layers", "2-2", "--listen", address, "--threads", "1"])
+            restarted.withLock { $0 = p }
+        }
+        for i in want.indices { #expect(got[i] == want[i], "request \(i): a restart changed its tokens") }
+    }
+}
