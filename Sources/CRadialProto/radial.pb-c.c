@@ -2731,7 +2731,7 @@ const ProtobufCMessageDescriptor radial__sampling_params__descriptor =
   (ProtobufCMessageInit) radial__sampling_params__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor radial__generate_request__field_descriptors[7] =
+static const ProtobufCFieldDescriptor radial__generate_request__field_descriptors[8] =
 {
   {
     "prompt",
@@ -2817,8 +2817,21 @@ static const ProtobufCFieldDescriptor radial__generate_request__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "continue_after",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Radial__GenerateRequest, n_continue_after),
+    offsetof(Radial__GenerateRequest, continue_after),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned radial__generate_request__field_indices_by_name[] = {
+  7,   /* field[7] = continue_after */
   6,   /* field[6] = ignore_eos */
   4,   /* field[4] = max_tokens */
   2,   /* field[2] = messages */
@@ -2830,7 +2843,7 @@ static const unsigned radial__generate_request__field_indices_by_name[] = {
 static const ProtobufCIntRange radial__generate_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor radial__generate_request__descriptor =
 {
@@ -2840,7 +2853,7 @@ const ProtobufCMessageDescriptor radial__generate_request__descriptor =
   "Radial__GenerateRequest",
   "radial",
   sizeof(Radial__GenerateRequest),
-  7,
+  8,
   radial__generate_request__field_descriptors,
   radial__generate_request__field_indices_by_name,
   1,  radial__generate_request__number_ranges,

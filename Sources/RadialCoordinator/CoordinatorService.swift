@@ -67,7 +67,9 @@ public final class CoordinatorService: Sendable {
         do {
             var stop = StopConditions(maxTokens: maxTokens, stopStrings: request.stop)
             stop.stopAtEndOfGeneration = !request.ignoreEOS
-            state = try GenerationState(promptIDs: ids, sampling: request.sampling, stop: stop, contextLength: config.contextLength)
+            var s = try GenerationState(promptIDs: ids, sampling: request.sampling, stop: stop, contextLength: config.contextLength)
+            if !request.continueAfter.isEmpty { try s.resume(after: request.continueAfter, tokenizer: tokenizer) }
+            state = s
         } catch ModelError.contextOverflow(let n, let limit) {
             throw RPCError.invalidArgument("the prompt has \(n) tokens; this model's context holds \(limit), and at least one must be left to generate")
         } catch {

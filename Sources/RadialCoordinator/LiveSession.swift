@@ -7,6 +7,9 @@ final class LiveSession: @unchecked Sendable {
     var state: GenerationState
     /// Tokens not yet fed to the model (the prompt, then each sampled token).
     var pending: [Int]
+    /// A resumed generation's earlier tokens: after the prompt they are fed one per step, as they were first
+    /// computed (the decode path), instead of sampling.
+    var replay: [Int] = []
     var nextPosition = 0
     /// A prompt that did not fit beside the decode rows: it gets the next step to itself.
     var deferred = false
@@ -20,6 +23,7 @@ final class LiveSession: @unchecked Sendable {
         self.state = state
         self.continuation = continuation
         pending = state.promptIDs
+        replay = Array(state.contextIDs.dropFirst(state.promptIDs.count))
     }
 
     func consume(_ k: Int) {

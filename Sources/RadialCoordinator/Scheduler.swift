@@ -297,6 +297,8 @@ public final class Scheduler: Sendable {
             var produced = 0, producedHops = 0
             for (j, i) in picked.enumerated() {
                 let s = rows[i].session
+                // A resumed generation feeds its earlier tokens as they were first computed: no sampling yet.
+                if !s.replay.isEmpty { s.pending = [s.replay.removeFirst()]; continue }
                 if s.firstTokenAt == nil { s.firstTokenAt = now }
                 let step = s.state.accept(logits: Array(logits[j * v..<(j + 1) * v]), tokenizer: tokenizer)
                 if let token = step.emitted {

@@ -17,9 +17,12 @@ public struct GenerateRequest: WireMessage, Equatable {
     public var maxTokens: Int
     public var stop: [String]
     public var ignoreEOS = false
+    /// Tokens already received by a client resuming a broken stream.
+    public var continueAfter: [Int] = []
 
     public init(input: PromptInput, sampling: SamplingParameters = .greedy, maxTokens: Int = 128, stop: [String] = [],
-                ignoreEOS: Bool = false) {
+                ignoreEOS: Bool = false, continueAfter: [Int] = []) {
+        self.continueAfter = continueAfter
         self.input = input
         self.sampling = sampling
         self.maxTokens = maxTokens
@@ -51,7 +54,8 @@ public struct GenerateRequest: WireMessage, Equatable {
             }
             do { try sampling.validate() } catch { throw invalid("GenerateRequest.sampling", "\(error)") }
             return GenerateRequest(input: input, sampling: sampling, maxTokens: Int(m.max_tokens),
-                                   stop: texts(m.n_stop, m.stop), ignoreEOS: m.ignore_eos != 0)
+                                   stop: texts(m.n_stop, m.stop), ignoreEOS: m.ignore_eos != 0,
+                                   continueAfter: list(m.n_continue_after, m.continue_after).map { Int($0) })
         }
     }
 
@@ -86,6 +90,8 @@ public struct GenerateRequest: WireMessage, Equatable {
         m.n_stop = stop.count
         m.stop = arena.strings(stop)
         m.ignore_eos = ignoreEOS ? 1 : 0
+        m.n_continue_after = continueAfter.count
+        m.continue_after = arena.array(continueAfter.map { UInt32($0) })
         return pack(m)
     }
 }

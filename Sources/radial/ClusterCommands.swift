@@ -11,6 +11,8 @@ struct CoordinatorOptions: ParsableArguments {
     var coordinator: String?
     @Option(name: .long, help: "Give up after this many seconds (0: no deadline).")
     var timeout: Double = 0
+    @Option(name: .customLong("connect-timeout"), help: "Seconds to wait for the coordinator to be ready (retrying with backoff), and to come back when a stream breaks.")
+    var connectTimeout: Double = 10
     @OptionGroup var security: ClientSecurityOptions
 
     var target: String { coordinator ?? ProcessInfo.processInfo.environment["RADIAL_COORDINATOR"] ?? "127.0.0.1:7100" }
@@ -18,7 +20,27 @@ struct CoordinatorOptions: ParsableArguments {
     func channel() throws -> RPCChannel { RPCChannel(try security.channelConfig(target: target)) }
 
     var callOptions: CallOptions {
-        CallOptions(timeout: timeout > 0 ? .milliseconds(Int64(timeout * 1000)) : nil)
+        CallOptions(timeout: timeout > 0 ? .milliseconds(Int64(timeout * 1000)) : nil, waitForReady: true)
+    }
+
+    /// Waits until the coordinator answers its health check as SERVING, retrying with backoff for up to
+    /// --connect-timeout (many clients starting at once, or a coordinator restarting, both take a moment).
+    func waitUntilReady(_ channel: RPCChannel) async throws {
+        let clock = ContinuousClock(), deadline = clock.now + .milliseconds(Int64(max(connectTimeout, 0) * 1000))
+        var backoff = Duration.milliseconds(50)
+        while true {
+            let left = deadline - clock.now
+            do {
+                let reply = try await channel.unary(Method.healthCheck, HealthCheckRequest(service: ""), response: HealthCheckResponse.self,
+                                                    options: CallOptions(timeout: max(min(left, .seconds(2)), .milliseconds(100)), waitForReady: true))
+                if reply.status == .serving { return }
+                if clock.now >= deadline { throw RPCError(.unavailable, "the coordinator is \(reply.status), not serving") }
+            } catch let error as RPCError where error.code == .unavailable || error.code == .deadlineExceeded {
+                if clock.now >= deadline { throw error }
+            }
+            try await Task.sleep(for: min(backoff, max(deadline - clock.now, .milliseconds(1))))
+            backoff = min(backoff * 2, .seconds(1))
+        }
     }
 }
 
@@ -47,22 +69,34 @@ struct StreamedGeneration {
     }
 }
 
-/// Sends one Generate and streams its text to `onText`.
+/// Sends one Generate and streams its text to `onText`. When the stream breaks (the coordinator went away) after
+/// `resume` is given, waits for it to come back (`resume`) and asks it to continue after the tokens received, so
+/// the text reads as one unbroken stream.
 func streamGeneration(_ channel: RPCChannel, _ request: GenerateRequest, options: CallOptions,
-                      onText: (String) -> Void) async throws -> StreamedGeneration {
+                      resume: (() async throws -> Void)? = nil, onText: (String) -> Void) async throws -> StreamedGeneration {
     var out = StreamedGeneration()
     let clock = ContinuousClock(), start = clock.now
-    for try await reply in try channel.serverStreaming(Method.generate, request, response: GenerateReply.self, options: options) {
-        if !reply.promptIDs.isEmpty { out.promptIDs = reply.promptIDs }
-        out.traces += reply.tokens
-        if !reply.text.isEmpty {
-            out.text += reply.text
-            onText(reply.text)
-        }
-        if let f = reply.finishReason {
-            out.finish = f
-            out.prefillTPS = reply.prefillTokensPerSecond
-            out.decodeTPS = reply.decodeTokensPerSecond
+    var request = request
+    while true {
+        do {
+            for try await reply in try channel.serverStreaming(Method.generate, request, response: GenerateReply.self, options: options) {
+                if !reply.promptIDs.isEmpty { out.promptIDs = reply.promptIDs }
+                out.traces += reply.tokens
+                if !reply.text.isEmpty {
+                    out.text += reply.text
+                    onText(reply.text)
+                }
+                if let f = reply.finishReason {
+                    out.finish = f
+                    out.prefillTPS = reply.prefillTokensPerSecond
+                    out.decodeTPS = reply.decodeTokensPerSecond
+                }
+            }
+            break
+        } catch let error as RPCError where error.code == .unavailable && out.finish == nil && resume != nil {
+            FileHandle.standardError.write(Data("\n\(Serving.program): the stream broke (\(error.message)); reconnecting\n".utf8))
+            try await resume!()
+            request.continueAfter = out.traces.map(\.tokenID)
         }
     }
     out.seconds = (clock.now - start).seconds
@@ -95,7 +129,9 @@ struct GenerateCommand: AsyncParsableCommand {
         let channel = try target.channel()
         let out = FileHandle.standardOutput
         do {
-            let result = try await streamGeneration(channel, request, options: target.callOptions) { text in
+            try await target.waitUntilReady(channel)
+            let result = try await streamGeneration(channel, request, options: target.callOptions,
+                                                    resume: { try await target.waitUntilReady(channel) }) { text in
                 if !prompt.quiet { out.write(Data(text.utf8)) }
             }
             if !prompt.quiet { print("") }

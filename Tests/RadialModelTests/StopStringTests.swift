@@ -125,4 +125,29 @@ import Testing
         #expect(text == "one, ")
         #expect(reason == .stopString)
     }
+
+    /// A generation resumed after its first tokens (a client reconnecting) goes on exactly as the unbroken one:
+    /// seeded sampling draws the same numbers, and the text is the same.
+    @Test func aResumedGenerationContinuesLikeAnUnbrokenOne() throws {
+        var sampling = SamplingParameters()
+        sampling.temperature = 1.2
+        sampling.seed = 99
+        // Logits that favour a few printable bytes, so the draws matter.
+        var logits = [Float](repeating: -5, count: Self.tokenizer.vocabSize)
+        for b in [97, 98, 99, 32, 100] { logits[3 + b] = Float(b % 7) / 3 }
+        let stop = StopConditions(maxTokens: 40, stopStrings: ["zzz"])
+        var whole = try GenerationState(promptIDs: [3], sampling: sampling, stop: stop, contextLength: 256)
+        var text = ""
+        while !whole.isFinished { text += whole.accept(logits: logits, tokenizer: Self.tokenizer).text }
+        for cut in [1, 7, 20] {
+            var resumed = try GenerationState(promptIDs: [3], sampling: sampling, stop: stop, contextLength: 256)
+            try resumed.resume(after: Array(whole.generated.prefix(cut)), tokenizer: Self.tokenizer)
+            var rest = ""
+            while !resumed.isFinished { rest += resumed.accept(logits: logits, tokenizer: Self.tokenizer).text }
+            #expect(resumed.generated == whole.generated, "cut at \(cut)")
+            #expect(resumed.text == whole.text)
+        }
+        var ended = try GenerationState(promptIDs: [3], sampling: sampling, stop: stop, contextLength: 256)
+        #expect(throws: ModelError.self) { try ended.resume(after: [100, 2], tokenizer: Self.tokenizer) }
+    }
 }

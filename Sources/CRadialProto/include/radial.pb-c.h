@@ -463,10 +463,17 @@ struct  Radial__GenerateRequest
    * keep generating past the end-of-generation token (benchmarks)
    */
   protobuf_c_boolean ignore_eos;
+  /*
+   * Tokens this generation already produced, for a client resuming after its stream broke (a coordinator
+   * restart): they are fed as they were first computed, not sent again, and count against max_tokens; the reply
+   * continues after them, with the same tokens and text an unbroken stream would have had.
+   */
+  size_t n_continue_after;
+  uint32_t *continue_after;
 };
 #define RADIAL__GENERATE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&radial__generate_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, NULL, 0, 0,NULL, 0 }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, NULL, 0, 0,NULL, 0, 0,NULL }
 
 
 /*

@@ -39,6 +39,34 @@ public struct GenerationState: Sendable {
     }
 
     public var isFinished: Bool { finishReason != nil }
+    /// The tokens of the context so far: the prompt, then those generated.
+    public var contextIDs: [Int] { history }
+
+    /// Takes `ids` as this generation's first tokens, already sampled and shown (a client resuming a broken
+    /// stream): sampler, text and stop conditions advance exactly as if they had been generated here, and nothing
+    /// of them is released again. INVALID_ARGUMENT-worthy when they could not have been generated (an
+    /// end-of-generation token, a stop string, more than the limits allow).
+    public mutating func resume(after ids: [Int], tokenizer: Tokenizer) throws {
+        precondition(generated.isEmpty, "resume before the first token")
+        guard ids.count < stop.maxTokens else {
+            throw ModelError.invalidRequest("continue_after holds \(ids.count) tokens; max_tokens is \(stop.maxTokens), so nothing would be left")
+        }
+        guard history.count + ids.count < contextLength else {
+            throw ModelError.contextOverflow(position: history.count + ids.count, limit: contextLength)
+        }
+        for id in ids {
+            guard id >= 0 && id < tokenizer.vocabSize else { throw ModelError.tokenOutOfVocabulary(id, vocab: tokenizer.vocabSize) }
+            if stop.stopAtEndOfGeneration && tokenizer.isEndOfGeneration(id) {
+                throw ModelError.invalidRequest("continue_after holds the end-of-generation token \(id): the generation had ended")
+            }
+            sampler.skipOne()
+            generated.append(id)
+            history.append(id)
+            if matcher.push(decoder.push(tokenizer.bytes(of: id))).stopped {
+                throw ModelError.invalidRequest("continue_after reaches a stop string: the generation had ended")
+            }
+        }
+    }
     /// The text generated so far (cut before a stop string).
     public var text: String { matcher.fullText }
 

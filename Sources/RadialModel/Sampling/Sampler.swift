@@ -42,6 +42,10 @@ public struct Sampler: Sendable {
         rng = SplitMix64(seed: parameters.seed)
     }
 
+    /// Moves the random stream past one token chosen elsewhere (a resumed generation's earlier tokens): every
+    /// non-greedy `sample` draws exactly one number, so what follows is what an unbroken run would draw.
+    public mutating func skipOne() { if !parameters.isGreedy { _ = rng.nextDouble() } }
+
     /// Picks the next token from `logits` given the tokens so far (for the repetition penalty).
     public mutating func sample(_ logits: [Float], history: [Int]) -> Int {
         var l = logits
