@@ -3187,7 +3187,7 @@ const ProtobufCMessageDescriptor radial__worker_status__descriptor =
   (ProtobufCMessageInit) radial__worker_status__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor radial__status_reply__field_descriptors[18] =
+static const ProtobufCFieldDescriptor radial__status_reply__field_descriptors[20] =
 {
   {
     "handshake",
@@ -3405,9 +3405,35 @@ static const ProtobufCFieldDescriptor radial__status_reply__field_descriptors[18
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "failovers",
+    19,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Radial__StatusReply, failovers),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "history_bytes",
+    20,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Radial__StatusReply, history_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned radial__status_reply__field_indices_by_name[] = {
+  18,   /* field[18] = failovers */
   0,   /* field[0] = handshake */
+  19,   /* field[19] = history_bytes */
   9,   /* field[9] = hops_per_token */
   10,   /* field[10] = hops_saved_per_token */
   11,   /* field[11] = kv_policy */
@@ -3429,7 +3455,7 @@ static const unsigned radial__status_reply__field_indices_by_name[] = {
 static const ProtobufCIntRange radial__status_reply__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 18 }
+  { 0, 20 }
 };
 const ProtobufCMessageDescriptor radial__status_reply__descriptor =
 {
@@ -3439,7 +3465,7 @@ const ProtobufCMessageDescriptor radial__status_reply__descriptor =
   "Radial__StatusReply",
   "radial",
   sizeof(Radial__StatusReply),
-  18,
+  20,
   radial__status_reply__field_descriptors,
   radial__status_reply__field_indices_by_name,
   1,  radial__status_reply__number_ranges,

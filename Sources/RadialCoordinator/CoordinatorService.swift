@@ -120,6 +120,9 @@ public final class CoordinatorService: Sendable {
         reply.routerBlock = scheduler.routing?.chooser.blockSize ?? 1
         reply.weightBytes = UInt64(scheduler.head.weightBytes)
         reply.rssBytes = ProcessMemory.residentBytes
+        let remote = scheduler.pipeline.stages.compactMap { $0 as? RemoteStage }
+        reply.failovers = UInt64(remote.reduce(0) { $0 + $1.failoverCount })
+        reply.historyBytes = UInt64(remote.reduce(0) { $0 + $1.historyBytes })
         let workers = (scheduler.cluster?.stages ?? []) + (scheduler.cluster?.replicas ?? [])
         let handshake = scheduler.handshake
         reply.workers = await withTaskGroup(of: (Int, WorkerStatus).self) { group in

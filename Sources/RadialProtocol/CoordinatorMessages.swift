@@ -216,6 +216,9 @@ public struct StatusReply: WireMessage, Equatable {
     /// The coordinator's own weights (final norm, LM head) and resident memory.
     public var weightBytes: UInt64 = 0
     public var rssBytes: UInt64 = 0
+    /// Worker failures the stages recovered from, and the replay history they keep.
+    public var failovers: UInt64 = 0
+    public var historyBytes: UInt64 = 0
 
     public init(handshake: Handshake) { self.handshake = handshake }
 
@@ -248,6 +251,8 @@ public struct StatusReply: WireMessage, Equatable {
             r.routerBlock = max(Int(m.router_block), 1)
             r.weightBytes = m.weight_bytes
             r.rssBytes = m.rss_bytes
+            r.failovers = m.failovers
+            r.historyBytes = m.history_bytes
             return r
         }
     }
@@ -289,6 +294,8 @@ public struct StatusReply: WireMessage, Equatable {
         m.router_block = UInt32(routerBlock)
         m.weight_bytes = weightBytes
         m.rss_bytes = rssBytes
+        m.failovers = failovers
+        m.history_bytes = historyBytes
         return pack(m)
     }
 }

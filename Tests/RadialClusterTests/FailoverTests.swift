@@ -61,6 +61,13 @@ import Glibc
         }
         for i in want.indices { #expect(got[i] == want[i], "request \(i): a failover changed its tokens") }
         #expect(cluster.coordinator.process.isRunning)
+        var status = try await cluster.status()
+        for _ in 0..<100 where status.historyBytes > 0 {  // sessions are released off the batching loop
+            try await Task.sleep(for: .milliseconds(20))
+            status = try await cluster.status()
+        }
+        #expect(status.failovers >= 1, "Status counts the failovers")
+        #expect(status.historyBytes == 0, "finished sessions keep no history")
     }
 
     @Test func aWorkerRestartedMidGenerationGetsItsSessionsBack() async throws {

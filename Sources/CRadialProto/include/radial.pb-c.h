@@ -610,10 +610,18 @@ struct  Radial__StatusReply
    * the coordinator's resident memory
    */
   uint64_t rss_bytes;
+  /*
+   * sessions moved or rebuilt after a worker failed
+   */
+  uint64_t failovers;
+  /*
+   * hidden-state history kept for rebuilding sessions (all stages)
+   */
+  uint64_t history_bytes;
 };
 #define RADIAL__STATUS_REPLY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&radial__status_reply__descriptor) \
-    , NULL, (char *)protobuf_c_empty_string, 0, 0,NULL, 0, 0, 0, 0, 0,NULL, 0, 0, RADIAL__KVPOLICY__KV_FILL, 0, 0, NULL, 0, 0, 0 }
+    , NULL, (char *)protobuf_c_empty_string, 0, 0,NULL, 0, 0, 0, 0, 0,NULL, 0, 0, RADIAL__KVPOLICY__KV_FILL, 0, 0, NULL, 0, 0, 0, 0, 0 }
 
 
 struct  Radial__TokenizeRequest
