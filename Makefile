@@ -1,7 +1,7 @@
 # Radial. Two commands do all the set-up on a fresh machine:
 #   make demo   installs what is missing, builds, starts a local cluster (3 workers + coordinator on loopback,
 #               the real model), streams a reply through it, shows its status, and stops it
-#   make test   installs what is missing, builds, and runs every test
+#   make test   installs what is missing, builds, and runs every test (the numpy reference's own tests first)
 MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 PROMPT ?= What is the capital of France? Answer in one sentence.
 SWIFT_RELEASE = swift build -c release
@@ -35,6 +35,7 @@ run-local: release
 test:
 	scripts/setup.sh all
 	scripts/gen-protos.sh --check
+	python3 Tests/reference/test_llama_ref.py
 	swift build --build-tests
 	swift test
 
