@@ -48,6 +48,8 @@ struct CoordinatorOptions: ParsableArguments {
 struct StreamedGeneration {
     var promptIDs: [Int] = []
     var traces: [TokenTrace] = []
+    /// When each token arrived, in milliseconds since the request was sent.
+    var tokenMilliseconds: [Double] = []
     var text = ""
     var finish: FinishReason?
     var prefillTPS = 0.0, decodeTPS = 0.0
@@ -59,7 +61,9 @@ struct StreamedGeneration {
             "generated_ids": traces.map(\.tokenID),
             "text": text,
             "finish_reason": finish?.rawValue ?? "none",
-            "tokens": traces.map { ["id": $0.tokenID, "layers_run": $0.layersRun, "hops": $0.hops] as [String: Any] },
+            "tokens": zip(traces, tokenMilliseconds).map {
+                ["id": $0.tokenID, "layers_run": $0.layersRun, "hops": $0.hops, "ms": $1] as [String: Any]
+            },
             "hops": traces.reduce(0) { $0 + $1.hops },
             "hops_per_token": traces.isEmpty ? 0 : Double(traces.reduce(0) { $0 + $1.hops }) / Double(traces.count),
             "prefill_tokens_per_s": prefillTPS,
@@ -82,6 +86,8 @@ func streamGeneration(_ channel: RPCChannel, _ request: GenerateRequest, options
             for try await reply in try channel.serverStreaming(Method.generate, request, response: GenerateReply.self, options: options) {
                 if !reply.promptIDs.isEmpty { out.promptIDs = reply.promptIDs }
                 out.traces += reply.tokens
+                let ms = (clock.now - start).seconds * 1000
+                out.tokenMilliseconds += reply.tokens.map { _ in ms }
                 if !reply.text.isEmpty {
                     out.text += reply.text
                     onText(reply.text)
@@ -116,7 +122,7 @@ struct GenerateCommand: AsyncParsableCommand {
         abstract: "Generate text on a Radial cluster, streaming it to stdout.",
         discussion: """
             With --json the last line is one JSON object: prompt_ids, generated_ids, text, finish_reason, and per
-            token the layers it ran and the worker hops it made.
+            token the layers it ran, the worker hops it made and when it arrived (ms).
             Example: radial generate --greedy --chat "What is the capital of France?"
             """)
 
