@@ -109,7 +109,7 @@ struct BenchCommand: AsyncParsableCommand {
         let statusOptions = CallOptions(timeout: .seconds(10))
         let before = try await channel.unary(Method.status, StatusRequest(), response: StatusReply.self, options: statusOptions)
         let clock = ContinuousClock(), start = clock.now
-        let maxTokens = maxTokens
+        let maxTokens = maxTokens, callOptions = target.callOptions  // --timeout bounds each stream
         let perStream = try await withThrowingTaskGroup(of: (gaps: [Double], first: Double, tokens: Int).self) { group in
             for i in 0..<streams {
                 group.addTask {
@@ -117,7 +117,8 @@ struct BenchCommand: AsyncParsableCommand {
                                                   sampling: .greedy, maxTokens: maxTokens, ignoreEOS: true)
                     var times: [ContinuousClock.Instant] = []
                     let sent = clock.now
-                    for try await reply in try channel.serverStreaming(Method.generate, request, response: GenerateReply.self) {
+                    for try await reply in try channel.serverStreaming(Method.generate, request, response: GenerateReply.self,
+                                                                       options: callOptions) {
                         for _ in reply.tokens { times.append(clock.now) }
                     }
                     let gaps = zip(times, times.dropFirst()).map { ($1 - $0).seconds }

@@ -196,7 +196,7 @@ struct StatusCommand: AsyncParsableCommand {
         let s: StatusReply
         do {
             s = try await channel.unary(Method.status, StatusRequest(), response: StatusReply.self,
-                                        options: CallOptions(timeout: .seconds(target.timeout > 0 ? Int64(target.timeout) : 10)))
+                                        options: CallOptions(timeout: .milliseconds(Int64((target.timeout > 0 ? target.timeout : 10) * 1000))))
         } catch { exitWithRPCError(error, "status of \(target.target)") }
         if json {
             try printJSON([

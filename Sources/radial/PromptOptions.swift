@@ -20,6 +20,7 @@ struct PromptOptions: ParsableArguments {
     func validate() throws {
         if (promptIDs == nil) == (prompt == nil) { throw ValidationError("give a prompt, or --prompt-ids (not both)") }
         if promptIDs != nil && chat { throw ValidationError("--chat needs a text prompt, not --prompt-ids") }
+        if system != nil && !chat { throw ValidationError("--system only applies with --chat") }
     }
 
     /// What to generate from, as the coordinator takes it.

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import RadialModel
 
@@ -30,6 +31,35 @@ import Testing
         p.topK = 0; p.topP = 0.01
         var t = Sampler(p)
         #expect(Set((0..<100).map { _ in t.sample(logits, history: []) }) == [5])
+    }
+
+    /// Over many seeded draws each token's frequency matches softmax(logits / T), renormalised over the top-p
+    /// nucleus: a sampler that ignored the temperature, or drew uniformly inside the nucleus, fails.
+    @Test func drawsFollowTheTemperedDistributionInsideTopP() {
+        let l: [Float] = [2.0, 1.0, 0.5, 0.0, -1.0, -3.0]
+        let n = 20_000
+        for (t, topP) in [(Float(0.5), Float(1)), (1, 1), (2, 1), (1, 0.8)] {
+            var p = SamplingParameters()
+            p.temperature = t; p.topK = 0; p.topP = topP; p.seed = 4242
+            var s = Sampler(p)
+            var counts = [Int](repeating: 0, count: l.count)
+            for _ in 0..<n { counts[s.sample(l, history: [])] += 1 }
+            // The expected distribution, computed here in Double.
+            var probs = l.map { exp(Double($0 / t)) }
+            let total = probs.reduce(0, +)
+            probs = probs.map { $0 / total }
+            if topP < 1 {  // logits are sorted: the nucleus is the shortest prefix reaching topP
+                var acc = 0.0, cut = probs.count
+                for (i, q) in probs.enumerated() { acc += q; if acc >= Double(topP) { cut = i + 1; break } }
+                let kept = probs[..<cut].reduce(0, +)
+                probs = probs.enumerated().map { $0.offset < cut ? $0.element / kept : 0 }
+            }
+            for (i, q) in probs.enumerated() {
+                let f = Double(counts[i]) / Double(n)
+                let tolerance = 4 * (q * (1 - q) / Double(n)).squareRoot() + 0.002
+                #expect(abs(f - q) <= tolerance, "T=\(t) top-p=\(topP): token \(i) drawn \(f), expected \(q)")
+            }
+        }
     }
 
     @Test func repetitionPenaltyDemotesRecentTokens() {
