@@ -57,9 +57,10 @@ if [ "${LLAMACPP:-1}" = 1 ]; then
     "$LB/llama-bench" -m "$MODEL" -t "$THREADS" -p 0 -n "$MAX_TOKENS" -r 3 -o json "$@" 2>/dev/null | python3 -c "
 import json, sys
 r = json.load(sys.stdin)[0]
+# llama-bench reports only a mean rate: the latency quantiles, TTFT, hops and bytes are not measured (null).
 print(json.dumps({'target': '$label', 'streams': 1, 'tokens': $MAX_TOKENS, 'seconds': $MAX_TOKENS / r['avg_ts'],
-  'tokens_per_s': r['avg_ts'], 'token_latency_p50_ms': 1000 / r['avg_ts'], 'token_latency_p99_ms': 0,
-  'first_token_p50_ms': 0, 'hops_per_token': 0, 'wire_bytes_per_token': 0}))" >> "$out/all.jsonl"
+  'tokens_per_s': r['avg_ts'], 'token_latency_p50_ms': None, 'token_latency_p99_ms': None,
+  'first_token_p50_ms': None, 'hops_per_token': None, 'wire_bytes_per_token': None}))" >> "$out/all.jsonl"
   }
   echo "llama.cpp local..." >&2
   tg llama.cpp-local
@@ -87,9 +88,12 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 delay = sys.argv[2]
 print("| target | streams | tok/s | p50 ms/tok | p99 ms/tok | TTFT p50 ms | hops/tok | Forward B/tok |")
 print("|---|---|---|---|---|---|---|---|")
+def cell(v, fmt):
+    return "–" if v is None else format(v, fmt)  # a column a tool cannot measure shows "–", never 0
 for r in rows:
-    print(f"| {r['target']} | {r['streams']} | {r['tokens_per_s']:.1f} | {r['token_latency_p50_ms']:.1f} | "
-          f"{r['token_latency_p99_ms']:.1f} | {r['first_token_p50_ms']:.0f} | {r['hops_per_token']:.2f} | {r['wire_bytes_per_token']:.0f} |")
+    print(f"| {r['target']} | {r['streams']} | {r['tokens_per_s']:.1f} | {cell(r['token_latency_p50_ms'], '.1f')} | "
+          f"{cell(r['token_latency_p99_ms'], '.1f')} | {cell(r['first_token_p50_ms'], '.0f')} | {cell(r['hops_per_token'], '.2f')} | "
+          f"{cell(r['wire_bytes_per_token'], '.0f')} |")
 by = {(r["target"], r["streams"]): r["tokens_per_s"] for r in rows}
 def ratio(what, a, b, target):
     if a in by and b in by:
