@@ -81,7 +81,8 @@ struct EvalCommand: ParsableCommand {
             if greedy && !promptSet.isEmpty {
                 let g = try eval.greedy(prompts: promptSet, tokens: greedyTokens, mode: mode)
                 outputs = g.outputs
-                p.greedyAgreement = Evaluator.agreement(g.outputs, reference ?? g.outputs)
+                // Dense is the reference itself: its agreement is not a measurement (shown "–", null in JSON).
+                p.greedyAgreement = reference.map { Evaluator.agreement(g.outputs, $0) }
                 p.decodeTokensPerSecond = Double(promptSet.count * greedyTokens) / max(g.seconds, 1e-9)
             }
             stderr("  " + pad(name, 30) + String(format: "perplexity %8.2f  skipped %5.1f%%", p.perplexity, p.skipRate * 100))
@@ -140,7 +141,7 @@ struct EvalCommand: ParsableCommand {
 
         print(pad("mode", 32) + ["perplexity", "skipped", "layers", "visits", "agree", "tok/s"].map { pad($0, 11, left: true) }.joined())
         for p in points {
-            let agree = p.greedyAgreement.map { String(format: "%.3f", $0) } ?? "-"
+            let agree = p.greedyAgreement.map { String(format: "%.3f", $0) } ?? "–"
             let tps = p.decodeTokensPerSecond.map { String(format: "%.1f", $0) } ?? "-"
             let cells = [String(format: "%.2f", p.perplexity), String(format: "%.1f%%", p.skipRate * 100),
                          String(format: "%.2f", p.layersPerToken), String(format: "%.2f", p.visitsPerToken), agree, tps]
