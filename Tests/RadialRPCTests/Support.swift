@@ -51,17 +51,8 @@ enum RPCTestSupport {
     @discardableResult
     static func run(_ executable: String, _ args: [String]) throws -> String { try TestPaths.run(executable, args) }
 
-    /// A CA, a server certificate for 127.0.0.1/localhost and a client certificate, made with openssl.
     static func makeCertificates() throws -> (dir: String, ca: String, serverCert: String, serverKey: String, clientCert: String, clientKey: String) {
-        let d = try tempDir()
-        func ssl(_ args: String) throws { try run("openssl", args.split(separator: " ").map(String.init)) }
-        try ssl("req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=radial-test-ca -keyout \(d)/ca.key -out \(d)/ca.pem")
-        try "subjectAltName=IP:127.0.0.1,DNS:localhost\n".write(toFile: "\(d)/san.ext", atomically: true, encoding: .utf8)
-        for name in ["server", "client"] {
-            try ssl("req -newkey rsa:2048 -nodes -subj /CN=\(name) -keyout \(d)/\(name).key -out \(d)/\(name).csr")
-            try ssl("x509 -req -in \(d)/\(name).csr -CA \(d)/ca.pem -CAkey \(d)/ca.key -CAcreateserial -days 2 -extfile \(d)/san.ext -out \(d)/\(name).pem")
-        }
-        return (d, "\(d)/ca.pem", "\(d)/server.pem", "\(d)/server.key", "\(d)/client.pem", "\(d)/client.key")
+        try TestPaths.makeCertificates()
     }
 }
 
