@@ -172,13 +172,23 @@ public final class RemoteStage: Stage {
         // The others first, the failed one last (it may be back: a restart).
         let order = Array(clients.indices.filter { $0 != failed }) + [failed]
         while true {
-            for c in order where await isUsable(clients[c]) {
-                for id in sessions.sorted() { try await restore(id, on: clients[c]) }
-                state.withLock { s in
-                    for id in sessions { s.assignment[id] = c }
-                    s.failovers += 1
+            var replaced: [String] = []
+            for c in order {
+                switch await check(clients[c]) {
+                case .usable:
+                    for id in sessions.sorted() { try await restore(id, on: clients[c]) }
+                    state.withLock { s in
+                        for id in sessions { s.assignment[id] = c }
+                        s.failovers += 1
+                    }
+                    return c
+                case .serves(let other): replaced.append("worker \(clients[c].address) now serves \(other)")
+                case .down: break
                 }
-                return c
+            }
+            // Every worker of the range answers as something else: refuse by name at once, nothing will come back.
+            if replaced.count == clients.count {
+                throw RPCError(.failedPrecondition, replaced.joined(separator: "; ") + "; the coordinator expects \(expect) (restart the coordinator to use the new layout)")
             }
             guard clock.now < deadline else {
                 throw RPCError(.unavailable, "no worker for layers \(layers) answered within \(failover.wait) after \(clients[failed].address) failed (\(error.code): \(error.message))")
@@ -187,12 +197,14 @@ public final class RemoteStage: Stage {
         }
     }
 
-    /// Whether a worker answers its handshake as the very worker this stage expects.
-    private func isUsable(_ client: WorkerClient) async -> Bool {
-        guard let info = await client.currentInfo(handshake: handshake, timeout: .seconds(1)) else { return false }
+    enum Check { case usable, serves(StageIdentity), down }
+
+    /// Whether a worker answers its handshake, and as the very worker this stage expects.
+    private func check(_ client: WorkerClient) async -> Check {
+        guard let info = await client.currentInfo(handshake: handshake, timeout: .seconds(1)) else { return .down }
         let identity = StageIdentity(layers: info.layers, activations: info.activations.isEmpty ? "f32" : info.activations,
                                      routerFingerprint: info.routerFingerprint)
-        return identity == expect && info.handshake.modelFingerprint == handshake.modelFingerprint
+        return identity == expect && info.handshake.modelFingerprint == handshake.modelFingerprint ? .usable : .serves(identity)
     }
 
     /// Replays a session's history on `client`, in the groups its rows were first computed in.
