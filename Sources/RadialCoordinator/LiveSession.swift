@@ -7,9 +7,11 @@ final class LiveSession: @unchecked Sendable {
     var state: GenerationState
     /// Tokens not yet fed to the model (the prompt, then each sampled token).
     var pending: [Int]
-    /// A resumed generation's earlier tokens: after the prompt they are fed one per step, as they were first
-    /// computed (the decode path), instead of sampling.
+    /// A resumed generation's earlier tokens: after the prompt they are fed instead of sampling, in steps of at
+    /// most the decode kernels' row limit, so each row is computed exactly as when it was first generated.
     var replay: [Int] = []
+    /// The pending tokens are a resumed generation's earlier tokens (see `replay`).
+    var replaying = false
     var nextPosition = 0
     /// A prompt that did not fit beside the decode rows: it gets the next step to itself.
     var deferred = false

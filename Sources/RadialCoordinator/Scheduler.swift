@@ -297,8 +297,9 @@ public final class Scheduler: Sendable {
             var produced = 0, producedHops = 0
             for (j, i) in picked.enumerated() {
                 let s = rows[i].session
-                // A resumed generation feeds its earlier tokens as they were first computed: no sampling yet.
-                if !s.replay.isEmpty { s.pending = [s.replay.removeFirst()]; continue }
+                // A resumed generation feeds its earlier tokens after the prompt: no sampling until they are in.
+                if !s.replay.isEmpty { s.pending = s.replay; s.replay = []; s.replaying = true; continue }
+                s.replaying = false
                 if s.firstTokenAt == nil { s.firstTokenAt = now }
                 let step = s.state.accept(logits: Array(logits[j * v..<(j + 1) * v]), tokenizer: tokenizer)
                 if let token = step.emitted {
@@ -351,7 +352,9 @@ public final class Scheduler: Sendable {
         // A prompt already part-way through, one too long to share a step, or one that did not fit last step runs
         // alone (so no prompt waits for ever behind decode rows).
         if let alone = prompts.first(where: { $0.nextPosition > 0 || $0.pending.count > invariantRows || $0.deferred }) {
-            return [(alone, min(alone.pending.count, limits.maxBatchTokens))]
+            // A resumed generation's earlier tokens were decoded with the batch-invariant kernels: they go in chunks
+            // those kernels take, so each row's result is the one first computed.
+            return [(alone, min(alone.pending.count, alone.replaying ? invariantRows : limits.maxBatchTokens))]
         }
         var picked = decoding.map { ($0, 1) }
         var rows = picked.count
