@@ -51,8 +51,11 @@ def main():
         except Exception:
             return None
 
+    fault_times = []
+
     def run_streams(faults):
         procs = []
+        started = time.time()
         for p in prompts:
             procs.append(subprocess.Popen([f"{a.bin}/radial", "generate", "--coordinator", target, "--greedy", "--ignore-eos",
                                            "--max-tokens", str(a.tokens), "--prompt-ids", ",".join(map(str, p)), "--json",
@@ -68,7 +71,9 @@ def main():
                 if all(p.poll() is not None for p in procs):
                     break
                 time.sleep(0.05)
+            fault_times.append(time.time() - started)
             action()
+            fault_times.append(time.time() - started)
         results = []
         for p in procs:
             out, _ = p.communicate()
@@ -107,15 +112,25 @@ def main():
 
     done = [r for r in chaos if r is not None]
     same = sum(1 for c, r in zip(clean, chaos) if c is not None and r is not None and c["generated_ids"] == r["generated_ids"])
-    gaps = []
+    gaps, stalls = [], {"replica": 0.0, "coordinator": 0.0}
+    # fault_times: replica kill start/end (restarted), coordinator kill start/end; a gap is charged to the fault whose
+    # window it overlaps (stream clocks start within a few ms of the run's).
+    windows = {"replica": (fault_times[0] * 1000, fault_times[2] * 1000 if len(fault_times) > 2 else 1e12),
+               "coordinator": (fault_times[2] * 1000 if len(fault_times) > 2 else 1e12, 1e12)}
     for r in done:
         ms = [t["ms"] for t in r["tokens"]]
-        gaps += [b - a_ for a_, b in zip(ms, ms[1:])]
+        for a_, b in zip(ms, ms[1:]):
+            gaps.append(b - a_)
+            for k, (lo, hi) in windows.items():
+                if b >= lo and a_ < hi:
+                    stalls[k] = max(stalls[k], b - a_)
     gaps.sort()
     q = lambda f: gaps[min(len(gaps) - 1, int(f * len(gaps)))] if gaps else 0
     summary = {"streams": a.streams, "tokens_per_stream": a.tokens, "completed": len(done), "failed": a.streams - len(done),
                "identical_to_fault_free": same, "token_gap_p50_ms": q(0.5), "token_gap_p99_ms": q(0.99),
-               "longest_stall_ms": gaps[-1] if gaps else 0, "wall_seconds": wall, "logs": run}
+               "longest_stall_ms": gaps[-1] if gaps else 0,
+               "longest_stall_replica_kill_ms": stalls["replica"], "longest_stall_coordinator_kill_ms": stalls["coordinator"],
+               "fault_times_s": [round(t, 2) for t in fault_times], "wall_seconds": wall, "logs": run}
     if a.json:
         print(json.dumps(summary))
     else:

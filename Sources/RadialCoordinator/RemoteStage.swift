@@ -10,6 +10,8 @@ public struct FailoverPolicy: Sendable {
     /// Bytes of hidden-state history all sessions may keep per stage for replay; a session past it loses its
     /// history (and with it failover) rather than the process its memory.
     public var maxHistoryBytes = 1 << 30
+    /// Where failovers are reported (the coordinator's log).
+    public var log: @Sendable (String) -> Void = { _ in }
     public init() {}
 }
 
@@ -176,7 +178,9 @@ public final class RemoteStage: Stage {
             for c in order {
                 switch await check(clients[c]) {
                 case .usable:
+                    let started = clock.now
                     for id in sessions.sorted() { try await restore(id, on: clients[c]) }
+                    failover.log("worker \(clients[failed].address) failed (\(error.code): \(error.message)); \(sessions.count) sessions rebuilt on \(clients[c].address) in \(Int(((clock.now - started).seconds * 1000).rounded())) ms")
                     state.withLock { s in
                         for id in sessions { s.assignment[id] = c }
                         s.failovers += 1

@@ -118,6 +118,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         var failover = FailoverPolicy()
         failover.wait = .milliseconds(Int64(max(failoverWait, 0) * 1000))
         failover.maxHistoryBytes = max(historyMB, 0) << 20
+        failover.log = { Serving.log($0) }
         let scheduler = Scheduler(head: head, tokenizer: tokenizer, cluster: cluster, handshake: handshake, limits: limits,
                                   routing: routing, kvPolicy: routingOptions.kvPolicy, failover: failover)
         let name = (try? file.string("general.name")) ?? URL(fileURLWithPath: model.model).lastPathComponent
