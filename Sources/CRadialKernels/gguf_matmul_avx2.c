@@ -2,33 +2,19 @@
 // handled by one pattern: per group of 32 weights, the integer values q as 32 signed bytes (group_q), then
 //   fp32 inputs: the bytes widened to 4 x 8 floats, dotted with each input, the dot scaled by the group's
 //                scale (Q6_K: two dots of 16, each by its own scale) into an 8-lane accumulator per input;
-//   int8 inputs: maddubs/madd integer dot products per input (Q6_K: the madd multiplies each 16's pair sums
-//                by its int8 scale, so the two 16s are summed in integers), converted and scaled by
-//                (group scale * xd) into the accumulator.
+//   int8 inputs: maddubs/madd integer dot products per input, converted and scaled by (group scale * xd) into
+//                the accumulator (K-quants: gguf_kquant_avx2.c, eight groups' dots at once).
 // Offsets (Q4_1, Q5_1, Q4_K, Q5_K: value = scale * q + min) are summed after the row's dots, per input, as
 // the dot of the row's mins with the inputs' group sums (or xs). Up to 8 inputs share each decoded group, so a batch streams the weights
 // once. The arithmetic of an (input, row) pair is the same whatever the tile size K and whatever other rows
 // are in the call, so results do not depend on batching or on how rows are split.
-#include "gguf_internal.h"
+#include "gguf_avx2.h"
 
 // Each product rounds on its own (no contraction into FMAs beyond the explicit ones), so what an expression
 // computes is visible in the source.
 #pragma STDC FP_CONTRACT OFF
 
 #if defined(__x86_64__)
-#include <immintrin.h>
-
-#define SIMD_FN __attribute__((target("avx2,fma,f16c")))
-#define INLINE static inline __attribute__((always_inline))
-
-SIMD_FN INLINE float h2f(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return _cvtsh_ss(h); }
-
-SIMD_FN INLINE float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 // sum over g < ng of m[g] * xs[g]: the offset term of one (input, row), after the row's dots (one vector FMA
 // per 8 groups instead of a scalar one per group and input).
@@ -39,35 +25,6 @@ SIMD_FN INLINE float offset_dot(const float *m, const float *xs, int ng) {
     float t = hsum8(a);
     for (; g < ng; g++) t += m[g] * xs[g];
     return t;
-}
-
-// Per-block scales, one entry per group (per 16 for Q6_K): see decode_row in gguf_matmul.c, same values.
-typedef struct { float gs[8], mn[8], s16[16]; int8_t is16[16]; } block_scales;
-
-SIMD_FN INLINE void scales_of(const int T, const uint8_t *b, block_scales *s) {
-    if (T == GT_Q4_K || T == GT_Q5_K) {
-        // The 12 packed bytes to 8 scale bytes and 8 min bytes in two words each (gguf_scale_min_k4 for all
-        // eight groups at once, as llama.cpp's kmask shuffle), then d * sc and -(dmin * m) eight at a time.
-        uint32_t u[4];
-        memcpy(u, b + 4, 12);
-        u[3] = ((u[2] >> 4) & 0x0F0F0F0F) | (((u[1] >> 6) & 0x03030303) << 4);
-        const uint32_t mins_lo = u[1] & 0x3F3F3F3F;
-        u[1] = (u[2] & 0x0F0F0F0F) | (((u[0] >> 6) & 0x03030303) << 4);
-        u[2] = mins_lo;
-        u[0] &= 0x3F3F3F3F;
-        const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)u)));
-        const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(u + 2))));
-        _mm256_storeu_ps(s->gs, _mm256_mul_ps(_mm256_set1_ps(h2f(b)), sc));
-        _mm256_storeu_ps(s->mn, _mm256_xor_ps(_mm256_mul_ps(_mm256_set1_ps(h2f(b + 2)), mn), _mm256_set1_ps(-0.0f)));
-    } else if (T == GT_Q6_K) {
-        const float d = h2f(b + 208);
-        memcpy(s->is16, b + 192, 16);
-        for (int k = 0; k < 16; k++) s->s16[k] = d * (float)s->is16[k];
-        s->gs[0] = d;
-    } else {
-        s->gs[0] = h2f(b);
-        s->mn[0] = T == GT_Q4_1 || T == GT_Q5_1 ? h2f(b + 2) : 0.0f;
-    }
 }
 
 // 0xFF in byte j where bit j of the 32-bit little-endian word at p is set.
@@ -218,9 +175,10 @@ SIMD_FN INLINE void rows_float(const int T, const int K, const uint8_t *w, size_
 }
 
 // ---- int8 inputs (xq: K rows of cols bytes, stride ldq; xd, xs: K rows of ng floats) ----
-SIMD_FN INLINE void rows_q8(const int T, const int K, const uint8_t *w, size_t rb, int nblk, int r0, int r1,
-                            const int8_t *xq, int ldq, const float *xd, const float *xs, int ng,
-                            float *y, int ldy, int acc) {
+// The 32-weight types; the K-quants have their own kernels (gguf_kquant_avx2.c).
+SIMD_FN INLINE void rows_q8_32(const int T, const int K, const uint8_t *w, size_t rb, int nblk, int r0, int r1,
+                               const int8_t *xq, int ldq, const float *xd, const float *xs, int ng,
+                               float *y, int ldy, int acc) {
     const int G = gguf_block_elems(T) / 32, BB = gguf_block_bytes(T);
     // Unsigned weights go straight into maddubs; signed ones as |q| with the sign moved onto the input.
     const int sign = !(gguf_has_min(T));
@@ -283,10 +241,9 @@ SIMD_FN INLINE void tile_f32(const int K, int t, const tile_args *a) {
 
 SIMD_FN INLINE void tile_q8(const int K, int t, const tile_args *a) {
     const int nblk = a->cols / gguf_block_elems(t), ng = a->cols / 32;
-#define Q8_CASE(T) case T: rows_q8(T, K, a->w, a->rb, nblk, a->r0, a->r1, a->xq, a->ldq, a->xd, a->xs, ng, a->y, a->ldy, a->acc); break;
+#define Q8_CASE(T) case T: rows_q8_32(T, K, a->w, a->rb, nblk, a->r0, a->r1, a->xq, a->ldq, a->xd, a->xs, ng, a->y, a->ldy, a->acc); break;
     switch (t) {
     Q8_CASE(GT_Q4_0) Q8_CASE(GT_Q4_1) Q8_CASE(GT_Q5_0) Q8_CASE(GT_Q5_1) Q8_CASE(GT_Q8_0)
-    Q8_CASE(GT_Q4_K) Q8_CASE(GT_Q5_K) Q8_CASE(GT_Q6_K)
     }
 #undef Q8_CASE
 }
@@ -345,6 +302,7 @@ SIMD_FN int gguf_matmul_q8_avx2(int t, const uint8_t *w, size_t rb, int cols, in
                                 const int8_t *xq, int ldq, const float *xd, const float *xs, int n,
                                 float *y, int ldy, int acc) {
     if (!radial_gguf_supported(t) || gguf_is_float(t)) return 0;
+    if (gguf_block_elems(t) == 256) return gguf_kquant_q8_avx2(t, w, rb, cols, r0, r1, xq, ldq, xd, xs, n, y, ldy, acc);
     const int ng = cols / 32;
     for (int i0 = 0; i0 < n; i0 += 8) {
         const int k = n - i0 < 8 ? n - i0 : 8;
@@ -361,6 +319,12 @@ int gguf_simd(void) {
     if (f16c_state < 0) { __builtin_cpu_init(); f16c_state = __builtin_cpu_supports("f16c"); }
     return f16c_state;
 }
+static int vnni_state = -1;
+int gguf_vnni(void) {
+    if (!gguf_simd() || !radial_kernels_extensions_allowed()) return 0;
+    if (vnni_state < 0) vnni_state = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
+    return vnni_state;
+}
 #else
 int gguf_matmul_avx2(int t, const uint8_t *w, size_t rb, int cols, int r0, int r1,
                      const float *x, int ldx, int n, float *y, int ldy, int acc) { return 0; }
@@ -368,4 +332,5 @@ int gguf_matmul_q8_avx2(int t, const uint8_t *w, size_t rb, int cols, int r0, in
                         const int8_t *xq, int ldq, const float *xd, const float *xs, int n,
                         float *y, int ldy, int acc) { return 0; }
 int gguf_simd(void) { return 0; }
+int gguf_vnni(void) { return 0; }
 #endif
