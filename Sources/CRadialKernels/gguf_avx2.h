@@ -51,7 +51,7 @@ SIMD_FN INLINE void scales_of(const int T, const uint8_t *b, block_scales *s) {
 // instruction for maddubs + madd. Written as asm so the kernels around it stay compiled for plain AVX2 and one
 // body serves both paths; only reached when gguf_vnni() said the CPU has it.
 SIMD_FN INLINE __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
-    __asm__("vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(u), "xm"(s));
+    __asm__("vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(u), "x"(s));
     return acc;
 }
 
@@ -60,5 +60,11 @@ SIMD_FN INLINE __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
 SIMD_FN INLINE __m256i dot4(const int vnni, __m256i acc, __m256i u, __m256i s) {
     if (vnni) return dpbusd(acc, u, s);
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+}
+// The same with the signed bytes read from memory (32 bytes at p), folded into the instruction.
+SIMD_FN INLINE __m256i dot4_at(const int vnni, __m256i acc, __m256i u, const int8_t *p) {
+    if (!vnni) return dot4(0, acc, u, _mm256_loadu_si256((const __m256i *)p));
+    __asm__("vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(u), "m"(*(const __m256i *)p));
+    return acc;
 }
 #endif

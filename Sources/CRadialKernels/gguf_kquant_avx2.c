@@ -140,8 +140,8 @@ SIMD_FN INLINE void rows_q8_k(const int T, const int K, const int vnni, const ui
                 const kq_input *x = xp + (size_t)i * nblk + b;
                 __m256i al = _mm256_setzero_si256(), ah = _mm256_setzero_si256();
                 for (int m = 0; m < 4; m++) {
-                    al = dot4(vnni, al, wl[m], _mm256_loadu_si256((const __m256i *)x->x[0][m]));
-                    ah = dot4(vnni, ah, wh[m], _mm256_loadu_si256((const __m256i *)x->x[1][m]));
+                    al = dot4_at(vnni, al, wl[m], x->x[0][m]);
+                    ah = dot4_at(vnni, ah, wh[m], x->x[1][m]);
                 }
                 if (six) {
                     al = _mm256_mullo_epi32(_mm256_sub_epi32(al, _mm256_loadu_si256((const __m256i *)x->s32[0])), scl);
