@@ -67,4 +67,31 @@ SIMD_FN INLINE __m256i dot4_at(const int vnni, __m256i acc, __m256i u, const int
     __asm__("vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(u), "m"(*(const __m256i *)p));
     return acc;
 }
+// ---- shared by the int8-input kernels (gguf_kquant_avx2.c, gguf_legacy_avx2.c) ----
+
+// out[m], 32-bit lane j: dword m + 4 * (j / 4) of v[j % 4]. Over m = 0..3, lane j < 4 meets dwords 0-3
+// (elements 0-15) of v[j], lane j + 4 dwords 4-7 (elements 16-31): two lanes per source, one per 16.
+SIMD_FN INLINE void transpose4(__m256i a, __m256i b, __m256i c, __m256i d, __m256i out[4]) {
+    const __m256i ab0 = _mm256_unpacklo_epi32(a, b), ab1 = _mm256_unpackhi_epi32(a, b);
+    const __m256i cd0 = _mm256_unpacklo_epi32(c, d), cd1 = _mm256_unpackhi_epi32(c, d);
+    out[0] = _mm256_unpacklo_epi64(ab0, cd0);
+    out[1] = _mm256_unpackhi_epi64(ab0, cd0);
+    out[2] = _mm256_unpacklo_epi64(ab1, cd1);
+    out[3] = _mm256_unpackhi_epi64(ab1, cd1);
+}
+
+// Eight groups of one input (a K-quant block, or eight consecutive 32-weight blocks) as the int8 kernels read
+// them, prepared once per call.
+typedef struct {
+    int8_t x[2][4][32];  // [accumulator][m]: the groups transposed as the kernel's weights are
+    float xd[8], xs[8];  // scale and d * sum(q) per lane of the final vector
+    int32_t s32[2][8];   // integer sums per lane (Q6_K: 32 * each 16's; the 32-weight types: each group's)
+} kq_input;
+
+// One call's tile: rows [r0, r1) of w times K prepared inputs (nsb prepared blocks per input).
+typedef struct {
+    const uint8_t *w; size_t rb; int ng, nsb, r0, r1;
+    const kq_input *xp;
+    float *y; int ldy, acc;
+} q8_tile;
 #endif

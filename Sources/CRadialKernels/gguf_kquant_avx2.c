@@ -16,17 +16,6 @@
 // them into group g's exact integer dot in one lane, then one conversion and two FMAs. The integer dots are
 // exact, so how they are formed changes no bit of the result.
 
-// out[m], 32-bit lane j: dword m + 4 * (j / 4) of v[j % 4]. Over m = 0..3, lane j < 4 meets dwords 0-3
-// (elements 0-15) of v[j], lane j + 4 dwords 4-7 (elements 16-31): two lanes per source, one per 16.
-SIMD_FN INLINE void transpose4(__m256i a, __m256i b, __m256i c, __m256i d, __m256i out[4]) {
-    const __m256i ab0 = _mm256_unpacklo_epi32(a, b), ab1 = _mm256_unpackhi_epi32(a, b);
-    const __m256i cd0 = _mm256_unpacklo_epi32(c, d), cd1 = _mm256_unpackhi_epi32(c, d);
-    out[0] = _mm256_unpacklo_epi64(ab0, cd0);
-    out[1] = _mm256_unpackhi_epi64(ab0, cd0);
-    out[2] = _mm256_unpacklo_epi64(ab1, cd1);
-    out[3] = _mm256_unpackhi_epi64(ab1, cd1);
-}
-
 // Which groups feed the two accumulators of a block (lane j: group src[j % 4]), following where each type keeps
 // a group's low bits: Q4_K/Q5_K pair groups 2c and 2c+1 in the nibbles of one 32-byte run; Q6_K pairs g and g+2.
 // The final vector holds the low accumulator's groups in lanes 0-3 and the high one's in 4-7.
@@ -34,13 +23,6 @@ static const int kq_groups[2][2][4] = { { {0, 2, 4, 6}, {1, 3, 5, 7} }, { {0, 1,
 SIMD_FN INLINE __m256i kq_lane_order(const int T) {
     return T == GT_Q6_K ? _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7) : _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
 }
-
-// One input's block of 256 values as the kernel reads them.
-typedef struct {
-    int8_t x[2][4][32];  // [accumulator][m]: the groups of kq_groups transposed as the weights are
-    float xd[8], xs[8];  // scale and d * sum(q) per lane of the final vector
-    int32_t s32[2][8];   // Q6_K: 32 * the sum of each 16, per lane of each accumulator (for q - 32)
-} kq_input;
 
 SIMD_FN INLINE void kq_prepare(const int T, const int vnni, const int8_t *xq, const float *xd, const float *xs,
                                int nblk, kq_input *out) {
@@ -110,12 +92,11 @@ SIMD_FN INLINE __m256i join_halves(__m256i a, __m256i c) {
     return _mm256_add_epi32(_mm256_permute2x128_si256(a, c, 0x20), _mm256_permute2x128_si256(a, c, 0x31));
 }
 
-SIMD_FN INLINE void rows_q8_k(const int T, const int K, const int vnni, const uint8_t *w, size_t rb, int nblk,
-                              int r0, int r1, const kq_input *xp, float *y, int ldy, int acc) {
-    const int BB = gguf_block_bytes(T), six = T == GT_Q6_K;
+SIMD_FN INLINE void rows_q8_k(const int T, const int K, const int vnni, const q8_tile *a) {
+    const int BB = gguf_block_bytes(T), six = T == GT_Q6_K, nblk = a->nsb;
     const __m256i order = kq_lane_order(T);
-    for (int r = r0; r < r1; r++) {
-        const uint8_t *row = w + (size_t)r * rb;
+    for (int r = a->r0; r < a->r1; r++) {
+        const uint8_t *row = a->w + (size_t)r * a->rb;
         __m256 sum[K];
         for (int i = 0; i < K; i++) sum[i] = _mm256_setzero_ps();
         for (int b = 0; b < nblk; b++) {
@@ -137,7 +118,7 @@ SIMD_FN INLINE void rows_q8_k(const int T, const int K, const int vnni, const ui
                 mn = _mm256_permutevar8x32_ps(_mm256_loadu_ps(s.mn), order);
             }
             for (int i = 0; i < K; i++) {
-                const kq_input *x = xp + (size_t)i * nblk + b;
+                const kq_input *x = a->xp + (size_t)i * nblk + b;
                 __m256i al = _mm256_setzero_si256(), ah = _mm256_setzero_si256();
                 for (int m = 0; m < 4; m++) {
                     al = dot4_at(vnni, al, wl[m], x->x[0][m]);
@@ -154,43 +135,40 @@ SIMD_FN INLINE void rows_q8_k(const int T, const int K, const int vnni, const ui
         }
         for (int i = 0; i < K; i++) {
             const float v = hsum8(sum[i]);
-            float *out = y + (size_t)i * ldy + r;
-            *out = acc ? *out + v : v;
+            float *out = a->y + (size_t)i * a->ldy + r;
+            *out = a->acc ? *out + v : v;
         }
     }
 }
 
 // ---- one copy per tile size K and dot product, a switch over the three types ----
 
-SIMD_FN INLINE void kq_tile(const int K, const int vnni, int t, const uint8_t *w, size_t rb, int nblk, int r0, int r1,
-                            const kq_input *xp, float *y, int ldy, int acc) {
+SIMD_FN INLINE void kq_tile(const int K, const int vnni, int t, const q8_tile *a) {
     switch (t) {
-    case GT_Q4_K: rows_q8_k(GT_Q4_K, K, vnni, w, rb, nblk, r0, r1, xp, y, ldy, acc); break;
-    case GT_Q5_K: rows_q8_k(GT_Q5_K, K, vnni, w, rb, nblk, r0, r1, xp, y, ldy, acc); break;
-    case GT_Q6_K: rows_q8_k(GT_Q6_K, K, vnni, w, rb, nblk, r0, r1, xp, y, ldy, acc); break;
+    case GT_Q4_K: rows_q8_k(GT_Q4_K, K, vnni, a); break;
+    case GT_Q5_K: rows_q8_k(GT_Q5_K, K, vnni, a); break;
+    case GT_Q6_K: rows_q8_k(GT_Q6_K, K, vnni, a); break;
     }
 }
 
-typedef void kq_tile_fn(int t, const uint8_t *w, size_t rb, int nblk, int r0, int r1, const kq_input *xp,
-                        float *y, int ldy, int acc);
-SIMD_FN static void kq_tile_1(int t, const uint8_t *w, size_t rb, int nblk, int r0, int r1, const kq_input *xp, float *y, int ldy, int acc) { kq_tile(1, 0, t, w, rb, nblk, r0, r1, xp, y, ldy, acc); }
-SIMD_FN static void kq_tile_2(int t, const uint8_t *w, size_t rb, int nblk, int r0, int r1, const kq_input *xp, float *y, int ldy, int acc) { kq_tile(2, 0, t, w, rb, nblk, r0, r1, xp, y, ldy, acc); }
-SIMD_FN static void kq_tile_3(int t, const uint8_t *w, size_t rb, int nblk, int r0, int r1, const kq_input *xp, float *y, int ldy, int acc) { kq_tile(3, 0, t, w, rb, nblk, r0, r1, xp, y, ldy, acc); }
-SIMD_FN static void kq_tile_4(int t, const uint8_t *w, size_t rb, int nblk, int r0, int r1, const kq_input *xp, float *y, int ldy, int acc) { kq_tile(4, 0, t, w, rb, nblk, r0, r1, xp, y, ldy, acc); }
-SIMD_FN static void kq_tile_5(int t, const uint8_t *w, size_t rb, int nblk, int r0, int r1, const kq_input *xp, float *y, int ldy, int acc) { kq_tile(5, 0, t, w, rb, nblk, r0, r1, xp, y, ldy, acc); }
-SIMD_FN static void kq_tile_6(int t, const uint8_t *w, size_t rb, int nblk, int r0, int r1, const kq_input *xp, float *y, int ldy, int acc) { kq_tile(6, 0, t, w, rb, nblk, r0, r1, xp, y, ldy, acc); }
-SIMD_FN static void kq_tile_7(int t, const uint8_t *w, size_t rb, int nblk, int r0, int r1, const kq_input *xp, float *y, int ldy, int acc) { kq_tile(7, 0, t, w, rb, nblk, r0, r1, xp, y, ldy, acc); }
-SIMD_FN static void kq_tile_8(int t, const uint8_t *w, size_t rb, int nblk, int r0, int r1, const kq_input *xp, float *y, int ldy, int acc) { kq_tile(8, 0, t, w, rb, nblk, r0, r1, xp, y, ldy, acc); }
-SIMD_FN static void kq_tilev_1(int t, const uint8_t *w, size_t rb, int nblk, int r0, int r1, const kq_input *xp, float *y, int ldy, int acc) { kq_tile(1, 1, t, w, rb, nblk, r0, r1, xp, y, ldy, acc); }
-SIMD_FN static void kq_tilev_2(int t, const uint8_t *w, size_t rb, int nblk, int r0, int r1, const kq_input *xp, float *y, int ldy, int acc) { kq_tile(2, 1, t, w, rb, nblk, r0, r1, xp, y, ldy, acc); }
-SIMD_FN static void kq_tilev_3(int t, const uint8_t *w, size_t rb, int nblk, int r0, int r1, const kq_input *xp, float *y, int ldy, int acc) { kq_tile(3, 1, t, w, rb, nblk, r0, r1, xp, y, ldy, acc); }
-SIMD_FN static void kq_tilev_4(int t, const uint8_t *w, size_t rb, int nblk, int r0, int r1, const kq_input *xp, float *y, int ldy, int acc) { kq_tile(4, 1, t, w, rb, nblk, r0, r1, xp, y, ldy, acc); }
-SIMD_FN static void kq_tilev_5(int t, const uint8_t *w, size_t rb, int nblk, int r0, int r1, const kq_input *xp, float *y, int ldy, int acc) { kq_tile(5, 1, t, w, rb, nblk, r0, r1, xp, y, ldy, acc); }
-SIMD_FN static void kq_tilev_6(int t, const uint8_t *w, size_t rb, int nblk, int r0, int r1, const kq_input *xp, float *y, int ldy, int acc) { kq_tile(6, 1, t, w, rb, nblk, r0, r1, xp, y, ldy, acc); }
-SIMD_FN static void kq_tilev_7(int t, const uint8_t *w, size_t rb, int nblk, int r0, int r1, const kq_input *xp, float *y, int ldy, int acc) { kq_tile(7, 1, t, w, rb, nblk, r0, r1, xp, y, ldy, acc); }
-SIMD_FN static void kq_tilev_8(int t, const uint8_t *w, size_t rb, int nblk, int r0, int r1, const kq_input *xp, float *y, int ldy, int acc) { kq_tile(8, 1, t, w, rb, nblk, r0, r1, xp, y, ldy, acc); }
+SIMD_FN static void kq_tile_1(int t, const q8_tile *a) { kq_tile(1, 0, t, a); }
+SIMD_FN static void kq_tile_2(int t, const q8_tile *a) { kq_tile(2, 0, t, a); }
+SIMD_FN static void kq_tile_3(int t, const q8_tile *a) { kq_tile(3, 0, t, a); }
+SIMD_FN static void kq_tile_4(int t, const q8_tile *a) { kq_tile(4, 0, t, a); }
+SIMD_FN static void kq_tile_5(int t, const q8_tile *a) { kq_tile(5, 0, t, a); }
+SIMD_FN static void kq_tile_6(int t, const q8_tile *a) { kq_tile(6, 0, t, a); }
+SIMD_FN static void kq_tile_7(int t, const q8_tile *a) { kq_tile(7, 0, t, a); }
+SIMD_FN static void kq_tile_8(int t, const q8_tile *a) { kq_tile(8, 0, t, a); }
+SIMD_FN static void kq_tilev_1(int t, const q8_tile *a) { kq_tile(1, 1, t, a); }
+SIMD_FN static void kq_tilev_2(int t, const q8_tile *a) { kq_tile(2, 1, t, a); }
+SIMD_FN static void kq_tilev_3(int t, const q8_tile *a) { kq_tile(3, 1, t, a); }
+SIMD_FN static void kq_tilev_4(int t, const q8_tile *a) { kq_tile(4, 1, t, a); }
+SIMD_FN static void kq_tilev_5(int t, const q8_tile *a) { kq_tile(5, 1, t, a); }
+SIMD_FN static void kq_tilev_6(int t, const q8_tile *a) { kq_tile(6, 1, t, a); }
+SIMD_FN static void kq_tilev_7(int t, const q8_tile *a) { kq_tile(7, 1, t, a); }
+SIMD_FN static void kq_tilev_8(int t, const q8_tile *a) { kq_tile(8, 1, t, a); }
 
-static kq_tile_fn *const kq_tiles[2][8] = {
+static void (*const kq_tiles[2][8])(int, const q8_tile *) = {
     { kq_tile_1, kq_tile_2, kq_tile_3, kq_tile_4, kq_tile_5, kq_tile_6, kq_tile_7, kq_tile_8 },
     { kq_tilev_1, kq_tilev_2, kq_tilev_3, kq_tilev_4, kq_tilev_5, kq_tilev_6, kq_tilev_7, kq_tilev_8 },
 };
@@ -209,7 +187,8 @@ SIMD_FN int gguf_kquant_q8_avx2(int t, const uint8_t *w, size_t rb, int cols, in
             if (t == GT_Q6_K) kq_prepare(GT_Q6_K, vnni, q, d, s, nblk, xp + (size_t)i * nblk);
             else kq_prepare(GT_Q4_K, vnni, q, d, s, nblk, xp + (size_t)i * nblk);  // Q5_K's groups sit as Q4_K's
         }
-        kq_tiles[vnni][k - 1](t, w, rb, nblk, r0, r1, xp, y + (size_t)i0 * ldy, ldy, acc);
+        const q8_tile a = { w, rb, ng, nblk, r0, r1, xp, y + (size_t)i0 * ldy, ldy, acc };
+        kq_tiles[vnni][k - 1](t, &a);
     }
     free(xp);
     return 1;

@@ -174,55 +174,11 @@ SIMD_FN INLINE void rows_float(const int T, const int K, const uint8_t *w, size_
     }
 }
 
-// ---- int8 inputs (xq: K rows of cols bytes, stride ldq; xd, xs: K rows of ng floats) ----
-// The 32-weight types; the K-quants have their own kernels (gguf_kquant_avx2.c).
-SIMD_FN INLINE void rows_q8_32(const int T, const int K, const uint8_t *w, size_t rb, int nblk, int r0, int r1,
-                               const int8_t *xq, int ldq, const float *xd, const float *xs, int ng,
-                               float *y, int ldy, int acc) {
-    const int G = gguf_block_elems(T) / 32, BB = gguf_block_bytes(T);
-    // Unsigned weights go straight into maddubs; signed ones as |q| with the sign moved onto the input.
-    const int sign = !(gguf_has_min(T));
-    for (int r = r0; r < r1; r++) {
-        const uint8_t *row = w + (size_t)r * rb;
-        __m256 sum[K];
-        float mrow[gguf_has_min(T) ? ng : 1];  // the row's group offsets, for offset_dot
-        for (int i = 0; i < K; i++) sum[i] = _mm256_setzero_ps();
-        for (int b = 0; b < nblk; b++) {
-            const uint8_t *blk = row + (size_t)b * BB;
-            block_scales s;
-            scales_of(T, blk, &s);
-            if (gguf_has_min(T)) memcpy(mrow + b * G, s.mn, sizeof(float) * G);
-            for (int g = 0; g < G; g++) {
-                const int gi = b * G + g;
-                const __m256i q = group_q(T, blk, g);
-                const __m256i wu = sign ? _mm256_sign_epi8(q, q) : q;
-                // madd multiplier: 1, or Q6_K's scale of each 16 (lanes 0-7 hold elements 0-15's pair sums)
-                const __m256i mul = T == GT_Q6_K
-                    ? _mm256_set_m128i(_mm_set1_epi16(s.is16[2 * (g % 8) + 1]), _mm_set1_epi16(s.is16[2 * (g % 8)]))
-                    : _mm256_set1_epi16(1);
-                const float gs = T == GT_Q6_K ? s.gs[0] : s.gs[g];
-                for (int i = 0; i < K; i++) {
-                    const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (size_t)i * ldq + 32 * gi));
-                    const __m256i p16 = _mm256_maddubs_epi16(wu, sign ? _mm256_sign_epi8(xv, q) : xv);
-                    const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, mul));
-                    sum[i] = _mm256_fmadd_ps(_mm256_set1_ps(gs * xd[(size_t)i * ng + gi]), dot, sum[i]);
-                }
-            }
-        }
-        for (int i = 0; i < K; i++) {
-            const float v = hsum8(sum[i]) + (gguf_has_min(T) ? offset_dot(mrow, xs + (size_t)i * ng, ng) : 0.0f);
-            float *out = y + (size_t)i * ldy + r;
-            *out = acc ? *out + v : v;
-        }
-    }
-}
-
 // ---- one copy per tile size K (constant, so the accumulators stay in registers), a switch over types ----
 
 typedef struct {
     const uint8_t *w; size_t rb; int cols, r0, r1;
-    const float *x; int ldx; const float *xsum;           // fp32 inputs
-    const int8_t *xq; int ldq; const float *xd, *xs;      // int8 inputs
+    const float *x; int ldx; const float *xsum;
     float *y; int ldy, acc;
 } tile_args;
 
@@ -239,15 +195,6 @@ SIMD_FN INLINE void tile_f32(const int K, int t, const tile_args *a) {
 #undef FLT_CASE
 }
 
-SIMD_FN INLINE void tile_q8(const int K, int t, const tile_args *a) {
-    const int nblk = a->cols / gguf_block_elems(t), ng = a->cols / 32;
-#define Q8_CASE(T) case T: rows_q8_32(T, K, a->w, a->rb, nblk, a->r0, a->r1, a->xq, a->ldq, a->xd, a->xs, ng, a->y, a->ldy, a->acc); break;
-    switch (t) {
-    Q8_CASE(GT_Q4_0) Q8_CASE(GT_Q4_1) Q8_CASE(GT_Q5_0) Q8_CASE(GT_Q5_1) Q8_CASE(GT_Q8_0)
-    }
-#undef Q8_CASE
-}
-
 SIMD_FN static void tile_f32_1(int t, const tile_args *a) { tile_f32(1, t, a); }
 SIMD_FN static void tile_f32_2(int t, const tile_args *a) { tile_f32(2, t, a); }
 SIMD_FN static void tile_f32_3(int t, const tile_args *a) { tile_f32(3, t, a); }
@@ -256,20 +203,9 @@ SIMD_FN static void tile_f32_5(int t, const tile_args *a) { tile_f32(5, t, a); }
 SIMD_FN static void tile_f32_6(int t, const tile_args *a) { tile_f32(6, t, a); }
 SIMD_FN static void tile_f32_7(int t, const tile_args *a) { tile_f32(7, t, a); }
 SIMD_FN static void tile_f32_8(int t, const tile_args *a) { tile_f32(8, t, a); }
-SIMD_FN static void tile_q8_1(int t, const tile_args *a) { tile_q8(1, t, a); }
-SIMD_FN static void tile_q8_2(int t, const tile_args *a) { tile_q8(2, t, a); }
-SIMD_FN static void tile_q8_3(int t, const tile_args *a) { tile_q8(3, t, a); }
-SIMD_FN static void tile_q8_4(int t, const tile_args *a) { tile_q8(4, t, a); }
-SIMD_FN static void tile_q8_5(int t, const tile_args *a) { tile_q8(5, t, a); }
-SIMD_FN static void tile_q8_6(int t, const tile_args *a) { tile_q8(6, t, a); }
-SIMD_FN static void tile_q8_7(int t, const tile_args *a) { tile_q8(7, t, a); }
-SIMD_FN static void tile_q8_8(int t, const tile_args *a) { tile_q8(8, t, a); }
 
 static void (*const f32_tiles[8])(int, const tile_args *) = {
     tile_f32_1, tile_f32_2, tile_f32_3, tile_f32_4, tile_f32_5, tile_f32_6, tile_f32_7, tile_f32_8,
-};
-static void (*const q8_tiles[8])(int, const tile_args *) = {
-    tile_q8_1, tile_q8_2, tile_q8_3, tile_q8_4, tile_q8_5, tile_q8_6, tile_q8_7, tile_q8_8,
 };
 
 // Group sums of each input, for the offset term: the same additions whatever the tile.
@@ -292,25 +228,19 @@ SIMD_FN int gguf_matmul_avx2(int t, const uint8_t *w, size_t rb, int cols, int r
         const int k = n - i0 < 8 ? n - i0 : 8;
         const float *xi = x + (size_t)i0 * ldx;
         if (mins) group_sums(xi, ldx, k, ng, xsum);
-        const tile_args a = { w, rb, cols, r0, r1, xi, ldx, xsum, 0, 0, 0, 0, y + (size_t)i0 * ldy, ldy, acc };
+        const tile_args a = { w, rb, cols, r0, r1, xi, ldx, xsum, y + (size_t)i0 * ldy, ldy, acc };
         f32_tiles[k - 1](t, &a);
     }
     return 1;
 }
 
-SIMD_FN int gguf_matmul_q8_avx2(int t, const uint8_t *w, size_t rb, int cols, int r0, int r1,
-                                const int8_t *xq, int ldq, const float *xd, const float *xs, int n,
-                                float *y, int ldy, int acc) {
+// int8 inputs: gguf_kquant_avx2.c and gguf_legacy_avx2.c.
+int gguf_matmul_q8_avx2(int t, const uint8_t *w, size_t rb, int cols, int r0, int r1,
+                        const int8_t *xq, int ldq, const float *xd, const float *xs, int n,
+                        float *y, int ldy, int acc) {
     if (!radial_gguf_supported(t) || gguf_is_float(t)) return 0;
     if (gguf_block_elems(t) == 256) return gguf_kquant_q8_avx2(t, w, rb, cols, r0, r1, xq, ldq, xd, xs, n, y, ldy, acc);
-    const int ng = cols / 32;
-    for (int i0 = 0; i0 < n; i0 += 8) {
-        const int k = n - i0 < 8 ? n - i0 : 8;
-        const tile_args a = { w, rb, cols, r0, r1, 0, 0, 0, xq + (size_t)i0 * ldq, ldq,
-                              xd + (size_t)i0 * ng, xs + (size_t)i0 * ng, y + (size_t)i0 * ldy, ldy, acc };
-        q8_tiles[k - 1](t, &a);
-    }
-    return 1;
+    return gguf_legacy_q8_avx2(t, w, rb, cols, r0, r1, xq, ldq, xd, xs, n, y, ldy, acc);
 }
 
 static int f16c_state = -1;  // benign race, as in kernels.c
