@@ -9,6 +9,7 @@
 // once. The arithmetic of an (input, row) pair is the same whatever the tile size K and whatever other rows
 // are in the call, so results do not depend on batching or on how rows are split.
 #include "gguf_avx2.h"
+#include <stdlib.h>
 
 // Each product rounds on its own (no contraction into FMAs beyond the explicit ones), so what an expression
 // computes is visible in the source.
@@ -83,6 +84,24 @@ SIMD_FN INLINE void widen(__m256i q, __m256 w[4]) {
 }
 
 // ---- fp32 inputs ----
+
+// Q4_K's group g as 4 x 8 floats without byte shuffles: in 32-bit lane j of its 32-byte run, nibble h + 2t
+// (h = g % 2: low or high nibbles) is element 4j + t, so a shift and a mask give 8 weights ready to convert.
+// Widening bytes instead takes three shuffles per 8 weights, and shuffles run on only two of the four vector
+// pipes. The inputs are permuted to match (q4k_permute): element 4j + t of each group at 8t + j.
+SIMD_FN INLINE void q4k_group(const uint8_t *blk, int g, __m256 w[4]) {
+    const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * (g / 2))), f = _mm256_set1_epi32(15);
+    for (int t = 0; t < 4; t++)
+        w[t] = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srl_epi32(v, _mm_cvtsi32_si128(4 * (g % 2 + 2 * t))), f));
+}
+
+// k inputs (stride ldx) to xt (stride cols) with each group of 32 as a 4 x 8 transpose: xt[8t + j] = x[4j + t].
+static void q4k_permute(const float *x, int ldx, int k, int cols, float *xt) {
+    for (int i = 0; i < k; i++)
+        for (int g = 0; g < cols; g += 32)
+            for (int t = 0; t < 4; t++)
+                for (int j = 0; j < 8; j++) xt[(size_t)i * cols + g + 8 * t + j] = x[(size_t)i * ldx + g + 4 * j + t];
+}
 // K inputs (x: K rows, stride ldx; xsum: K rows of ng group sums, used by types with an offset) times rows
 // [r0, r1) of a quantised matrix of type T; nblk blocks per row.
 SIMD_FN INLINE void rows_f32(const int T, const int K, const uint8_t *w, size_t rb, int nblk, int r0, int r1,
@@ -101,7 +120,8 @@ SIMD_FN INLINE void rows_f32(const int T, const int K, const uint8_t *w, size_t 
             for (int g = 0; g < G; g++) {
                 const int gi = b * G + g;
                 __m256 wv[4];
-                widen(group_q(T, blk, g), wv);
+                if (T == GT_Q4_K) q4k_group(blk, g, wv);
+                else widen(group_q(T, blk, g), wv);
                 for (int i = 0; i < K; i++) {
                     const float *xk = x + (size_t)i * ldx + 32 * gi;
                     if (T == GT_Q6_K) {
@@ -222,15 +242,19 @@ SIMD_FN static void group_sums(const float *x, int ldx, int k, int ng, float *xs
 SIMD_FN int gguf_matmul_avx2(int t, const uint8_t *w, size_t rb, int cols, int r0, int r1,
                              const float *x, int ldx, int n, float *y, int ldy, int acc) {
     if (!radial_gguf_supported(t)) return 0;
-    const int ng = cols / 32, mins = gguf_has_min(t);
+    const int ng = cols / 32, mins = gguf_has_min(t), q4k = t == GT_Q4_K;
     float xsum[mins ? 8 * ng : 1];
+    float *xt = q4k ? malloc(sizeof(float) * (size_t)(n < 8 ? n : 8) * cols) : 0;
+    if (q4k && !xt) return 0;  // out of memory: the portable kernel, which needs none
     for (int i0 = 0; i0 < n; i0 += 8) {
         const int k = n - i0 < 8 ? n - i0 : 8;
         const float *xi = x + (size_t)i0 * ldx;
-        if (mins) group_sums(xi, ldx, k, ng, xsum);
-        const tile_args a = { w, rb, cols, r0, r1, xi, ldx, xsum, y + (size_t)i0 * ldy, ldy, acc };
+        if (mins) group_sums(xi, ldx, k, ng, xsum);  // from x as given, so the sums do not depend on the layout
+        if (q4k) q4k_permute(xi, ldx, k, cols, xt);
+        const tile_args a = { w, rb, cols, r0, r1, q4k ? xt : xi, q4k ? cols : ldx, xsum, y + (size_t)i0 * ldy, ldy, acc };
         f32_tiles[k - 1](t, &a);
     }
+    free(xt);
     return 1;
 }
 
