@@ -1,7 +1,9 @@
 // The GGUF in-place kernels alone, one thread: GB/s of weights streamed and ns per row, per type, for 1 and 8
 // inputs, fp32 and int8 activations, next to the repacked Q4_1 kernel (radial_matmul_q4 / _q4_q8).
 //   clang -O3 -I Sources/CRadialKernels/include bench/gguf_bench.c Sources/CRadialKernels/*.c -lm -o /tmp/gb
-//   taskset -c 1 /tmp/gb [ROWS COLS [TYPE...]]   (default 4096 x 4096, every type; weights larger than the caches)
+//   taskset -c 1 /tmp/gb [ROWS COLS [TYPE...]]   (default 1024 x 4096, every type: weights larger than L2, and
+//   calls short enough (under 1 ms at batch 8) that some of them run between the scheduler's interruptions)
+//   LEVEL=2 measures plain AVX2 on a CPU with AVX512-VNNI (1: the portable kernels; radial_kernels_force_generic)
 // GB/s counts the weight bytes only (for the repacked Q4_1: 16 B of nibbles + two fp32 per 32 weights).
 #include "radial_kernels.h"
 #include <stdio.h>
@@ -17,7 +19,7 @@ static const struct { int id, bytes, elems; const char *name; } types[] = {
     {0, 4, 1, "F32"},
 };
 
-static const int rows_default = 4096, cols_default = 4096;
+static const int rows_default = 1024, cols_default = 4096;
 static int rows, cols;
 static float *x, *y, *xd, *xs;
 static int8_t *xq;
@@ -40,6 +42,7 @@ int main(int argc, char **argv) {
     xq = malloc((size_t)cols * 8); xd = malloc(sizeof(float) * nb * 8); xs = malloc(sizeof(float) * nb * 8);
     for (int i = 0; i < cols * 8; i++) x[i] = rand() / (float)RAND_MAX - 0.5f;
     radial_quantize_q8(x, cols, 8, nb, xq, cols, xd, xs);
+    if (getenv("LEVEL")) radial_kernels_force_generic(atoi(getenv("LEVEL")));
     printf("%d x %d, simd %d, 1 thread\n", rows, cols, radial_kernels_simd());
 
     // the repacked Q4_1 kernel (kernels.c)
