@@ -61,12 +61,14 @@ SIMD_FN INLINE __m256i dot4(const int vnni, __m256i acc, __m256i u, __m256i s) {
     if (vnni) return dpbusd(acc, u, s);
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
 }
+
 // The same with the signed bytes read from memory (32 bytes at p), folded into the instruction.
 SIMD_FN INLINE __m256i dot4_at(const int vnni, __m256i acc, __m256i u, const int8_t *p) {
     if (!vnni) return dot4(0, acc, u, _mm256_loadu_si256((const __m256i *)p));
     __asm__("vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(u), "m"(*(const __m256i *)p));
     return acc;
 }
+
 // ---- shared by the int8-input kernels (gguf_kquant_avx2.c, gguf_legacy_avx2.c) ----
 
 // out[m], 32-bit lane j: dword m + 4 * (j / 4) of v[j % 4]. Over m = 0..3, lane j < 4 meets dwords 0-3

@@ -1,13 +1,12 @@
-// AVX2 + FMA (+ F16C for the fp16 scales) kernels over GGUF blocks read in place. Every quantised type is
-// handled by one pattern: per group of 32 weights, the integer values q as 32 signed bytes (group_q), then
-//   fp32 inputs: the bytes widened to 4 x 8 floats, dotted with each input, the dot scaled by the group's
-//                scale (Q6_K: two dots of 16, each by its own scale) into an 8-lane accumulator per input;
-//   int8 inputs: maddubs/madd integer dot products per input, converted and scaled by (group scale * xd) into
-//                the accumulator (K-quants: gguf_kquant_avx2.c, eight groups' dots at once).
-// Offsets (Q4_1, Q5_1, Q4_K, Q5_K: value = scale * q + min) are summed after the row's dots, per input, as
-// the dot of the row's mins with the inputs' group sums (or xs). Up to 8 inputs share each decoded group, so a batch streams the weights
-// once. The arithmetic of an (input, row) pair is the same whatever the tile size K and whatever other rows
-// are in the call, so results do not depend on batching or on how rows are split.
+// AVX2 + FMA (+ F16C for the fp16 scales) kernels over GGUF blocks read in place, fp32 inputs (the int8-input
+// kernels are in gguf_kquant_avx2.c and gguf_legacy_avx2.c). Every quantised type is handled by one pattern:
+// per group of 32 weights, the integer values q as 4 x 8 floats (group_q widened; Q4_K: q4k_group), dotted with
+// each input, the dot scaled by the group's scale (Q6_K: two dots of 16, each by its own scale) into an 8-lane
+// accumulator per input. Offsets (Q4_1, Q5_1, Q4_K, Q5_K: value = scale * q + min) are summed after the row's
+// dots, per input, as the dot of the row's mins with the inputs' group sums. Up to 8 inputs share each decoded
+// group, so a batch streams the weights once. The arithmetic of an (input, row) pair is the same whatever the
+// tile size K and whatever other rows are in the call, so results do not depend on batching or on how rows are
+// split.
 #include "gguf_avx2.h"
 #include <stdlib.h>
 
