@@ -2,7 +2,7 @@
 //   clang -O2 -I Sources/CRadialKernels/include bench/gguf_check.c Sources/CRadialKernels/*.c -lm -o /tmp/gc && /tmp/gc
 // Per type: random blocks (valid fp16 scales), products against a Double reference over the dequantised
 // weights, int8 products against the same reference with dequantised int8 inputs, and batch/row-range
-// invariance (bit-equal), for the generic and the AVX2 versions.
+// invariance (bit-equal), for the generic, the AVX2 and the AVX512-VNNI versions.
 #include "radial_kernels.h"
 #include <math.h>
 #include <stdio.h>
@@ -57,10 +57,13 @@ int main(void) {
             radial_quantize_q8(x, cols, n, nb, xq, cols, xd, xs);
             for (int i = 0; i < n; i++) for (int c = 0; c < cols; c++) xdq[i * cols + c] = xd[i * nb + c / 32] * xq[i * cols + c];
         }
-        for (int mode = 0; mode < 4; mode++) {  // generic f32, simd f32, generic q8, simd q8
-            const int useq8 = mode >= 2, generic = !(mode & 1);
+        // per arithmetic (f32, q8): the generic kernels, AVX2 alone, and the best this CPU has (AVX512-VNNI)
+        static const int force[3] = {1, 2, 0};
+        static const char *const level_name[3] = {"generic", "avx2", "best"};
+        for (int mode = 0; mode < 6; mode++) {
+            const int useq8 = mode >= 3, level = mode % 3;
             if (useq8 && !q8) continue;
-            radial_kernels_force_generic(generic);
+            radial_kernels_force_generic(force[level]);
             float y[n * 40], y1[40], y3[3 * 40];
             if (useq8) radial_gguf_matmul_q8(t, w, rb, cols, 0, rows, xq, cols, xd, xs, n, y, rows, 0);
             else radial_gguf_matmul(t, w, rb, cols, 0, rows, x, cols, n, y, rows, 0);
@@ -84,7 +87,7 @@ int main(void) {
             for (int i = 0; i < 3; i++) same &= memcmp(y3 + i * 40 + 3, y + (5 + i) * rows + 3, sizeof(float) * 26) == 0;
             const int ok = worst < 2e-6 && same;
             fails += !ok;
-            printf("type %2d %-8s %-4s rel.err %.2e  invariant %d  %s\n", t, generic ? "generic" : "simd", useq8 ? "q8" : "f32", worst, same, ok ? "ok" : "FAIL");
+            printf("type %2d %-8s %-4s rel.err %.2e  invariant %d  %s\n", t, level_name[level], useq8 ? "q8" : "f32", worst, same, ok ? "ok" : "FAIL");
         }
         radial_kernels_force_generic(0);
         free(w); free(wf);

@@ -66,4 +66,12 @@ int gguf_matmul_avx2(int type, const uint8_t *w, size_t rb, int cols, int r0, in
 int gguf_matmul_q8_avx2(int type, const uint8_t *w, size_t rb, int cols, int r0, int r1,
                         const int8_t *xq, int ldq, const float *xd, const float *xs, int n,
                         float *y, int ldy, int acc);
+int gguf_kquant_q8_avx2(int type, const uint8_t *w, size_t rb, int cols, int r0, int r1,
+                        const int8_t *xq, int ldq, const float *xd, const float *xs, int n,
+                        float *y, int ldy, int acc);  // gguf_kquant_avx2.c: Q4_K, Q5_K, Q6_K
+int gguf_legacy_q8_avx2(int type, const uint8_t *w, size_t rb, int cols, int r0, int r1,
+                        const int8_t *xq, int ldq, const float *xd, const float *xs, int n,
+                        float *y, int ldy, int acc);  // gguf_legacy_avx2.c: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
 int gguf_simd(void);
+int gguf_vnni(void);  // gguf_simd() and AVX512-VNNI with 256-bit registers (vpdpbusd on ymm)
+int radial_kernels_extensions_allowed(void);  // kernels.c: 0 while a test forces plain AVX2

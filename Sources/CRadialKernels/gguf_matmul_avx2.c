@@ -1,34 +1,20 @@
-// AVX2 + FMA (+ F16C for the fp16 scales) kernels over GGUF blocks read in place. Every quantised type is
-// handled by one pattern: per group of 32 weights, the integer values q as 32 signed bytes (group_q), then
-//   fp32 inputs: the bytes widened to 4 x 8 floats, dotted with each input, the dot scaled by the group's
-//                scale (Q6_K: two dots of 16, each by its own scale) into an 8-lane accumulator per input;
-//   int8 inputs: maddubs/madd integer dot products per input (Q6_K: the madd multiplies each 16's pair sums
-//                by its int8 scale, so the two 16s are summed in integers), converted and scaled by
-//                (group scale * xd) into the accumulator.
-// Offsets (Q4_1, Q5_1, Q4_K, Q5_K: value = scale * q + min) are summed after the row's dots, per input, as
-// the dot of the row's mins with the inputs' group sums (or xs). Up to 8 inputs share each decoded group, so a batch streams the weights
-// once. The arithmetic of an (input, row) pair is the same whatever the tile size K and whatever other rows
-// are in the call, so results do not depend on batching or on how rows are split.
-#include "gguf_internal.h"
+// AVX2 + FMA (+ F16C for the fp16 scales) kernels over GGUF blocks read in place, fp32 inputs (the int8-input
+// kernels are in gguf_kquant_avx2.c and gguf_legacy_avx2.c). Every quantised type is handled by one pattern:
+// per group of 32 weights, the integer values q as 4 x 8 floats (group_q widened; Q4_K: q4k_group), dotted with
+// each input, the dot scaled by the group's scale (Q6_K: two dots of 16, each by its own scale) into an 8-lane
+// accumulator per input. Offsets (Q4_1, Q5_1, Q4_K, Q5_K: value = scale * q + min) are summed after the row's
+// dots, per input, as the dot of the row's mins with the inputs' group sums. Up to 8 inputs share each decoded
+// group, so a batch streams the weights once. The arithmetic of an (input, row) pair is the same whatever the
+// tile size K and whatever other rows are in the call, so results do not depend on batching or on how rows are
+// split.
+#include "gguf_avx2.h"
+#include <stdlib.h>
 
 // Each product rounds on its own (no contraction into FMAs beyond the explicit ones), so what an expression
 // computes is visible in the source.
 #pragma STDC FP_CONTRACT OFF
 
 #if defined(__x86_64__)
-#include <immintrin.h>
-
-#define SIMD_FN __attribute__((target("avx2,fma,f16c")))
-#define INLINE static inline __attribute__((always_inline))
-
-SIMD_FN INLINE float h2f(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return _cvtsh_ss(h); }
-
-SIMD_FN INLINE float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 // sum over g < ng of m[g] * xs[g]: the offset term of one (input, row), after the row's dots (one vector FMA
 // per 8 groups instead of a scalar one per group and input).
@@ -39,35 +25,6 @@ SIMD_FN INLINE float offset_dot(const float *m, const float *xs, int ng) {
     float t = hsum8(a);
     for (; g < ng; g++) t += m[g] * xs[g];
     return t;
-}
-
-// Per-block scales, one entry per group (per 16 for Q6_K): see decode_row in gguf_matmul.c, same values.
-typedef struct { float gs[8], mn[8], s16[16]; int8_t is16[16]; } block_scales;
-
-SIMD_FN INLINE void scales_of(const int T, const uint8_t *b, block_scales *s) {
-    if (T == GT_Q4_K || T == GT_Q5_K) {
-        // The 12 packed bytes to 8 scale bytes and 8 min bytes in two words each (gguf_scale_min_k4 for all
-        // eight groups at once, as llama.cpp's kmask shuffle), then d * sc and -(dmin * m) eight at a time.
-        uint32_t u[4];
-        memcpy(u, b + 4, 12);
-        u[3] = ((u[2] >> 4) & 0x0F0F0F0F) | (((u[1] >> 6) & 0x03030303) << 4);
-        const uint32_t mins_lo = u[1] & 0x3F3F3F3F;
-        u[1] = (u[2] & 0x0F0F0F0F) | (((u[0] >> 6) & 0x03030303) << 4);
-        u[2] = mins_lo;
-        u[0] &= 0x3F3F3F3F;
-        const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)u)));
-        const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(u + 2))));
-        _mm256_storeu_ps(s->gs, _mm256_mul_ps(_mm256_set1_ps(h2f(b)), sc));
-        _mm256_storeu_ps(s->mn, _mm256_xor_ps(_mm256_mul_ps(_mm256_set1_ps(h2f(b + 2)), mn), _mm256_set1_ps(-0.0f)));
-    } else if (T == GT_Q6_K) {
-        const float d = h2f(b + 208);
-        memcpy(s->is16, b + 192, 16);
-        for (int k = 0; k < 16; k++) s->s16[k] = d * (float)s->is16[k];
-        s->gs[0] = d;
-    } else {
-        s->gs[0] = h2f(b);
-        s->mn[0] = T == GT_Q4_1 || T == GT_Q5_1 ? h2f(b + 2) : 0.0f;
-    }
 }
 
 // 0xFF in byte j where bit j of the 32-bit little-endian word at p is set.
@@ -126,6 +83,24 @@ SIMD_FN INLINE void widen(__m256i q, __m256 w[4]) {
 }
 
 // ---- fp32 inputs ----
+
+// Q4_K's group g as 4 x 8 floats without byte shuffles: in 32-bit lane j of its 32-byte run, nibble h + 2t
+// (h = g % 2: low or high nibbles) is element 4j + t, so a shift and a mask give 8 weights ready to convert.
+// Widening bytes instead takes three shuffles per 8 weights, and shuffles run on only two of the four vector
+// pipes. The inputs are permuted to match (q4k_permute): element 4j + t of each group at 8t + j.
+SIMD_FN INLINE void q4k_group(const uint8_t *blk, int g, __m256 w[4]) {
+    const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * (g / 2))), f = _mm256_set1_epi32(15);
+    for (int t = 0; t < 4; t++)
+        w[t] = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srl_epi32(v, _mm_cvtsi32_si128(4 * (g % 2 + 2 * t))), f));
+}
+
+// k inputs (stride ldx) to xt (stride cols) with each group of 32 as a 4 x 8 transpose: xt[8t + j] = x[4j + t].
+static void q4k_permute(const float *x, int ldx, int k, int cols, float *xt) {
+    for (int i = 0; i < k; i++)
+        for (int g = 0; g < cols; g += 32)
+            for (int t = 0; t < 4; t++)
+                for (int j = 0; j < 8; j++) xt[(size_t)i * cols + g + 8 * t + j] = x[(size_t)i * ldx + g + 4 * j + t];
+}
 // K inputs (x: K rows, stride ldx; xsum: K rows of ng group sums, used by types with an offset) times rows
 // [r0, r1) of a quantised matrix of type T; nblk blocks per row.
 SIMD_FN INLINE void rows_f32(const int T, const int K, const uint8_t *w, size_t rb, int nblk, int r0, int r1,
@@ -144,7 +119,8 @@ SIMD_FN INLINE void rows_f32(const int T, const int K, const uint8_t *w, size_t 
             for (int g = 0; g < G; g++) {
                 const int gi = b * G + g;
                 __m256 wv[4];
-                widen(group_q(T, blk, g), wv);
+                if (T == GT_Q4_K) q4k_group(blk, g, wv);
+                else widen(group_q(T, blk, g), wv);
                 for (int i = 0; i < K; i++) {
                     const float *xk = x + (size_t)i * ldx + 32 * gi;
                     if (T == GT_Q6_K) {
@@ -217,54 +193,11 @@ SIMD_FN INLINE void rows_float(const int T, const int K, const uint8_t *w, size_
     }
 }
 
-// ---- int8 inputs (xq: K rows of cols bytes, stride ldq; xd, xs: K rows of ng floats) ----
-SIMD_FN INLINE void rows_q8(const int T, const int K, const uint8_t *w, size_t rb, int nblk, int r0, int r1,
-                            const int8_t *xq, int ldq, const float *xd, const float *xs, int ng,
-                            float *y, int ldy, int acc) {
-    const int G = gguf_block_elems(T) / 32, BB = gguf_block_bytes(T);
-    // Unsigned weights go straight into maddubs; signed ones as |q| with the sign moved onto the input.
-    const int sign = !(gguf_has_min(T));
-    for (int r = r0; r < r1; r++) {
-        const uint8_t *row = w + (size_t)r * rb;
-        __m256 sum[K];
-        float mrow[gguf_has_min(T) ? ng : 1];  // the row's group offsets, for offset_dot
-        for (int i = 0; i < K; i++) sum[i] = _mm256_setzero_ps();
-        for (int b = 0; b < nblk; b++) {
-            const uint8_t *blk = row + (size_t)b * BB;
-            block_scales s;
-            scales_of(T, blk, &s);
-            if (gguf_has_min(T)) memcpy(mrow + b * G, s.mn, sizeof(float) * G);
-            for (int g = 0; g < G; g++) {
-                const int gi = b * G + g;
-                const __m256i q = group_q(T, blk, g);
-                const __m256i wu = sign ? _mm256_sign_epi8(q, q) : q;
-                // madd multiplier: 1, or Q6_K's scale of each 16 (lanes 0-7 hold elements 0-15's pair sums)
-                const __m256i mul = T == GT_Q6_K
-                    ? _mm256_set_m128i(_mm_set1_epi16(s.is16[2 * (g % 8) + 1]), _mm_set1_epi16(s.is16[2 * (g % 8)]))
-                    : _mm256_set1_epi16(1);
-                const float gs = T == GT_Q6_K ? s.gs[0] : s.gs[g];
-                for (int i = 0; i < K; i++) {
-                    const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (size_t)i * ldq + 32 * gi));
-                    const __m256i p16 = _mm256_maddubs_epi16(wu, sign ? _mm256_sign_epi8(xv, q) : xv);
-                    const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, mul));
-                    sum[i] = _mm256_fmadd_ps(_mm256_set1_ps(gs * xd[(size_t)i * ng + gi]), dot, sum[i]);
-                }
-            }
-        }
-        for (int i = 0; i < K; i++) {
-            const float v = hsum8(sum[i]) + (gguf_has_min(T) ? offset_dot(mrow, xs + (size_t)i * ng, ng) : 0.0f);
-            float *out = y + (size_t)i * ldy + r;
-            *out = acc ? *out + v : v;
-        }
-    }
-}
-
 // ---- one copy per tile size K (constant, so the accumulators stay in registers), a switch over types ----
 
 typedef struct {
     const uint8_t *w; size_t rb; int cols, r0, r1;
-    const float *x; int ldx; const float *xsum;           // fp32 inputs
-    const int8_t *xq; int ldq; const float *xd, *xs;      // int8 inputs
+    const float *x; int ldx; const float *xsum;
     float *y; int ldy, acc;
 } tile_args;
 
@@ -281,16 +214,6 @@ SIMD_FN INLINE void tile_f32(const int K, int t, const tile_args *a) {
 #undef FLT_CASE
 }
 
-SIMD_FN INLINE void tile_q8(const int K, int t, const tile_args *a) {
-    const int nblk = a->cols / gguf_block_elems(t), ng = a->cols / 32;
-#define Q8_CASE(T) case T: rows_q8(T, K, a->w, a->rb, nblk, a->r0, a->r1, a->xq, a->ldq, a->xd, a->xs, ng, a->y, a->ldy, a->acc); break;
-    switch (t) {
-    Q8_CASE(GT_Q4_0) Q8_CASE(GT_Q4_1) Q8_CASE(GT_Q5_0) Q8_CASE(GT_Q5_1) Q8_CASE(GT_Q8_0)
-    Q8_CASE(GT_Q4_K) Q8_CASE(GT_Q5_K) Q8_CASE(GT_Q6_K)
-    }
-#undef Q8_CASE
-}
-
 SIMD_FN static void tile_f32_1(int t, const tile_args *a) { tile_f32(1, t, a); }
 SIMD_FN static void tile_f32_2(int t, const tile_args *a) { tile_f32(2, t, a); }
 SIMD_FN static void tile_f32_3(int t, const tile_args *a) { tile_f32(3, t, a); }
@@ -299,20 +222,9 @@ SIMD_FN static void tile_f32_5(int t, const tile_args *a) { tile_f32(5, t, a); }
 SIMD_FN static void tile_f32_6(int t, const tile_args *a) { tile_f32(6, t, a); }
 SIMD_FN static void tile_f32_7(int t, const tile_args *a) { tile_f32(7, t, a); }
 SIMD_FN static void tile_f32_8(int t, const tile_args *a) { tile_f32(8, t, a); }
-SIMD_FN static void tile_q8_1(int t, const tile_args *a) { tile_q8(1, t, a); }
-SIMD_FN static void tile_q8_2(int t, const tile_args *a) { tile_q8(2, t, a); }
-SIMD_FN static void tile_q8_3(int t, const tile_args *a) { tile_q8(3, t, a); }
-SIMD_FN static void tile_q8_4(int t, const tile_args *a) { tile_q8(4, t, a); }
-SIMD_FN static void tile_q8_5(int t, const tile_args *a) { tile_q8(5, t, a); }
-SIMD_FN static void tile_q8_6(int t, const tile_args *a) { tile_q8(6, t, a); }
-SIMD_FN static void tile_q8_7(int t, const tile_args *a) { tile_q8(7, t, a); }
-SIMD_FN static void tile_q8_8(int t, const tile_args *a) { tile_q8(8, t, a); }
 
 static void (*const f32_tiles[8])(int, const tile_args *) = {
     tile_f32_1, tile_f32_2, tile_f32_3, tile_f32_4, tile_f32_5, tile_f32_6, tile_f32_7, tile_f32_8,
-};
-static void (*const q8_tiles[8])(int, const tile_args *) = {
-    tile_q8_1, tile_q8_2, tile_q8_3, tile_q8_4, tile_q8_5, tile_q8_6, tile_q8_7, tile_q8_8,
 };
 
 // Group sums of each input, for the offset term: the same additions whatever the tile.
@@ -329,30 +241,29 @@ SIMD_FN static void group_sums(const float *x, int ldx, int k, int ng, float *xs
 SIMD_FN int gguf_matmul_avx2(int t, const uint8_t *w, size_t rb, int cols, int r0, int r1,
                              const float *x, int ldx, int n, float *y, int ldy, int acc) {
     if (!radial_gguf_supported(t)) return 0;
-    const int ng = cols / 32, mins = gguf_has_min(t);
+    const int ng = cols / 32, mins = gguf_has_min(t), q4k = t == GT_Q4_K;
     float xsum[mins ? 8 * ng : 1];
+    float *xt = q4k ? malloc(sizeof(float) * (size_t)(n < 8 ? n : 8) * cols) : 0;
+    if (q4k && !xt) return 0;  // out of memory: the portable kernel, which needs none
     for (int i0 = 0; i0 < n; i0 += 8) {
         const int k = n - i0 < 8 ? n - i0 : 8;
         const float *xi = x + (size_t)i0 * ldx;
-        if (mins) group_sums(xi, ldx, k, ng, xsum);
-        const tile_args a = { w, rb, cols, r0, r1, xi, ldx, xsum, 0, 0, 0, 0, y + (size_t)i0 * ldy, ldy, acc };
+        if (mins) group_sums(xi, ldx, k, ng, xsum);  // from x as given, so the sums do not depend on the layout
+        if (q4k) q4k_permute(xi, ldx, k, cols, xt);
+        const tile_args a = { w, rb, cols, r0, r1, q4k ? xt : xi, q4k ? cols : ldx, xsum, y + (size_t)i0 * ldy, ldy, acc };
         f32_tiles[k - 1](t, &a);
     }
+    free(xt);
     return 1;
 }
 
-SIMD_FN int gguf_matmul_q8_avx2(int t, const uint8_t *w, size_t rb, int cols, int r0, int r1,
-                                const int8_t *xq, int ldq, const float *xd, const float *xs, int n,
-                                float *y, int ldy, int acc) {
+// int8 inputs: gguf_kquant_avx2.c and gguf_legacy_avx2.c.
+int gguf_matmul_q8_avx2(int t, const uint8_t *w, size_t rb, int cols, int r0, int r1,
+                        const int8_t *xq, int ldq, const float *xd, const float *xs, int n,
+                        float *y, int ldy, int acc) {
     if (!radial_gguf_supported(t) || gguf_is_float(t)) return 0;
-    const int ng = cols / 32;
-    for (int i0 = 0; i0 < n; i0 += 8) {
-        const int k = n - i0 < 8 ? n - i0 : 8;
-        const tile_args a = { w, rb, cols, r0, r1, 0, 0, 0, xq + (size_t)i0 * ldq, ldq,
-                              xd + (size_t)i0 * ng, xs + (size_t)i0 * ng, y + (size_t)i0 * ldy, ldy, acc };
-        q8_tiles[k - 1](t, &a);
-    }
-    return 1;
+    if (gguf_block_elems(t) == 256) return gguf_kquant_q8_avx2(t, w, rb, cols, r0, r1, xq, ldq, xd, xs, n, y, ldy, acc);
+    return gguf_legacy_q8_avx2(t, w, rb, cols, r0, r1, xq, ldq, xd, xs, n, y, ldy, acc);
 }
 
 static int f16c_state = -1;  // benign race, as in kernels.c
@@ -361,6 +272,12 @@ int gguf_simd(void) {
     if (f16c_state < 0) { __builtin_cpu_init(); f16c_state = __builtin_cpu_supports("f16c"); }
     return f16c_state;
 }
+static int vnni_state = -1;
+int gguf_vnni(void) {
+    if (!gguf_simd() || !radial_kernels_extensions_allowed()) return 0;
+    if (vnni_state < 0) vnni_state = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
+    return vnni_state;
+}
 #else
 int gguf_matmul_avx2(int t, const uint8_t *w, size_t rb, int cols, int r0, int r1,
                      const float *x, int ldx, int n, float *y, int ldy, int acc) { return 0; }
@@ -368,4 +285,5 @@ int gguf_matmul_q8_avx2(int t, const uint8_t *w, size_t rb, int cols, int r0, in
                         const int8_t *xq, int ldq, const float *xd, const float *xs, int n,
                         float *y, int ldy, int acc) { return 0; }
 int gguf_simd(void) { return 0; }
+int gguf_vnni(void) { return 0; }
 #endif

@@ -476,8 +476,11 @@ static _Thread_local int forced_generic = 0;
 
 void radial_kernels_force_generic(int on) { forced_generic = on; }
 
+// For gguf_vnni(): the calling thread may run extensions beyond AVX2 (not when tests force plain AVX2).
+int radial_kernels_extensions_allowed(void) { return forced_generic == 0; }
+
 int radial_kernels_simd(void) {
-    if (forced_generic) return 0;
+    if (forced_generic == 1) return 0;
 #ifdef RADIAL_X86
     if (simd_state < 0) {
         __builtin_cpu_init();

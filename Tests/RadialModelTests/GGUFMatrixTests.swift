@@ -169,11 +169,12 @@ import Testing
         let n = 11
         let x = Self.randomInputs(n * cols, &rng)
         let xq = float ? nil : Self.quantized(x, inputs: n, cols: cols)
-        for generic in [true, false] {
-            radial_kernels_force_generic(generic ? 1 : 0)
+        // 1: the portable kernels, 2: AVX2 without extensions, 0: the best this CPU runs (AVX512-VNNI dots)
+        for level in [1, 2, 0] {
+            radial_kernels_force_generic(Int32(level))
             defer { radial_kernels_force_generic(0) }
             for q8 in float ? [false] : [false, true] {
-                let what = "type \(t) generic=\(generic) q8=\(q8)"
+                let what = "type \(t) level=\(level) q8=\(q8)"
                 // inputs [i0, i0+k) times rows [r0, r1), results in y[i*ldy + r]
                 func product(_ i0: Int, _ k: Int, _ r0: Int, _ r1: Int) -> [Float] {
                     var y = [Float](repeating: .nan, count: k * rows)

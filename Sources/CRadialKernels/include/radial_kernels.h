@@ -84,7 +84,8 @@ void radial_gguf_dequantize_rows(int type, const void *w, size_t row_bytes, int 
 
 // 1 when the AVX2/FMA versions run on this CPU (otherwise portable C).
 int radial_kernels_simd(void);
-// Tests: 1 forces the portable versions on the calling thread only, 0 restores detection.
+// Tests: 1 forces the portable versions on the calling thread only, 2 the AVX2 versions without the AVX512-VNNI
+// dot products (where the CPU has them), 0 restores detection.
 void radial_kernels_force_generic(int on);
 
 #ifdef __cplusplus
