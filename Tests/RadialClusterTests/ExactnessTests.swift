@@ -91,6 +91,34 @@ import Testing
         try await checkCluster(model: model, prompts: texts.map { tokenizer.encode($0) }, layers: ["0-7", "8-15", "16-23"], maxTokens: 16)
     }
 
+    /// The same under --activations q8, with a prompt past the decode kernels' row limit (its prefill runs the int8
+    /// kernels in chunks): the cluster equals `radial run --activations q8` token for token.
+    @Test(.enabled(if: ClusterTestSupport.realModelWanted, "RADIAL_SKIP_REAL_MODEL=1"))
+    func qwenInQ8AcrossThreeWorkers() async throws {
+        let model = try ClusterTestSupport.requireQwenModel()
+        let tokenizer = try Tokenizer(gguf: try GGUFFile(path: model))
+        let long = String(repeating: "def add(a, b):\n    return a + b\n\n", count: 8) + "def mul(a, b):"
+        let prompts = [tokenizer.encode(long), tokenizer.encode("The year 2024 had")]
+        #expect(prompts[0].count > 64)
+        var expected: [[Int]] = []
+        for p in prompts {
+            let out = try TestPaths.run(TestPaths.binDir + "/radial", [
+                "run", "--model", model, "--greedy", "--max-tokens", "12", "--json", "--quiet", "--threads", "1",
+                "--activations", "q8", "--prompt-ids", p.map(String.init).joined(separator: ","),
+            ])
+            let last = try #require(out.split(separator: "\n").last)
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
+            expected.append(try #require(json["generated_ids"] as? [Int]))
+        }
+        let cluster = try LocalCluster(model: model, layers: ["0-7", "8-15", "16-23"], workerArgs: ["--activations", "q8"],
+                                       coordinatorArgs: ["--activations", "q8"])
+        defer { cluster.stop() }
+        for (i, p) in prompts.enumerated() {
+            let got = try await cluster.generate(GenerateRequest(input: .ids(p), maxTokens: 12))
+            #expect(got.ids == expected[i], "prompt \(i)")
+        }
+    }
+
     /// Each worker holds about its layers' bytes: RSS ≤ weights × 1.1 + K/V in use + 64 MiB (no fp32 copies), and
     /// Status reports the weights, the K/V and the coordinator's own memory.
     @Test(.enabled(if: ClusterTestSupport.realModelWanted, "RADIAL_SKIP_REAL_MODEL=1"))
