@@ -143,6 +143,14 @@ public struct Evaluator {
         return -(Double(logits[row * v + target] - mx) - log(sum))
     }
 
+    /// Static pruning's perplexity at a fractional number of removed units `k` (what the router executes on
+    /// average), interpolated linearly between the whole counts around it: `perplexityAt(n)` for n = ⌊k⌋, ⌈k⌉.
+    public static func staticPerplexity(at k: Double, _ perplexityAt: (Int) throws -> Double) rethrows -> Double {
+        let lo = Int(k.rounded(.down)), hi = Int(k.rounded(.up)), f = k - Double(lo)
+        let a = try perplexityAt(lo)
+        return lo == hi ? a : a * (1 - f) + (try perplexityAt(hi)) * f
+    }
+
     /// Position-by-position agreement of `outputs` with `reference`.
     public static func agreement(_ outputs: [[Int]], _ reference: [[Int]]) -> Double {
         var same = 0, total = 0

@@ -15,6 +15,10 @@ struct BenchResult {
     var firstToken: [Double] = []   // seconds from request to first token
     var hopsPerToken = 0.0
     var bytesPerToken = 0.0
+    /// In-process runs: the arithmetic used, and the first stream's tokens (so a run can be checked against
+    /// `radial run`); nil for a cluster.
+    var activations: String?
+    var firstStreamIDs: [Int]?
 
     static func quantile(_ xs: [Double], _ q: Double) -> Double {
         guard !xs.isEmpty else { return 0 }
@@ -28,7 +32,7 @@ struct BenchResult {
         ["target": target, "streams": streams, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokensPerSecond,
          "token_latency_p50_ms": Self.quantile(gaps, 0.5) * 1000, "token_latency_p99_ms": Self.quantile(gaps, 0.99) * 1000,
          "first_token_p50_ms": Self.quantile(firstToken, 0.5) * 1000, "hops_per_token": hopsPerToken,
-         "wire_bytes_per_token": bytesPerToken]
+         "wire_bytes_per_token": bytesPerToken, "activations": activations ?? NSNull(), "first_stream_ids": firstStreamIDs ?? NSNull()]
     }
 
     var row: [String] {
@@ -179,6 +183,8 @@ struct BenchCommand: AsyncParsableCommand {
             }
         }
         var r = BenchResult(target: label ?? "in-process", streams: streams)
+        r.activations = QuantizedMatrix.activations.rawValue
+        r.firstStreamIDs = states.first?.generated
         r.seconds = (clock.now - start).seconds
         r.tokens = times.reduce(0) { $0 + $1.count }
         r.gaps = times.flatMap { t in zip(t, t.dropFirst()).map { ($1 - $0).seconds } }

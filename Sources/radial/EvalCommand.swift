@@ -120,9 +120,7 @@ struct EvalCommand: ParsableCommand {
                                          threshold: policy.threshold, reference: denseOutputs)
                 // Static pruning at the same layers executed, interpolated between whole unit counts.
                 let k = p.skipRate * Double(L) / Double(unit)
-                let lo = try staticPoint(Int(k.rounded(.down))), hi = try staticPoint(Int(k.rounded(.up)))
-                let f = k - k.rounded(.down)
-                let staticPPL = lo.perplexity * (1 - f) + hi.perplexity * f
+                let staticPPL = try Evaluator.staticPerplexity(at: k) { try staticPoint($0).perplexity }
                 comparisons.append(["router": p.name, "skip_rate": p.skipRate, "router_perplexity": p.perplexity,
                                     "static_perplexity_at_equal_layers": staticPPL, "router_better": p.perplexity < staticPPL])
             }

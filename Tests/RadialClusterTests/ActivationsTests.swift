@@ -66,17 +66,28 @@ import Testing
         #expect(r.stderr.contains("--activations must be f32 or q8"))
     }
 
-    /// `radial bench --model` (in-process) in both arithmetics: it builds its ModelOptions by hand.
+    /// `radial bench --model` (in-process) in both arithmetics: it reports the arithmetic it ran, and its first
+    /// stream's tokens equal `radial run` with the same setting (the bench really multiplied that way).
     @Test(.enabled(if: ClusterTestSupport.realModelWanted, "RADIAL_SKIP_REAL_MODEL=1"))
     func inProcessBenchRunsInBothModes() throws {
+        let model = try ClusterTestSupport.requireRealModel()
         for mode in ["f32", "q8"] {
             let out = try TestPaths.run(TestPaths.binDir + "/radial", [
-                "bench", "--model", try ClusterTestSupport.requireRealModel(), "--threads", "1", "--activations", mode,
-                "--max-tokens", "3", "--concurrency", "1", "--json",
+                "bench", "--model", model, "--threads", "1", "--activations", mode,
+                "--max-tokens", "6", "--concurrency", "1", "--json",
             ])
             let last = try #require(out.split(separator: "\n").last)
             let json = try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
-            #expect((json["tokens"] as? Int ?? 0) >= 3, "\(mode): \(last)")
+            #expect(json["activations"] as? String == mode)
+            let benchIDs = try #require(json["first_stream_ids"] as? [Int])
+            #expect(benchIDs.count == 6, "\(mode): \(last)")
+            let run = try TestPaths.run(TestPaths.binDir + "/radial", [
+                "run", "--model", model, "--threads", "1", "--activations", mode, "--chat", "--greedy", "--ignore-eos",
+                "--max-tokens", "6", "--json", "--quiet", "Story number 1. Write a long story about a dragon who learns to sing.",
+            ])
+            let runLast = try #require(run.split(separator: "\n").last)
+            let runJSON = try #require(try JSONSerialization.jsonObject(with: Data(runLast.utf8)) as? [String: Any])
+            #expect(runJSON["generated_ids"] as? [Int] == benchIDs, "\(mode): bench and run agree")
         }
     }
 }

@@ -65,5 +65,9 @@ import Testing
         let two = Evaluator(model: model, workers: 1).point(name: "hand", perplexity: 1, runs: runs)
         #expect(two.visitsPerToken == 3.0 / 4)  // one worker holds all: visited unless nothing ran
         #expect(Evaluator.agreement([[1, 2, 3], [4, 5]], [[1, 9, 3], [4, 5]]) == 4.0 / 5)
+        // Static pruning at 2.25 removed layers: a quarter of the way from 2 to 3.
+        let ppl = [0: 10.0, 1: 12.0, 2: 20.0, 3: 40.0]
+        #expect(Evaluator.staticPerplexity(at: 2.25) { ppl[$0]! } == 25.0)
+        #expect(Evaluator.staticPerplexity(at: 1) { ppl[$0]! } == 12.0)
     }
 }
