@@ -99,14 +99,7 @@ enum ClusterTestSupport {
     }
     static var realModelWanted: Bool { ProcessInfo.processInfo.environment["RADIAL_SKIP_REAL_MODEL"] != "1" }
 
-    /// Qwen2.5-Coder-0.5B-Instruct (`scripts/setup.sh model qwen0.5b`), or RADIAL_QWEN_MODEL.
-    static func requireQwenModel() throws -> String {
-        let p = ProcessInfo.processInfo.environment["RADIAL_QWEN_MODEL"] ?? TestPaths.packageRoot + "/models/qwen2.5-coder-0.5b-instruct.gguf"
-        guard FileManager.default.fileExists(atPath: p) else {
-            throw TestFailure("Qwen model missing at \(p): run `scripts/setup.sh model qwen0.5b` (or set RADIAL_QWEN_MODEL)")
-        }
-        return p
-    }
+    static func requireQwenModel() throws -> String { try TestPaths.requireQwenModel() }
 
     static func requireRealModel() throws -> String {
         let p = realModelPath

@@ -16,18 +16,7 @@ enum TestSupport {
         ProcessInfo.processInfo.environment["RADIAL_MODEL"] ?? packageRoot + "/models/SmolLM2-135M-Instruct.Q4_1.gguf"
     }
 
-    /// Qwen2.5-Coder-0.5B-Instruct (`scripts/setup.sh model qwen0.5b`), or RADIAL_QWEN_MODEL.
-    static var qwenModelPath: String {
-        ProcessInfo.processInfo.environment["RADIAL_QWEN_MODEL"] ?? packageRoot + "/models/qwen2.5-coder-0.5b-instruct.gguf"
-    }
-
-    static func requireQwenModel() throws -> String {
-        let p = qwenModelPath
-        guard FileManager.default.fileExists(atPath: p) else {
-            throw TestFailure("Qwen model missing at \(p): run `scripts/setup.sh model qwen0.5b` (or set RADIAL_QWEN_MODEL)")
-        }
-        return p
-    }
+    static func requireQwenModel() throws -> String { try TestPaths.requireQwenModel() }
 
     static func requireRealModel() throws -> String {
         let p = realModelPath

@@ -62,6 +62,16 @@ public struct ProcessResult: Sendable {
 }
 
 extension TestPaths {
+    /// Qwen2.5-Coder-0.5B-Instruct (`scripts/setup.sh model qwen0.5b`), or RADIAL_QWEN_MODEL; a failure that says
+    /// how to get it when it is missing.
+    public static func requireQwenModel() throws -> String {
+        let p = ProcessInfo.processInfo.environment["RADIAL_QWEN_MODEL"] ?? packageRoot + "/models/qwen2.5-coder-0.5b-instruct.gguf"
+        guard FileManager.default.fileExists(atPath: p) else {
+            throw TestFailure("Qwen model missing at \(p): run `scripts/setup.sh model qwen0.5b` (or set RADIAL_QWEN_MODEL)")
+        }
+        return p
+    }
+
     /// A CA, a server certificate for 127.0.0.1/localhost and a client certificate, made with openssl.
     public static func makeCertificates() throws -> (dir: String, ca: String, serverCert: String, serverKey: String, clientCert: String, clientKey: String) {
         let d = try tempDir()

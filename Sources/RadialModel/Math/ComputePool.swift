@@ -43,6 +43,19 @@ public final class ComputePool: @unchecked Sendable {
         }
     }
 
+    /// Splits rows [0, count) of a matrix product over up to `threads` threads when `work` (multiply-adds) repays
+    /// the hand-off, calling `run(r0, r1)` per chunk. Chunks end on multiples of 8 rows so threads do not share
+    /// cache lines of the output.
+    public func splitRows(_ count: Int, work: Int, threads: Int, _ run: @escaping @Sendable (Int, Int) -> Void) {
+        let t = work < 1 << 16 ? 1 : min(threads, count)
+        guard t > 1 else { run(0, count); return }
+        let chunk = ((count + t - 1) / t + 7) & ~7
+        self.run(t) { i in
+            let r0 = min(i * chunk, count), r1 = min(r0 + chunk, count)
+            if r0 < r1 { run(r0, r1) }
+        }
+    }
+
     /// Calls `task(i)` for every i in 0..<n, spread over the pool's threads (the caller included); returns once all
     /// have finished. Tasks must not call `run` themselves.
     public func run(_ n: Int, _ task: @escaping @Sendable (Int) -> Void) {

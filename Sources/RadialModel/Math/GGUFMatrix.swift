@@ -96,18 +96,7 @@ public final class GGUFMatrix: @unchecked Sendable {
                 }
             }
         }
-        let work = count * columns * n
-        let t = work < 1 << 16 ? 1 : min(threads, count)
-        if t <= 1 {
-            run(0, count)
-        } else {
-            // Chunks end on multiples of 8 rows so threads do not share cache lines of y.
-            let chunk = ((count + t - 1) / t + 7) & ~7
-            ComputePool.shared.run(t) { i in
-                let r0 = min(i * chunk, count), r1 = min(r0 + chunk, count)
-                if r0 < r1 { run(r0, r1) }
-            }
-        }
+        ComputePool.shared.splitRows(count, work: count * columns * n, threads: threads, run)
     }
 
     /// Rows [rowStart, rowStart + rowCount) as fp32 into out[j*ld + c] (row rowStart + j), bit for bit ggml's

@@ -126,18 +126,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
                 radial_matmul_q8(q.assumingMemoryBound(to: Int8.self), d, nb, Int32(r0), Int32(r1), x, lx, Int32(n), y, ly, acc)
             }
         }
-        let work = count * columns * n
-        let t = work < 1 << 16 ? 1 : min(threads, count)
-        if t <= 1 {
-            run(0, count)
-        } else {
-            // Chunks end on multiples of 8 rows so threads do not share cache lines of y.
-            let chunk = ((count + t - 1) / t + 7) & ~7
-            ComputePool.shared.run(t) { i in
-                let r0 = min(i * chunk, count), r1 = min(r0 + chunk, count)
-                if r0 < r1 { run(r0, r1) }
-            }
-        }
+        ComputePool.shared.splitRows(count, work: count * columns * n, threads: threads, run)
     }
 
     /// Writes rows [rowStart, rowStart + rowCount) as fp32 into `out` (row stride `ld`): the same values the
