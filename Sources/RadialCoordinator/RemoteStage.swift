@@ -119,18 +119,18 @@ public final class RemoteStage: Stage {
     /// One call to the replica holding these sessions; on a worker failure, the sessions move (or wait) and the
     /// call is sent again, a few times at most.
     private func send(_ batch: StageBatch, from replica: Int) async throws -> StageOutput {
-        var current = replica
-        for attempt in 0... {
+        var current = replica, attempt = 0
+        while true {
             do {
                 let out = try await call(clients[current], batch)
                 record(batch, out)
                 return out
             } catch let error as RPCError where attempt < 4 && isWorkerFailure(error) {
+                attempt += 1
                 let sessions = Set(batch.tokens.map(\.sessionID) + batch.fills.map(\.sessionID))
                 current = try await failOver(sessions, from: current, after: error)
             }
         }
-        fatalError("unreachable")
     }
 
     private func call(_ client: WorkerClient, _ batch: StageBatch) async throws -> StageOutput {
@@ -262,17 +262,14 @@ public final class RemoteStage: Stage {
     }
 
     public func closeSessions(_ ids: [UInt64]) async {
-        let targets = state.withLock { s -> Set<Int> in
-            var t = Set<Int>()
+        state.withLock { s in
             for id in ids {
-                if let c = s.assignment.removeValue(forKey: id) { t.insert(c) }
+                s.assignment[id] = nil
                 if let h = s.histories.removeValue(forKey: id) { s.historyBytes -= h.bytes }
                 s.unrecoverable.remove(id)
             }
-            return t
         }
-        // Sessions restored elsewhere may linger on a worker that came back: tell every replica.
-        _ = targets
+        // A session rebuilt elsewhere may linger on a worker that came back: tell every replica.
         await withTaskGroup(of: Void.self) { group in
             for c in clients { group.addTask { await c.closeSessions(ids, handshake: self.handshake) } }
         }
