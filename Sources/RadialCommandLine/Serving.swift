@@ -45,3 +45,9 @@ public enum Serving {
         exit(1)
     }
 }
+
+/// The release every binary reports with --version (with the wire protocol it speaks).
+public enum RadialRelease {
+    public static let version = "0.5.0"
+    public static var description: String { "\(version) (protocol \(ProtocolVersion.current))" }
+}

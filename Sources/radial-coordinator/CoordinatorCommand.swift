@@ -30,7 +30,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
             router selects; --threshold or --skip-rate sets the operating point (see `radial eval`).
             Example: radial-coordinator --model models/SmolLM2-135M-Instruct.Q4_1.gguf \\
                        --workers 127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103 --listen 127.0.0.1:7100
-            """)
+            """,
+        version: RadialRelease.description)
 
     @OptionGroup var model: ModelOptions
     @Option(name: .long, help: ArgumentHelp("Workers' HOST:PORT, comma-separated, in any order: the layer ranges they report at the handshake decide the pipeline.", discussion: "Several workers with the same range are replicas: new sessions are spread over them, and when one fails the sessions it held are rebuilt on another (or on the same worker once it is back) and continue."))

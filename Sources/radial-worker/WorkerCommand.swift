@@ -23,7 +23,8 @@ struct WorkerCommand: AsyncParsableCommand {
             coordinator's Forward batches. Prints 'listening on HOST:PORT' once ready; SIGTERM finishes the batches
             in flight and exits 0.
             Example: radial-worker --model models/SmolLM2-135M-Instruct.Q4_1.gguf --layers 0-9 --listen 127.0.0.1:7101
-            """)
+            """,
+        version: RadialRelease.description)
 
     @OptionGroup var model: ModelOptions
     @Option(name: .long, help: "Layers to serve, inclusive: 0-9 (see also --shard).")

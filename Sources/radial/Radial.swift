@@ -16,6 +16,7 @@ struct Radial: AsyncParsableCommand {
             Local tools run a GGUF model in this process; no cluster is needed.
             Example: radial run --model models/SmolLM2-135M-Instruct.Q4_1.gguf --chat "What is the capital of France?"
             """,
+        version: RadialRelease.description,
         subcommands: [RunCommand.self, TokenizeCommand.self, EngineBenchCommand.self,
                       ProfileCommand.self, TrainRouterCommand.self, EvalCommand.self,
                       GenerateCommand.self, ChatCommand.self, StatusCommand.self, BenchCommand.self,
