@@ -4,7 +4,7 @@ import RadialRPC
 
 /// A bearer token from a flag, a file (`--…-file`, first line, trimmed) or an environment variable, in that order.
 /// A file keeps the token out of `ps` and shell history.
-func resolveToken(_ flag: String?, file: String?, env: String, what: String) throws -> String? {
+public func resolveToken(_ flag: String?, file: String?, env: String, what: String) throws -> String? {
     if let flag { return flag }
     if let file {
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {

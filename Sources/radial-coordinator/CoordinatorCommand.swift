@@ -171,20 +171,7 @@ struct WorkerSecurityOptions: ParsableArguments {
         if tls || tlsCA != nil || tlsCert != nil {
             config.tls = try ClientTLS(caFile: tlsCA, certificateFile: tlsCert, keyFile: tlsKey)
         }
-        config.bearerToken = try resolveWorkerToken()
+        config.bearerToken = try resolveToken(authToken, file: authTokenFile, env: "RADIAL_WORKER_AUTH_TOKEN", what: "--worker-auth-token-file")
         return config
-    }
-
-    private func resolveWorkerToken() throws -> String? {
-        if let authToken { return authToken }
-        if let authTokenFile {
-            guard let text = try? String(contentsOfFile: authTokenFile, encoding: .utf8),
-                  let line = text.split(whereSeparator: \.isNewline).first?.trimmingCharacters(in: .whitespaces), !line.isEmpty else {
-                throw ValidationError("cannot read a token from --worker-auth-token-file \(authTokenFile)")
-            }
-            return line
-        }
-        let env = ProcessInfo.processInfo.environment["RADIAL_WORKER_AUTH_TOKEN"]
-        return env?.isEmpty == false ? env : nil
     }
 }
