@@ -15,14 +15,17 @@ import Glibc
     static let prompts = (0..<8).map { i in (0..<(3 + 5 * i)).map { 3 + ($0 * 7 + i * 13) % 250 } }
     static let maxTokens = 160
 
+    /// Every generation runs its full length (end of generation ignored), so the fault lands while all 8 run.
     func expected(_ model: String) async throws -> [[Int]] {
-        let reference = try Reference(path: model)
-        var out: [[Int]] = []
-        for (i, p) in Self.prompts.enumerated() {
-            out.append(try await reference.generate(p, ClusterTestSupport.sampling(seed: i % 2 == 0 ? nil : UInt64(70 + i)),
-                                                    maxTokens: Self.maxTokens).generatedIDs)
+        let generator = try Reference(path: model).generator
+        var stop = StopConditions(maxTokens: Self.maxTokens)
+        stop.stopAtEndOfGeneration = false
+        return try await blocking { [stop] in
+            try Self.prompts.enumerated().map { i, p in
+                try generator.generate(promptIDs: p, sampling: ClusterTestSupport.sampling(seed: i % 2 == 0 ? nil : UInt64(70 + i)),
+                                       stop: stop).generatedIDs
+            }
         }
-        return out
     }
 
     /// Runs every prompt at once; `fault` runs once the cluster has generated `after` tokens.
@@ -32,7 +35,7 @@ import Glibc
                 group.addTask {
                     var request = GenerateRequest(input: .ids(p), sampling: ClusterTestSupport.sampling(seed: i % 2 == 0 ? nil : UInt64(70 + i)),
                                                   maxTokens: Self.maxTokens)
-                    request.ignoreEOS = false
+                    request.ignoreEOS = true
                     return (i, try await cluster.generate(request).ids)
                 }
             }
@@ -56,7 +59,7 @@ import Glibc
         let cluster = try LocalCluster(model: model, layers: ["0-1", "0-1", "2-2", "2-2"], coordinatorArgs: ["--failover-wait", "20"])
         defer { cluster.stop() }
         let victims = [cluster.workers[0], cluster.workers[3]]
-        let got = try await runAll(cluster, after: 60) {
+        let got = try await runAll(cluster, after: 40) {
             for v in victims { kill(v.process.processIdentifier, SIGKILL) }
         }
         for i in want.indices { #expect(got[i] == want[i], "request \(i): a failover changed its tokens") }
@@ -78,7 +81,7 @@ import Glibc
         let victim = cluster.workers[1], address = victim.address
         let restarted = Mutex<ServerProcess?>(nil)
         defer { restarted.withLock { $0?.stop() } }
-        let got = try await runAll(cluster, after: 60) {
+        let got = try await runAll(cluster, after: 40) {
             kill(victim.process.processIdentifier, SIGKILL)
             victim.process.waitUntilExit()
             let p = try ServerProcess(TestPaths.binDir + "/radial-worker", ["--model", model, "--layers", "2-2", "--listen", address, "--threads", "1"])
