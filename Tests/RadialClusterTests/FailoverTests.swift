@@ -13,7 +13,18 @@ import Glibc
 /// worker once it is back, and every generation ends exactly as a fault-free run does.
 @Suite struct FailoverTests {
     static let prompts = (0..<8).map { i in (0..<(3 + 5 * i)).map { 3 + ($0 * 7 + i * 13) % 250 } }
-    static let maxTokens = 160
+    /// Long enough that the fault lands mid-run even when a loaded test process polls late.
+    static let maxTokens = 900
+
+    /// A tiny model with room for the long generations.
+    static func model() throws -> String {
+        var spec = TinyModelSpec()
+        spec.weightType = .q8_0
+        spec.contextLength = 1024
+        let path = try TestPaths.tempDir() + "/tiny.gguf"
+        try spec.write(to: path)
+        return path
+    }
 
     /// Every generation runs its full length (end of generation ignored), so the fault lands while all 8 run.
     func expected(_ model: String) async throws -> [[Int]] {
@@ -54,7 +65,7 @@ import Glibc
     }
 
     @Test func killingAReplicaMidGenerationChangesNoToken() async throws {
-        let model = try ClusterTestSupport.writeTinyModel(weightType: .q8_0)
+        let model = try Self.model()
         let want = try await expected(model)
         let cluster = try LocalCluster(model: model, layers: ["0-1", "0-1", "2-2", "2-2"], coordinatorArgs: ["--failover-wait", "20"])
         defer { cluster.stop() }
@@ -74,7 +85,7 @@ import Glibc
     }
 
     @Test func aWorkerRestartedMidGenerationGetsItsSessionsBack() async throws {
-        let model = try ClusterTestSupport.writeTinyModel(weightType: .q8_0)
+        let model = try Self.model()
         let want = try await expected(model)
         let cluster = try LocalCluster(model: model, layers: ["0-1", "2-2"], coordinatorArgs: ["--failover-wait", "30"])
         defer { cluster.stop() }
