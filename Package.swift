@@ -77,10 +77,12 @@ let package = Package(
         .testTarget(
             name: "RadialCoordinatorTests",
             dependencies: ["RadialModel", "RadialRPC", "RadialProtocol", "RadialRouter", "RadialWorker", "RadialCoordinator", "RadialTestSupport"]),
-        // Workers, coordinator and CLI as real processes on loopback, against the in-process engine.
+        // Workers, coordinator and CLI as real processes on loopback, against the in-process engine; the flag
+        // plumbing they share (settings from the environment).
         .testTarget(
             name: "RadialClusterTests",
-            dependencies: ["RadialModel", "RadialRPC", "RadialProtocol", "RadialRouter", "RadialWorker", "RadialCoordinator", "RadialTestSupport"]),
+            dependencies: ["RadialModel", "RadialRPC", "RadialProtocol", "RadialRouter", "RadialWorker", "RadialCoordinator", "RadialTestSupport",
+                           "RadialCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Starting and stopping the executables from tests; tiny routers.
         .target(name: "RadialTestSupport", dependencies: ["RadialModel", "RadialRouter"], path: "Tests/RadialTestSupport"),
     ],

@@ -10,10 +10,11 @@ import RadialRPC
 
 @main
 struct CoordinatorCommand: AsyncParsableCommand {
-    /// Process-wide tuning first (ProcessTuning), then the usual argument parsing and run.
+    /// Process-wide tuning first (ProcessTuning), then the usual argument parsing and run, with options also
+    /// read from RADIAL_* environment variables (EnvironmentOptions).
     static func main() async {
         ProcessTuning.apply()
-        await main(nil)
+        await mainWithEnvironment()
     }
 
     static let configuration = CommandConfiguration(
@@ -28,6 +29,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             (up to --drain-seconds), then exits 0.
             With --router (the same file on every worker) each token visits only the workers whose layers the
             router selects; --threshold or --skip-rate sets the operating point (see `radial eval`).
+            Every option can also be set in the environment: --connect-timeout 300 as RADIAL_CONNECT_TIMEOUT=300, a flag as 1 (the command line wins).
             Example: radial-coordinator --model models/SmolLM2-135M-Instruct.Q4_1.gguf \\
                        --workers 127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103 --listen 127.0.0.1:7100
             """,
