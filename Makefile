@@ -36,6 +36,7 @@ test:
 	scripts/setup.sh all
 	scripts/gen-protos.sh --check
 	python3 Tests/reference/test_llama_ref.py
+	deploy/check-manifests.sh
 	swift build --build-tests
 	swift test
 
