@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import RadialCommandLine
+import RadialProtocol
+import RadialRPC
 import RadialTestSupport
 import Testing
 
@@ -82,7 +84,7 @@ import Testing
     }
 
     /// The built worker: everything from the environment, port 0 from RADIAL_LISTEN.
-    @Test func workerReadsItsSettingsFromTheEnvironment() throws {
+    @Test func workerReadsItsSettingsFromTheEnvironment() async throws {
         let model = try ClusterTestSupport.writeTinyModel()
         let worker = try ServerProcess(TestPaths.binDir + "/radial-worker", [], environment: [
             "RADIAL_MODEL": model, "RADIAL_SHARD": "0/1", "RADIAL_LISTEN": "127.0.0.1:0", "RADIAL_KV_BUDGET_MB": "64",
@@ -90,7 +92,13 @@ import Testing
         ])
         let port = Int(worker.address.split(separator: ":").last ?? "") ?? 0
         #expect(worker.address.hasPrefix("127.0.0.1:") && port > 0, "\(worker.address)")
-        #expect(worker.stop() == 0)
+        // Serving (and, by the time it answers, handling SIGTERM: it prints its address just before).
+        let channel = RPCChannel(ChannelConfig(target: worker.address))
+        let health = try await channel.unary(Method.healthCheck, HealthCheckRequest(), response: HealthCheckResponse.self,
+                                             options: CallOptions(timeout: .seconds(10)))
+        channel.close()
+        #expect(health.status == .serving)
+        #expect(worker.stop() == 0, "\(worker.stderrText)")
 
         let bad = try TestPaths.execute("/usr/bin/env", ["RADIAL_KV_BUDGET_MB=0", TestPaths.binDir + "/radial-worker",
                                                          "--model", model, "--layers", "0-0", "--listen", "127.0.0.1:0"])
