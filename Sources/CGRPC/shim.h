@@ -9,3 +9,4 @@
 #include <grpc/grpc_security.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
+#include <grpc/support/log.h>

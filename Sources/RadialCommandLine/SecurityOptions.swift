@@ -65,7 +65,7 @@ public struct ServerSecurityOptions: ParsableArguments {
                     or pass --insecure on a network you trust
                     """)
             }
-            Serving.log("warning: --insecure: listening on \(address) without client authentication")
+            Serving.logger.warning("--insecure: listening on \(address) without client authentication")
         }
         return config
     }

@@ -1,25 +1,27 @@
 import Foundation
+import Logging
 import RadialProtocol
 import RadialRPC
 
-/// Process-level plumbing of the servers: the "listening on" line scripts wait for, and timestamped log lines on
-/// standard error.
+/// Process-level plumbing of the servers: the "listening on" line scripts wait for, and the process's log.
 public enum Serving {
     /// The executable's name, for log and error lines.
     public static let program = CommandLine.arguments.first.map { ($0 as NSString).lastPathComponent } ?? "radial"
 
-    /// Prints "listening on HOST:PORT" on standard output once bound (port 0 in `listen` becomes the real port).
-    public static func announce(listen: String, port: Int) {
+    /// Prints "listening on HOST:PORT" on standard output once bound (port 0 in `listen` becomes the real port);
+    /// other servers of the process say what they are first ("http listening on …").
+    public static func announce(listen: String, port: Int, what: String? = nil) {
         let host = listen.split(separator: ":").dropLast().joined(separator: ":")
-        FileHandle.standardOutput.write(Data("listening on \(host):\(port)\n".utf8))
+        FileHandle.standardOutput.write(Data("\(what.map { "\($0) " } ?? "")listening on \(host):\(port)\n".utf8))
         FileHandle.standardOutput.synchronizeFile()
     }
 
-    /// One log line on standard error: time, program, message.
+    /// The process's logger, labelled with the program's name (see `LoggingOptions` for level and format).
+    public static var logger: Logger { Logger(label: program) }
+
+    /// One info line in the process's log.
     public static func log(_ message: String) {
-        let stamp = ISO8601DateFormatter.string(from: Date(), timeZone: .current,
-                                                formatOptions: [.withTime, .withColonSeparatorInTime, .withFractionalSeconds])
-        FileHandle.standardError.write(Data("\(stamp) \(program): \(message)\n".utf8))
+        logger.info("\(message)")
     }
 
     /// What every Radial server does around its own service: grpc.health.v1 (reporting `service` SERVING) and
@@ -31,10 +33,11 @@ public enum Serving {
         health.set(service, .serving)
         health.register(on: server)
         DiagnosticsService().register(on: server)
+        let termination = TerminationSignal.arm()  // before the announcement: a supervisor may signal right after it
         let port: Int
         do { port = try server.start() } catch { exitWithRPCError(error, "listen on \(listen)") }
         announce(listen: listen, port: port)
-        let signal = await TerminationSignal.wait()
+        let signal = await termination.wait()
         log("signal \(signal): \(stopping)")
         health.enterShutdown()
     }

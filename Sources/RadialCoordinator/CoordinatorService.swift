@@ -57,30 +57,66 @@ public final class CoordinatorService: Sendable {
         }
     }
 
-    func generate(_ request: GenerateRequest, context: ServerContext, writer: TypedResponseWriter<GenerateReply>) async throws {
+    /// One generation, as every front end (gRPC Generate, the HTTP API) runs it: checks the request, queues it,
+    /// hands `started` the prompt's token ids and `deliver` each event until the generation ends, and records it
+    /// (metrics and one log line). A failed generation throws its RPCError; an error thrown by `deliver` (the
+    /// client went away) cancels the generation and is rethrown.
+    public func run(_ request: GenerateRequest, requestID: String, api: String,
+                    started: ([Int]) async throws -> Void,
+                    deliver: (SessionEvent) async throws -> Void) async throws {
+        var telemetry = RequestTelemetry(id: requestID, api: api, modelLayers: config.layerCount)
+        var outcome = "cancelled"
+        do {
+            let state = try prepare(request)
+            telemetry.prompt(state.promptIDs.count)
+            let (id, events) = try scheduler.submit(state)
+            defer { scheduler.cancel(id) }  // a no-op once finished; frees the session when the client went away
+            try await started(state.promptIDs)
+            for await event in events {
+                switch event {
+                case .token(let trace, _): telemetry.token(trace)
+                case .finished(let reason, _, _): outcome = reason.rawValue
+                case .failed(let error): throw error
+                case .text: break
+                }
+                try await deliver(event)
+            }
+        } catch let error as RPCError {
+            telemetry.finish(outcome: error.code.description.lowercased(), error: error.message)
+            throw error
+        } catch {
+            telemetry.finish(outcome: "cancelled", error: "\(error)")
+            throw error
+        }
+        telemetry.finish(outcome: outcome)
+    }
+
+    /// The request as a generation ready to queue: INVALID_ARGUMENT for a bad prompt, sampling or stop setting.
+    func prepare(_ request: GenerateRequest) throws -> GenerationState {
         let ids = try promptIDs(request.input)
         guard ids.count <= maxPromptTokens else {
             throw RPCError.invalidArgument("the prompt has \(ids.count) tokens; this coordinator accepts at most \(maxPromptTokens)")
         }
         let maxTokens = request.maxTokens == 0 ? defaultMaxTokens : request.maxTokens
-        let state: GenerationState
         do {
             var stop = StopConditions(maxTokens: maxTokens, stopStrings: request.stop)
             stop.stopAtEndOfGeneration = !request.ignoreEOS
-            var s = try GenerationState(promptIDs: ids, sampling: request.sampling, stop: stop, contextLength: config.contextLength)
-            if !request.continueAfter.isEmpty { try s.resume(after: request.continueAfter, tokenizer: tokenizer) }
-            state = s
+            var state = try GenerationState(promptIDs: ids, sampling: request.sampling, stop: stop, contextLength: config.contextLength)
+            if !request.continueAfter.isEmpty { try state.resume(after: request.continueAfter, tokenizer: tokenizer) }
+            return state
         } catch ModelError.contextOverflow(let n, let limit) {
             throw RPCError.invalidArgument("the prompt has \(n) tokens; this model's context holds \(limit), and at least one must be left to generate")
         } catch {
             throw RPCError.invalidArgument("\(error)")
         }
-        let (id, events) = try scheduler.submit(state)
-        defer { scheduler.cancel(id) }  // a no-op once finished; frees the session when the client went away
-        var first = GenerateReply()
-        first.promptIDs = ids
-        try await writer.send(first)
-        for await event in events {
+    }
+
+    func generate(_ request: GenerateRequest, context: ServerContext, writer: TypedResponseWriter<GenerateReply>) async throws {
+        try await run(request, requestID: RequestID.make(), api: "grpc") { ids in
+            var first = GenerateReply()
+            first.promptIDs = ids
+            try await writer.send(first)
+        } deliver: { event in
             var reply = GenerateReply()
             switch event {
             case .token(let trace, let text):
@@ -92,8 +128,8 @@ public final class CoordinatorService: Sendable {
                 reply.finishReason = reason
                 reply.prefillTokensPerSecond = prefill
                 reply.decodeTokensPerSecond = decode
-            case .failed(let error):
-                throw error
+            case .failed:
+                return
             }
             try await writer.send(reply)
         }
@@ -147,4 +183,15 @@ public final class CoordinatorService: Sendable {
         reply.forwardBytes = reply.workers.reduce(0) { $0 + $1.bytesSent + $1.bytesReceived }
         return reply
     }
+}
+
+/// Short random ids for requests, in log lines and HTTP replies.
+public enum RequestID {
+    public static func make() -> String {
+        String(UInt64.random(in: 0...UInt64.max), radix: 16).leftPadded(to: 16)
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
 }

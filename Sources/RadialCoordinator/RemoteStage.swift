@@ -1,3 +1,4 @@
+import Metrics
 import RadialModel
 import RadialProtocol
 import RadialRPC
@@ -185,6 +186,8 @@ public final class RemoteStage: Stage {
                         for id in sessions { s.assignment[id] = c }
                         s.failovers += 1
                     }
+                    Counter(label: "radial_failovers_total").increment()
+                    Counter(label: "radial_sessions_rebuilt_total").increment(by: Int64(sessions.count))
                     return c
                 case .serves(let other): replaced.append("worker \(clients[c].address) now serves \(other)")
                 case .down: break

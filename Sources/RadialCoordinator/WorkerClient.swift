@@ -1,3 +1,4 @@
+import Metrics
 import RadialModel
 import RadialProtocol
 import RadialRPC
@@ -10,6 +11,21 @@ public final class WorkerClient: Sendable {
     public let info: WorkerInfo
     let channel: RPCChannel
     private let stats = Mutex(Stats())
+    private let meters: Meters
+
+    /// The same figures for Prometheus, labelled with the worker's address.
+    struct Meters {
+        let rtt, compute: Timer
+        let sent, received, rows: Counter
+        init(worker: String) {
+            let d = [("worker", worker)]
+            rtt = Timer(label: "radial_worker_rtt_seconds", dimensions: d)
+            compute = Timer(label: "radial_worker_compute_seconds", dimensions: d)
+            sent = Counter(label: "radial_worker_bytes_sent_total", dimensions: d)
+            received = Counter(label: "radial_worker_bytes_received_total", dimensions: d)
+            rows = Counter(label: "radial_worker_rows_total", dimensions: d)
+        }
+    }
 
     struct Stats {
         var visits: UInt64 = 0
@@ -28,6 +44,7 @@ public final class WorkerClient: Sendable {
         self.address = address
         self.channel = channel
         self.info = info
+        meters = Meters(worker: address)
     }
 
     public var layers: LayerRange { info.layers }
@@ -57,6 +74,11 @@ public final class WorkerClient: Sendable {
             s.bytesReceived += UInt64(replyBytes.count)
             s.overhead.add(max(0, elapsed - reply.computeSeconds))
         }
+        meters.rtt.recordSeconds(elapsed)
+        meters.compute.recordSeconds(reply.computeSeconds)
+        meters.sent.increment(by: Int64(bytes.count))
+        meters.received.increment(by: Int64(replyBytes.count))
+        meters.rows.increment(by: Int64(request.tokens.count))
         return reply
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 import RadialModel
 import RadialProtocol
 import RadialRouter
@@ -50,7 +51,7 @@ public final class WorkerService: Sendable {
 
     public func register(on server: RPCServer) {
         server.addUnarySync(Method.workerInfo, InfoRequest.self) { [self] request, _ in try info(request) }
-        server.addUnarySync(Method.workerForward, ForwardRequest.self) { [self] request, _ in try forward(request) }
+        server.addUnarySync(Method.workerForward, ForwardRequest.self) { [self] request, _ in try measuredForward(request) }
         server.addUnarySync(Method.workerCloseSession, CloseSessionRequest.self) { [self] request, _ in try closeSessions(request) }
         // A restore replays a whole history: long, and rare; off the I/O thread.
         server.addUnary(Method.workerRestoreSession, RestoreSessionRequest.self, offloaded: true) { [self] request, _ in
@@ -91,6 +92,42 @@ public final class WorkerService: Sendable {
     /// What this worker serves, as a coordinator's Forward must expect it.
     public var identity: StageIdentity {
         StageIdentity(layers: shard.range, activations: QuantizedMatrix.activations.rawValue, routerFingerprint: routerFingerprint)
+    }
+
+    /// Forward, counted for Prometheus: calls by outcome, rows, layers run and skipped, K/V fills, compute time.
+    func measuredForward(_ request: ForwardRequest) throws -> ForwardReply {
+        let reply: ForwardReply
+        do { reply = try forward(request) } catch {
+            let code = (error as? RPCError)?.code.description.lowercased() ?? "unknown"
+            Counter(label: "radial_worker_forward_calls_total", dimensions: [("outcome", code)]).increment()
+            throw error
+        }
+        Counter(label: "radial_worker_forward_calls_total", dimensions: [("outcome", "ok")]).increment()
+        Self.meters.compute.recordSeconds(reply.computeSeconds)
+        Self.meters.rows.increment(by: Int64(request.tokens.count))
+        Self.meters.fills.increment(by: Int64(request.fills.count))
+        let run = reply.layersRun.isEmpty ? request.tokens.count * shard.range.count : reply.layersRun.reduce(0) { $0 + $1.count }
+        Self.meters.layersRun.increment(by: Int64(run))
+        Self.meters.layersSkipped.increment(by: Int64(request.tokens.count * shard.range.count - run))
+        return reply
+    }
+
+    private static let meters = (compute: Timer(label: "radial_worker_forward_compute_seconds"),
+                                 rows: Counter(label: "radial_worker_rows_total"),
+                                 fills: Counter(label: "radial_worker_kv_fills_total"),
+                                 layersRun: Counter(label: "radial_worker_layers_run_total"),
+                                 layersSkipped: Counter(label: "radial_worker_layers_skipped_total"))
+
+    /// Point-in-time figures for Prometheus, set just before each scrape.
+    public func refreshGauges() {
+        let s = host.snapshot
+        Gauge(label: "radial_worker_sessions").record(s.sessions)
+        Gauge(label: "radial_worker_kv_bytes").record(s.kvUsedBytes)
+        Gauge(label: "radial_worker_kv_budget_bytes").record(config.kvBudgetBytes)
+        Gauge(label: "radial_worker_weight_bytes").record(shard.weightBytes)
+        Gauge(label: "radial_worker_rss_bytes").record(Int(ProcessMemory.residentBytes))
+        Gauge(label: "radial_worker_first_layer").record(shard.range.lowerBound)
+        Gauge(label: "radial_worker_layers").record(shard.range.count)
     }
 
     func forward(_ request: ForwardRequest) throws -> ForwardReply {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import Hummingbird
 import RadialCommandLine
 import RadialCoordinator
 import RadialModel
@@ -42,8 +43,10 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var failoverWait: Double = 30
     @Option(name: .customLong("history-mb"), help: "Hidden-state history each stage keeps for rebuilding sessions on another worker (MiB); sessions past it can no longer fail over.")
     var historyMB = 1024
-    @Option(name: .long, help: "HOST:PORT to listen on (port 0 picks a free port).")
+    @Option(name: .long, help: "HOST:PORT to listen on for gRPC (port 0 picks a free port).")
     var listen = "127.0.0.1:7100"
+    @Option(name: .customLong("http-listen"), help: ArgumentHelp("HOST:PORT for the OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models) and Prometheus /metrics; off unless given.", discussion: "Plain HTTP: on a network, put a TLS proxy in front. It requires the same bearer token as gRPC (Authorization: Bearer TOKEN), except /health and /metrics."))
+    var httpListen: String?
     @Option(name: .customLong("max-sessions"), help: "Generations decoding at once; more wait in the queue.")
     var maxSessions = 16
     @Option(name: .customLong("max-queue"), help: "Requests waiting for a slot; beyond this Generate fails with RESOURCE_EXHAUSTED.")
@@ -65,6 +68,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var maxPendingFills = 32
     @OptionGroup var security: ServerSecurityOptions
     @OptionGroup(title: "Connecting to workers") var workerSecurity: WorkerSecurityOptions
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func validate() throws {
         if workerList.isEmpty { throw ValidationError("--workers needs at least one HOST:PORT") }
@@ -77,8 +81,13 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var workerList: [String] { workers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
 
     func run() async throws {
+        logging.bootstrap()
+        ProcessMetrics.bootstrap()
         // Refuse an unsafe listen address before spending seconds on the model.
-        do { _ = try security.serverConfig(address: listen) } catch { Serving.fail("\(error)") }
+        do {
+            _ = try security.serverConfig(address: listen)
+            if let httpListen { _ = try security.serverConfig(address: httpListen) }
+        } catch { Serving.fail("\(error)") }
         model.applyThreads()
         let file: GGUFFile, config: LlamaConfig, head: LlamaHead, tokenizer: Tokenizer
         do {
@@ -127,9 +136,19 @@ struct CoordinatorCommand: AsyncParsableCommand {
         let name = (try? file.string("general.name")) ?? URL(fileURLWithPath: model.model).lastPathComponent
         let service = CoordinatorService(scheduler: scheduler, tokenizer: tokenizer, config: config, modelName: name,
                                          defaultMaxTokens: defaultMaxTokens, maxPromptTokens: maxPromptTokens)
-        let server: RPCServer
-        do { server = RPCServer(config: try security.serverConfig(address: listen)) } catch { Serving.fail("\(error)") }
+        let server: RPCServer, serverConfig: ServerConfig
+        do { serverConfig = try security.serverConfig(address: listen) } catch { Serving.fail("\(error)") }
+        server = RPCServer(config: serverConfig)
         service.register(on: server)
+        var http: HTTPEndpoint?
+        if let httpListen {
+            let router = Hummingbird.Router()
+            let modelID = URL(fileURLWithPath: model.model).deletingPathExtension().lastPathComponent
+            OpenAIAPI(service: service, modelID: modelID, token: serverConfig.bearerToken).register(on: router)
+            ProcessMetrics.addRoute(to: router) { service.refreshGauges() }
+            do { http = try await HTTPEndpoint(router: router, listen: httpListen) } catch { Serving.fail("\(error)") }
+            Serving.announce(listen: httpListen, port: http!.port, what: "http")
+        }
         // The batching loop runs on the thread that receives the workers' replies: each reply resumes it with no
         // thread wake-up (one per hop). Its own compute (embedding, LM head, sampling) happens while no worker call
         // is in flight, so it delays no other call's I/O.
@@ -143,6 +162,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             scheduler.cancelAll()
         }
         await loop.value
+        await http?.shutdown()
         await server.shutdown(grace: .seconds(5))
         Serving.log("stopped")
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Hummingbird
 import RadialCommandLine
 import RadialModel
 import RadialProtocol
@@ -35,6 +36,8 @@ struct WorkerCommand: AsyncParsableCommand {
     var shard: String?
     @Option(name: .long, help: "HOST:PORT to listen on (port 0 picks a free port).")
     var listen = "127.0.0.1:7101"
+    @Option(name: .customLong("metrics-listen"), help: "HOST:PORT for Prometheus GET /metrics over HTTP (and GET /health); off unless given.")
+    var metricsListen: String?
     @Option(name: .customLong("kv-budget-mb"), help: "Memory for all sessions' KV caches, in MiB; a batch that would exceed it is refused with RESOURCE_EXHAUSTED.")
     var kvBudgetMB = 2048
     @Option(name: .customLong("session-ttl"), help: "Seconds after which an idle session's KV cache is freed.")
@@ -48,6 +51,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("protocol-version"), help: .hidden)
     var protocolVersion: UInt32 = ProtocolVersion.current
     @OptionGroup var security: ServerSecurityOptions
+    @OptionGroup(title: "Logging") var logging: LoggingOptions
 
     func validate() throws {
         if (layers == nil) == (shard == nil) { throw ValidationError("give exactly one of --layers A-B or --shard INDEX/COUNT") }
@@ -65,6 +69,8 @@ struct WorkerCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        logging.bootstrap()
+        ProcessMetrics.bootstrap()
         // Refuse an unsafe listen address before spending seconds on the model.
         do { _ = try security.serverConfig(address: listen) } catch { Serving.fail("\(error)") }
         model.applyThreads()
@@ -84,10 +90,10 @@ struct WorkerCommand: AsyncParsableCommand {
         guard range.upperBound <= config.layerCount, range.count > 0 else {
             Serving.fail("--layers \(range) is outside the model's \(config.layerCount) layers (0-\(config.layerCount - 1))")
         }
-        var loadedRouter: Router?
+        var loadedRouter: RadialRouter.Router?
         if let router {
             do {
-                let r = try Router(path: router)
+                let r = try RadialRouter.Router(path: router)
                 try r.check(modelFingerprint: file.fingerprint, layers: config.layerCount, hiddenSize: config.dim)
                 guard range.lowerBound % r.header.block == 0 else {
                     Serving.fail("the router decides blocks of \(r.header.block) layers; layers \(range) start inside a block (start at a multiple of \(r.header.block))")
@@ -114,6 +120,15 @@ struct WorkerCommand: AsyncParsableCommand {
             return c
         }(), router: loadedRouter)
         service.register(on: server)
+        var metrics: HTTPEndpoint?
+        if let metricsListen {
+            // Read-only figures, no token: like any Prometheus target (bind it where only the scraper reaches).
+            let router = Hummingbird.Router()
+            router.get("/health") { _, _ in "ok\n" }
+            ProcessMetrics.addRoute(to: router) { service.refreshGauges() }
+            do { metrics = try await HTTPEndpoint(router: router, listen: metricsListen) } catch { Serving.fail("\(error)") }
+            Serving.announce(listen: metricsListen, port: metrics!.port, what: "http")
+        }
         let eviction = Task { await service.evictIdleSessions() }
         let rss = ProcessMemory.residentBytes
         Serving.log("layers \(range) of \(config.layerCount), weights \(loaded.weightBytes >> 20) MiB, RSS \(rss >> 20) MiB (+\((rss - min(rssBefore, rss)) >> 20) MiB for the shard)")
@@ -121,6 +136,7 @@ struct WorkerCommand: AsyncParsableCommand {
         await Serving.serveUntilSignal(server, listen: listen, service: "radial.Worker", stopping: "finishing batches in flight")
         eviction.cancel()
         await server.shutdown(grace: .seconds(10))
+        await metrics?.shutdown()
         Serving.log("stopped")
     }
 }

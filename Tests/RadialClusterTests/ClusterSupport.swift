@@ -12,23 +12,30 @@ final class LocalCluster: @unchecked Sendable {
     let channel: RPCChannel
 
     /// One worker per inclusive range ("0-0", "1-2"), then the coordinator over them.
-    init(model: String, layers: [String], workerArgs: [String] = [], coordinatorArgs: [String] = []) throws {
+    /// `environment`: added to every process's (a token in RADIAL_AUTH_TOKEN, say); `channel` then carries
+    /// `bearerToken`.
+    init(model: String, layers: [String], workerArgs: [String] = [], coordinatorArgs: [String] = [],
+         environment: [String: String] = [:], bearerToken: String? = nil) throws {
         let bin = TestPaths.binDir
         var started: [ServerProcess] = []
         do {
             for range in layers {
                 started.append(try ServerProcess(bin + "/radial-worker",
-                                                 ["--model", model, "--layers", range, "--listen", "127.0.0.1:0", "--threads", "1"] + workerArgs))
+                                                 ["--model", model, "--layers", range, "--listen", "127.0.0.1:0", "--threads", "1"] + workerArgs,
+                                                 environment: environment))
             }
             coordinator = try ServerProcess(bin + "/radial-coordinator",
                                             ["--model", model, "--workers", started.map(\.address).joined(separator: ","),
-                                             "--listen", "127.0.0.1:0", "--threads", "1", "--connect-timeout", "20"] + coordinatorArgs)
+                                             "--listen", "127.0.0.1:0", "--threads", "1", "--connect-timeout", "20"] + coordinatorArgs,
+                                            environment: environment)
         } catch {
             for w in started { w.stop() }
             throw error
         }
         workers = started
-        channel = RPCChannel(ChannelConfig(target: coordinator.address))
+        var config = ChannelConfig(target: coordinator.address)
+        config.bearerToken = bearerToken
+        channel = RPCChannel(config)
     }
 
     /// SIGTERM to the coordinator, then the workers; every exit status (0 means a graceful stop).

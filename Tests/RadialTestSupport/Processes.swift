@@ -116,6 +116,9 @@ public final class ServerProcess: @unchecked Sendable {
     public let process = Process()
     /// HOST:PORT from its "listening on" line.
     public let address: String
+    /// HOST:PORT from an "http listening on" line before it (a coordinator with --http-listen, a worker with
+    /// --metrics-listen).
+    public private(set) var httpAddress: String?
     public let stderrPath: String
     private let stdout = Pipe()
 
@@ -131,15 +134,20 @@ public final class ServerProcess: @unchecked Sendable {
         process.standardOutput = stdout
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
         try process.run()
-        // Read the first line (the bound address) byte by byte, so nothing after it is lost.
-        var line = [UInt8]()
+        // Read lines up to the gRPC server's (the bound address) byte by byte, so nothing after it is lost.
         let handle = stdout.fileHandleForReading
+        var text = ""
         while true {
-            let byte = handle.readData(ofLength: 1)
-            if byte.isEmpty || byte.first == UInt8(ascii: "\n") { break }
-            line.append(byte.first!)
+            var line = [UInt8]()
+            while true {
+                let byte = handle.readData(ofLength: 1)
+                if byte.isEmpty || byte.first == UInt8(ascii: "\n") { break }
+                line.append(byte.first!)
+            }
+            text = String(decoding: line, as: UTF8.self)
+            guard text.hasPrefix("http listening on ") else { break }
+            httpAddress = String(text.dropFirst("http listening on ".count))
         }
-        let text = String(decoding: line, as: UTF8.self)
         guard let range = text.range(of: "listening on ") else {
             process.waitUntilExit()
             let err = (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
