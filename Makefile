@@ -1,9 +1,13 @@
 # Radial. Two commands do all the set-up on a fresh machine:
-#   make demo   installs what is missing, builds, starts a local cluster (3 workers + coordinator on loopback,
-#               the real model), streams a reply through it, shows its status, and stops it
+#   make demo   installs what is missing, builds, trains a router once (cached in models/), starts a local cluster
+#               (3 workers + coordinator on loopback, the real model, routing on), asks it a question over gRPC and
+#               over the OpenAI-compatible HTTP API, shows each token's depth and the cluster's status, stops it
 #   make test   installs what is missing, builds, and runs every test (the numpy reference's own tests first)
 MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 PROMPT ?= What is the capital of France? Answer in one sentence.
+# The demo's router: distilled from the model over 4096 tokens of fortunes on first use (~1.5 min), then reused.
+ROUTER ?= $(MODEL:.gguf=.router)
+SKIP_RATE ?= 0.1
 SWIFT_RELEASE = swift build -c release
 
 .PHONY: demo run-local test setup model build release bench clean
@@ -24,9 +28,13 @@ demo:
 	scripts/setup.sh deps
 	scripts/setup.sh model
 	$(SWIFT_RELEASE)
-	deploy/local-cluster.sh up --model $(MODEL)
-	.build/release/radial generate --chat --greedy --max-tokens 96 "$(PROMPT)"; rc=$$?; \
-	  .build/release/radial status; deploy/local-cluster.sh down; exit $$rc
+	$(MAKE) --no-print-directory $(ROUTER)
+	scripts/demo.sh $(MODEL) $(ROUTER) "$(PROMPT)" $(SKIP_RATE)
+
+$(ROUTER):
+	scripts/setup.sh corpus
+	.build/release/radial train-router --model $(MODEL) --text data/fortunes-train.txt --max-tokens 4096 --out $@.tmp
+	mv $@.tmp $@
 
 # The same model in this one process (no cluster).
 run-local: release

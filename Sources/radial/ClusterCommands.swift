@@ -48,6 +48,8 @@ struct CoordinatorOptions: ParsableArguments {
 struct StreamedGeneration {
     var promptIDs: [Int] = []
     var traces: [TokenTrace] = []
+    /// The text each token's reply carried (empty while a piece of text is held back).
+    var pieces: [String] = []
     /// When each token arrived, in milliseconds since the request was sent.
     var tokenMilliseconds: [Double] = []
     var text = ""
@@ -86,6 +88,7 @@ func streamGeneration(_ channel: RPCChannel, _ request: GenerateRequest, options
             for try await reply in try channel.serverStreaming(Method.generate, request, response: GenerateReply.self, options: options) {
                 if !reply.promptIDs.isEmpty { out.promptIDs = reply.promptIDs }
                 out.traces += reply.tokens
+                out.pieces += reply.tokens.map { _ in reply.text }
                 let ms = (clock.now - start).seconds * 1000
                 out.tokenMilliseconds += reply.tokens.map { _ in ms }
                 if !reply.text.isEmpty {
@@ -129,6 +132,8 @@ struct GenerateCommand: AsyncParsableCommand {
     @OptionGroup var target: CoordinatorOptions
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var prompt: PromptOptions
+    @Flag(name: .customLong("show-depth"), help: "After the text, show each token's depth: the layers it ran and skipped and the worker hops it made (routing on the cluster: `radial-coordinator --router`).")
+    var showDepth = false
 
     func run() async throws {
         let request = try sampling.request(try prompt.input())
@@ -141,6 +146,10 @@ struct GenerateCommand: AsyncParsableCommand {
                 if !prompt.quiet { out.write(Data(text.utf8)) }
             }
             if !prompt.quiet { print("") }
+            if showDepth {
+                let status = try await channel.unary(Method.status, StatusRequest(), response: StatusReply.self, options: target.callOptions)
+                print(DepthReport(result, status: status).text)
+            }
             if prompt.json { try printJSON(result.json) }
         } catch {
             exitWithRPCError(error, "generate on \(target.target)")
