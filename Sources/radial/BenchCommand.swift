@@ -59,8 +59,9 @@ struct BenchCommand: AsyncParsableCommand {
     @OptionGroup var target: CoordinatorOptions
     @Option(name: .long, help: "Run in-process on this GGUF model instead of against a coordinator.")
     var model: String?
-    @Option(name: .long, parsing: .upToNextOption, help: "Concurrent streams per configuration.")
-    var concurrency: [Int] = [1, 4, 16]
+    @Option(name: .customLong("concurrency"), parsing: .upToNextOption, help: ArgumentHelp(
+        "Concurrent streams, one configuration each, comma-separated.", valueName: "n,..."))
+    var concurrencyLists = [NumberList<Int>([1, 4, 16])]
     @Option(name: .customLong("max-tokens"), help: "Tokens each stream generates.")
     var maxTokens = 64
     @Option(name: .long, help: "Label for the target column.")
@@ -71,6 +72,8 @@ struct BenchCommand: AsyncParsableCommand {
     var activations: String?
     @Flag(name: .long, help: "One JSON object per configuration instead of a table.")
     var json = false
+
+    var concurrency: [Int] { concurrencyLists.joined() }
 
     func validate() throws {
         if let a = activations, QuantizedMatrix.Activations(rawValue: a) == nil {

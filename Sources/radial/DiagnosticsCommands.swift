@@ -60,15 +60,20 @@ struct RPCBenchCommand: AsyncParsableCommand {
 
     @Argument(help: "HOST:PORT of a server with radial.Diagnostics (radial serve-echo, a worker, a coordinator).")
     var target: String
-    @Option(name: .long, parsing: .upToNextOption, help: "Payload sizes in bytes, sent and echoed back.")
-    var sizes: [Int] = [2048, 262_144]
-    @Option(name: .long, parsing: .upToNextOption, help: "Calls in flight at once.")
-    var concurrency: [Int] = [1, 16]
+    @Option(name: .customLong("sizes"), parsing: .upToNextOption, help: ArgumentHelp(
+        "Payload sizes in bytes, sent and echoed back, comma-separated.", valueName: "bytes,..."))
+    var sizeLists = [NumberList<Int>([2048, 262_144])]
+    @Option(name: .customLong("concurrency"), parsing: .upToNextOption, help: ArgumentHelp(
+        "Calls in flight at once, comma-separated.", valueName: "n,..."))
+    var concurrencyLists = [NumberList<Int>([1, 16])]
     @Option(name: .long, help: "Measured calls per configuration (after 10% warm-up).")
     var calls = 2000
     @Flag(name: .long, help: "Print one JSON object per configuration.")
     var json = false
     @OptionGroup var security: ClientSecurityOptions
+
+    var sizes: [Int] { sizeLists.joined() }
+    var concurrency: [Int] { concurrencyLists.joined() }
 
     func validate() throws {
         guard calls > 0, sizes.allSatisfy({ $0 >= 0 && $0 <= 64 << 20 }), concurrency.allSatisfy({ $0 >= 1 && $0 <= 1024 }) else {

@@ -64,3 +64,26 @@ func parseIDs(_ s: String) throws -> [Int] {
     guard ids.count == parts.count, !ids.isEmpty else { throw ValidationError("--prompt-ids must be comma-separated integers, e.g. 1,2,3") }
     return ids
 }
+
+/// A list option's value: comma-separated numbers ("1,4,16"), the list syntax of every option. Declared with
+/// `parsing: .upToNextOption` as `[NumberList]`, so the older space-separated form (`--concurrency 1 4 16`) still
+/// parses; `values` joins whatever was given.
+struct NumberList<Number: LosslessStringConvertible & Sendable>: ExpressibleByArgument, Sendable {
+    var values: [Number]
+
+    init(_ values: [Number]) { self.values = values }
+
+    init?(argument: String) {
+        let parts = argument.split(separator: ",", omittingEmptySubsequences: false)
+            .map { Number(String($0).trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else { return nil }
+        values = parts.map { $0! }
+    }
+
+    var defaultValueDescription: String { values.map(String.init(describing:)).joined(separator: ",") }
+}
+
+extension Array {
+    /// The numbers of a list option, however they were written (`--sizes 1,2` or `--sizes 1 2`).
+    func joined<Number>() -> [Number] where Element == NumberList<Number> { flatMap(\.values) }
+}
