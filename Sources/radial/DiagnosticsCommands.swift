@@ -10,7 +10,13 @@ struct ServeEchoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve-echo",
         abstract: "Serve radial.Diagnostics (echo) and grpc.health.v1.Health until SIGTERM.",
-        discussion: "Prints 'listening on HOST:PORT' once bound (port 0 picks a free port). Pair with `radial rpc-bench`.")
+        usage: "radial serve-echo [<options>]",
+        discussion: """
+            Prints 'listening on HOST:PORT' once bound (port 0 picks a free port). Pair with `radial rpc-bench`.
+
+            Example:
+              radial serve-echo --listen 127.0.0.1:7070
+            """)
 
     @Option(name: .long, help: "HOST:PORT to listen on.")
     var listen = "127.0.0.1:0"
@@ -27,7 +33,8 @@ struct ServeEchoCommand: AsyncParsableCommand {
 struct HealthCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "health",
-        abstract: "Ask a server's grpc.health.v1.Health service; exit 0 only when SERVING.")
+        abstract: "Ask a server's grpc.health.v1.Health service; exit 0 only when SERVING.",
+        usage: "radial health <target> [<options>]")
 
     @Argument(help: "HOST:PORT of the server.")
     var target: String
@@ -56,7 +63,13 @@ struct RPCBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rpc-bench",
         abstract: "Measure unary round-trip latency (p50, p99) and calls/s against radial.Diagnostics/Echo.",
-        discussion: "Example: radial rpc-bench 127.0.0.1:7070 --sizes 2048,262144 --concurrency 1,16")
+        usage: "radial rpc-bench <target> [<options>]",
+        discussion: """
+            Every combination of --sizes and --concurrency is measured in turn.
+
+            Example:
+              radial rpc-bench 127.0.0.1:7070 --sizes 2048,262144 --concurrency 1,16
+            """)
 
     @Argument(help: "HOST:PORT of a server with radial.Diagnostics (radial serve-echo, a worker, a coordinator).")
     var target: String

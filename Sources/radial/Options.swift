@@ -21,7 +21,7 @@ struct SamplingOptions: ParsableArguments {
     var seed: UInt64 = 0
     @Option(name: .customLong("max-tokens"), help: "Stop after this many generated tokens.")
     var maxTokens: Int = 128
-    @Option(name: .customLong("stop"), help: "Stop when this text appears (repeatable).")
+    @Option(name: .customLong("stop"), help: "Stop when this text appears; repeat the option for several (a text may itself contain commas).")
     var stop: [String] = []
     @Flag(name: .customLong("ignore-eos"), help: "Do not stop at the end-of-generation token.")
     var ignoreEOS = false
