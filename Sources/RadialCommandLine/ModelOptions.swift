@@ -12,10 +12,11 @@ public struct ModelOptions: ParsableArguments {
     public var threads: Int?
 
     @Option(name: .long, help: ArgumentHelp(
-        "Decode arithmetic: f32 (default, or RADIAL_ACTIVATIONS) multiplies fp32 activations by the 4/8-bit weights "
-        + "and equals the fp32 reference up to summation order; q8 quantises activations to int8 per block of 32 "
-        + "as llama.cpp does: faster, but greedy text drifts from f32's after a few tokens. Every process of a "
-        + "cluster must use the same one for its output to equal `radial run` with it.",
+        "Decode arithmetic: f32 or q8 (default: f32, or RADIAL_ACTIVATIONS).",
+        discussion: "f32 multiplies fp32 activations by the 4/8-bit weights and equals the fp32 reference up to "
+            + "summation order; q8 quantises activations to int8 per block of 32 as llama.cpp does: faster, but "
+            + "greedy text drifts from f32's after a few tokens. Every process of a cluster must use the same one "
+            + "for its output to equal `radial run` with it.",
         valueName: "f32|q8"))
     public var activations: String?
 

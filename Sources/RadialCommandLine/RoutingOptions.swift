@@ -9,9 +9,9 @@ public struct RoutingOptions: ParsableArguments {
 
     @Option(name: .long, help: "A router from `radial train-router`; without one every token runs every layer.")
     public var router: String?
-    @Option(name: .long, help: "Skip a layer whose predicted contribution is below this (0 never skips: exactly the dense model).")
+    @Option(name: .long, help: "Skip a layer whose predicted contribution is below this; 0 never skips: exactly the dense model (default: calibrated from --skip-rate).")
     public var threshold: Float?
-    @Option(name: .customLong("skip-rate"), help: "Target fraction of layers skipped, turned into a threshold with the router's calibration (instead of --threshold; default 0.1).")
+    @Option(name: .customLong("skip-rate"), help: "Target fraction of layers skipped, turned into a threshold with the router's calibration, instead of --threshold (default: 0.1).")
     public var skipRate: Double?
     @Option(name: .customLong("always-run"), help: "Layers every token runs, comma-separated, or none (default: the first and the last).")
     public var alwaysRun: String?

@@ -36,7 +36,7 @@ public struct ServerSecurityOptions: ParsableArguments {
     public var tlsKey: String?
     @Option(name: .customLong("tls-client-ca"), help: "PEM CA: require client certificates it signed (mutual TLS).")
     public var tlsClientCA: String?
-    @Option(name: .customLong("auth-token"), help: "Require 'authorization: Bearer TOKEN' on every call except health checks (prefer --auth-token-file or RADIAL_AUTH_TOKEN: argv is visible to other users).")
+    @Option(name: .customLong("auth-token"), help: "Require 'authorization: Bearer TOKEN' on every call except health checks; prefer --auth-token-file or RADIAL_AUTH_TOKEN, as argv is visible to other users (default: none, or RADIAL_AUTH_TOKEN).")
     public var authToken: String?
     @Option(name: .customLong("auth-token-file"), help: "Read the bearer token from the first line of this file.")
     public var authTokenFile: String?
@@ -76,13 +76,13 @@ public struct ClientSecurityOptions: ParsableArguments {
     public init() {}
     @Flag(name: .customLong("tls"), help: "Connect with TLS, verifying the server against the system's CAs (or --tls-ca).")
     public var tls = false
-    @Option(name: .customLong("tls-ca"), help: "PEM CA that signed the server's certificate (implies --tls).")
+    @Option(name: .customLong("tls-ca"), help: "PEM CA that signed the server's certificate; implies --tls (default: the system's CAs).")
     public var tlsCA: String?
     @Option(name: .customLong("tls-cert"), help: "PEM client certificate for mutual TLS (needs --tls-key).")
     public var tlsCert: String?
     @Option(name: .customLong("tls-key"), help: "PEM private key for --tls-cert.")
     public var tlsKey: String?
-    @Option(name: .customLong("auth-token"), help: "Send 'authorization: Bearer TOKEN' (or set RADIAL_AUTH_TOKEN).")
+    @Option(name: .customLong("auth-token"), help: "Send 'authorization: Bearer TOKEN' (default: none, or RADIAL_AUTH_TOKEN).")
     public var authToken: String?
     @Option(name: .customLong("auth-token-file"), help: "Read the bearer token from the first line of this file.")
     public var authTokenFile: String?

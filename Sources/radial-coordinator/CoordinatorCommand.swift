@@ -22,17 +22,23 @@ struct CoordinatorCommand: AsyncParsableCommand {
         commandName: "radial-coordinator",
         abstract: "Serve a model across radial-worker processes: tokenizer, embeddings, LM head, sampler and scheduler.",
         discussion: """
-            Loads only the tokenizer, token embedding, final norm and LM head. At start it handshakes with every
-            worker (protocol version, model fingerprint, layer range) and refuses to serve, naming the problem,
-            when layers are missing, ranges overlap or a worker has another model. Then it serves
-            radial.Coordinator (Generate, Status, Tokenize) and batches all running sessions into one Forward per
-            worker per step. Prints 'listening on HOST:PORT' once ready; SIGTERM lets running generations finish
+            Loads only the tokenizer, token embedding, final norm and LM head. At start it handshakes with every \
+            worker (protocol version, model fingerprint, layer range) and refuses to serve, naming the problem, \
+            when layers are missing, ranges overlap or a worker has another model. Then it serves \
+            radial.Coordinator (Generate, Status, Tokenize) and batches all running sessions into one Forward per \
+            worker per step. Prints 'listening on HOST:PORT' once ready; SIGTERM lets running generations finish \
             (up to --drain-seconds), then exits 0.
-            With --router (the same file on every worker) each token visits only the workers whose layers the
+
+            With --router (the same file on every worker) each token visits only the workers whose layers the \
             router selects; --threshold or --skip-rate sets the operating point (see `radial eval`).
-            Every option can also be set in the environment: --connect-timeout 300 as RADIAL_CONNECT_TIMEOUT=300, a flag as 1 (the command line wins).
-            Example: radial-coordinator --model models/SmolLM2-135M-Instruct.Q4_1.gguf \\
-                       --workers 127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103 --listen 127.0.0.1:7100
+
+            Every option can also be set in the environment: --connect-timeout 300 as RADIAL_CONNECT_TIMEOUT=300, \
+            a flag as 1. The command line wins.
+
+            Example:
+              radial-coordinator --model models/SmolLM2-135M-Instruct.Q4_1.gguf \\
+                --workers 127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103 \\
+                --listen 127.0.0.1:7100
             """,
         version: RadialRelease.description)
 
@@ -173,13 +179,13 @@ struct CoordinatorCommand: AsyncParsableCommand {
 struct WorkerSecurityOptions: ParsableArguments {
     @Flag(name: .customLong("worker-tls"), help: "Connect to workers with TLS.")
     var tls = false
-    @Option(name: .customLong("worker-tls-ca"), help: "PEM CA that signed the workers' certificates (implies --worker-tls).")
+    @Option(name: .customLong("worker-tls-ca"), help: "PEM CA that signed the workers' certificates; implies --worker-tls (default: the system's CAs).")
     var tlsCA: String?
     @Option(name: .customLong("worker-tls-cert"), help: "PEM client certificate to present to workers that require one (mutual TLS; needs --worker-tls-key, implies --worker-tls).")
     var tlsCert: String?
     @Option(name: .customLong("worker-tls-key"), help: "PEM private key for --worker-tls-cert.")
     var tlsKey: String?
-    @Option(name: .customLong("worker-auth-token"), help: "Bearer token the workers require (prefer --worker-auth-token-file or RADIAL_WORKER_AUTH_TOKEN).")
+    @Option(name: .customLong("worker-auth-token"), help: "Bearer token the workers require; prefer --worker-auth-token-file or RADIAL_WORKER_AUTH_TOKEN (default: none, or RADIAL_WORKER_AUTH_TOKEN).")
     var authToken: String?
     @Option(name: .customLong("worker-auth-token-file"), help: "Read the workers' bearer token from the first line of this file.")
     var authTokenFile: String?

@@ -21,11 +21,16 @@ struct WorkerCommand: AsyncParsableCommand {
         commandName: "radial-worker",
         abstract: "Serve a range of a model's layers (a shard) to a radial-coordinator.",
         discussion: """
-            Loads only the tensors of its layers, keeps a KV cache per session within --kv-budget-mb, and runs the
-            coordinator's Forward batches. Prints 'listening on HOST:PORT' once ready; SIGTERM finishes the batches
+            Loads only the tensors of its layers, keeps a KV cache per session within --kv-budget-mb, and runs the \
+            coordinator's Forward batches. Prints 'listening on HOST:PORT' once ready; SIGTERM finishes the batches \
             in flight and exits 0.
-            Every option can also be set in the environment: --kv-budget-mb 1024 as RADIAL_KV_BUDGET_MB=1024, a flag as 1 (the command line wins).
-            Example: radial-worker --model models/SmolLM2-135M-Instruct.Q4_1.gguf --layers 0-9 --listen 127.0.0.1:7101
+
+            Every option can also be set in the environment: --kv-budget-mb 1024 as RADIAL_KV_BUDGET_MB=1024, a flag \
+            as 1. The command line wins.
+
+            Example:
+              radial-worker --model models/SmolLM2-135M-Instruct.Q4_1.gguf --layers 0-9 \\
+                --listen 127.0.0.1:7101
             """,
         version: RadialRelease.description)
 

@@ -49,28 +49,37 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure tokens/s and per-token latency (p50/p99) at 1, 4 and 16 concurrent streams.",
+        usage: "radial bench [<options>]",
         discussion: """
-            Every stream generates --max-tokens tokens (end-of-generation ignored) after its own short prompt.
-            Against a coordinator (default) it also reports hops and Forward bytes per generated token, from Status.
-            With --model it runs the same workload on the in-process engine (streams batched into one step, as
-            the coordinator does), for side-by-side ratios. bench/cluster_bench.sh runs both in one go.
+            Every stream generates --max-tokens tokens (end-of-generation ignored) after its own short prompt. \
+            Against a coordinator (the default) it also reports hops and Forward bytes per generated token, from \
+            Status.
+
+            With --model it runs the same workload on the in-process engine (streams batched into one step, as the \
+            coordinator does), for side-by-side ratios. bench/cluster_bench.sh runs both in one go.
+
+            Example:
+              radial bench --concurrency 1,4 --max-tokens 32
             """)
 
     @OptionGroup var target: CoordinatorOptions
     @Option(name: .long, help: "Run in-process on this GGUF model instead of against a coordinator.")
     var model: String?
-    @Option(name: .long, parsing: .upToNextOption, help: "Concurrent streams per configuration.")
-    var concurrency: [Int] = [1, 4, 16]
+    @Option(name: .customLong("concurrency"), parsing: .upToNextOption, help: ArgumentHelp(
+        "Concurrent streams, one configuration each, comma-separated.", valueName: "n,..."))
+    var concurrencyLists = [NumberList<Int>([1, 4, 16])]
     @Option(name: .customLong("max-tokens"), help: "Tokens each stream generates.")
     var maxTokens = 64
-    @Option(name: .long, help: "Label for the target column.")
+    @Option(name: .long, help: "Label for the target column (default: cluster HOST:PORT, or in-process with --model).")
     var label: String?
     @Option(name: .long, help: "BLAS threads for --model (default: 2, or RADIAL_THREADS).")
     var threads: Int?
-    @Option(name: .long, help: "Decode arithmetic for --model: f32 or q8 (default: f32, or RADIAL_ACTIVATIONS).")
+    @Option(name: .long, help: ArgumentHelp("Decode arithmetic for --model: f32 or q8 (default: f32, or RADIAL_ACTIVATIONS).", valueName: "f32|q8"))
     var activations: String?
     @Flag(name: .long, help: "One JSON object per configuration instead of a table.")
     var json = false
+
+    var concurrency: [Int] { concurrencyLists.joined() }
 
     func validate() throws {
         if let a = activations, QuantizedMatrix.Activations(rawValue: a) == nil {

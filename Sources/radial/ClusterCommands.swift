@@ -7,7 +7,7 @@ import RadialRPC
 
 /// Where the coordinator is, and how to reach it.
 struct CoordinatorOptions: ParsableArguments {
-    @Option(name: .long, help: "Coordinator HOST:PORT (default: RADIAL_COORDINATOR or 127.0.0.1:7100).")
+    @Option(name: .long, help: "Coordinator HOST:PORT (default: 127.0.0.1:7100, or RADIAL_COORDINATOR).")
     var coordinator: String?
     @Option(name: .long, help: "Give up after this many seconds (0: no deadline).")
     var timeout: Double = 0
@@ -124,9 +124,11 @@ struct GenerateCommand: AsyncParsableCommand {
         commandName: "generate",
         abstract: "Generate text on a Radial cluster, streaming it to stdout.",
         discussion: """
-            With --json the last line is one JSON object: prompt_ids, generated_ids, text, finish_reason, and per
+            With --json the last line is one JSON object: prompt_ids, generated_ids, text, finish_reason, and per \
             token the layers it ran, the worker hops it made and when it arrived (ms).
-            Example: radial generate --greedy --chat "What is the capital of France?"
+
+            Example:
+              radial generate --greedy --chat "What is the capital of France?"
             """)
 
     @OptionGroup var target: CoordinatorOptions
@@ -161,11 +163,13 @@ struct GenerateCommand: AsyncParsableCommand {
 struct ChatCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chat",
-        abstract: "Chat with the model on a Radial cluster (multi-turn, streaming). Empty line or Ctrl-D ends.")
+        abstract: "Chat with the model on a Radial cluster (multi-turn, streaming).",
+        usage: "radial chat [<options>]",
+        discussion: "Reads one message per line from standard input; an empty line or Ctrl-D ends the chat.")
 
     @OptionGroup var target: CoordinatorOptions
     @OptionGroup var sampling: SamplingOptions
-    @Option(name: .long, help: "System prompt.")
+    @Option(name: .long, help: "System prompt (default: the model's own, if its template has one).")
     var system: String?
 
     func run() async throws {
@@ -194,7 +198,8 @@ struct ChatCommand: AsyncParsableCommand {
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Show the cluster: workers, layer ranges, sessions, KV use, tokens/s.")
+        abstract: "Show the cluster: workers, layer ranges, sessions, KV use, tokens/s.",
+        usage: "radial status [<options>]")
 
     @OptionGroup var target: CoordinatorOptions
     @Flag(name: .long, help: "Print one JSON object instead of a table.")

@@ -10,7 +10,13 @@ struct ServeEchoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve-echo",
         abstract: "Serve radial.Diagnostics (echo) and grpc.health.v1.Health until SIGTERM.",
-        discussion: "Prints 'listening on HOST:PORT' once bound (port 0 picks a free port). Pair with `radial rpc-bench`.")
+        usage: "radial serve-echo [<options>]",
+        discussion: """
+            Prints 'listening on HOST:PORT' once bound (port 0 picks a free port). Pair with `radial rpc-bench`.
+
+            Example:
+              radial serve-echo --listen 127.0.0.1:7070
+            """)
 
     @Option(name: .long, help: "HOST:PORT to listen on.")
     var listen = "127.0.0.1:0"
@@ -27,7 +33,8 @@ struct ServeEchoCommand: AsyncParsableCommand {
 struct HealthCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "health",
-        abstract: "Ask a server's grpc.health.v1.Health service; exit 0 only when SERVING.")
+        abstract: "Ask a server's grpc.health.v1.Health service; exit 0 only when SERVING.",
+        usage: "radial health <target> [<options>]")
 
     @Argument(help: "HOST:PORT of the server.")
     var target: String
@@ -56,19 +63,30 @@ struct RPCBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rpc-bench",
         abstract: "Measure unary round-trip latency (p50, p99) and calls/s against radial.Diagnostics/Echo.",
-        discussion: "Example: radial rpc-bench 127.0.0.1:7070 --sizes 2048,262144 --concurrency 1,16")
+        usage: "radial rpc-bench <target> [<options>]",
+        discussion: """
+            Every combination of --sizes and --concurrency is measured in turn.
+
+            Example:
+              radial rpc-bench 127.0.0.1:7070 --sizes 2048,262144 --concurrency 1,16
+            """)
 
     @Argument(help: "HOST:PORT of a server with radial.Diagnostics (radial serve-echo, a worker, a coordinator).")
     var target: String
-    @Option(name: .long, parsing: .upToNextOption, help: "Payload sizes in bytes, sent and echoed back.")
-    var sizes: [Int] = [2048, 262_144]
-    @Option(name: .long, parsing: .upToNextOption, help: "Calls in flight at once.")
-    var concurrency: [Int] = [1, 16]
+    @Option(name: .customLong("sizes"), parsing: .upToNextOption, help: ArgumentHelp(
+        "Payload sizes in bytes, sent and echoed back, comma-separated.", valueName: "bytes,..."))
+    var sizeLists = [NumberList<Int>([2048, 262_144])]
+    @Option(name: .customLong("concurrency"), parsing: .upToNextOption, help: ArgumentHelp(
+        "Calls in flight at once, comma-separated.", valueName: "n,..."))
+    var concurrencyLists = [NumberList<Int>([1, 16])]
     @Option(name: .long, help: "Measured calls per configuration (after 10% warm-up).")
     var calls = 2000
     @Flag(name: .long, help: "Print one JSON object per configuration.")
     var json = false
     @OptionGroup var security: ClientSecurityOptions
+
+    var sizes: [Int] { sizeLists.joined() }
+    var concurrency: [Int] { concurrencyLists.joined() }
 
     func validate() throws {
         guard calls > 0, sizes.allSatisfy({ $0 >= 0 && $0 <= 64 << 20 }), concurrency.allSatisfy({ $0 >= 1 && $0 <= 1024 }) else {

@@ -7,12 +7,14 @@ struct EngineBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "engine-bench",
         abstract: "Measure the in-process engine: prefill, batch-1 decode, and batched decode throughput.",
+        usage: "radial engine-bench --model <model> [<options>]",
         discussion: """
-            Prefill: the first --prefill-tokens tokens of --prompt-file as one batch (best of 3 after a warm-up).
-            Decode: --decode-tokens greedy steps after that prompt, batch 1. Batched: --batch sessions, each with
-            its own prompt, decoded together one step at a time. The two decode measurements alternate in 8
-            slices, so the machine's slow spells hit both. bench/engine_vs_llamacpp.sh runs this beside llama.cpp
-            on the same file.
+            Prefill: the first --prefill-tokens tokens of --prompt-file as one batch (best of 3 after a warm-up). \
+            Decode: --decode-tokens greedy steps after that prompt, batch 1. Batched: --batch sessions, each with \
+            its own prompt, decoded together one step at a time.
+
+            The two decode measurements alternate in 8 slices, so the machine's slow spells hit both. \
+            bench/engine_vs_llamacpp.sh runs this beside llama.cpp on the same file.
             """)
 
     @OptionGroup var model: ModelOptions
@@ -26,7 +28,7 @@ struct EngineBenchCommand: ParsableCommand {
     var batch = 8
     @Flag(name: .long, help: "Print one JSON object as the last line.")
     var json = false
-    @Option(name: .long, help: "Measure only this part: prefill, decode or batch (for profiling).")
+    @Option(name: .long, help: "Measure only this part: prefill, decode or batch, for profiling (default: all three).")
     var only: String?
 
     func validate() throws {

@@ -11,14 +11,21 @@ struct EvalCommand: ParsableCommand {
         discussion: """
             For each target skip rate: the router (threshold calibrated on its training tokens), static pruning of the \
             same number of layers (the lowest profile medians), and the per-token oracle (true contribution under a \
-            threshold; an upper bound). Reports held-out perplexity, layers skipped, worker visits per token for the \
-            layers split over --workers workers, greedy agreement with the dense model, and batch-1 decode tokens/s. \
-            Static pruning is compared at equal layers executed (interpolated between whole layer counts).
+            threshold; an upper bound).
+
+            Reports held-out perplexity, layers skipped, worker visits per token for the layers split over \
+            --workers workers, greedy agreement with the dense model, and batch-1 decode tokens/s. Static pruning is \
+            compared at equal layers executed (interpolated between whole layer counts).
+
+            Example:
+              radial eval --model models/SmolLM2-135M-Instruct.Q4_1.gguf \\
+                --text data/fortunes-heldout.txt --router out/router.rdrt \\
+                --skip-rates 0.1,0.2
             """)
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var textOptions: TextOptions
-    @Option(name: .long, help: "A router from `radial train-router`.")
+    @Option(name: .long, help: "A router from `radial train-router` (default: none; static pruning and the oracle are still measured).")
     var router: String?
     @Option(name: .customLong("skip-rates"), help: "Target fractions of layers skipped, comma-separated.")
     var skipRates = "0.05,0.1,0.15,0.2"

@@ -21,7 +21,7 @@ struct SamplingOptions: ParsableArguments {
     var seed: UInt64 = 0
     @Option(name: .customLong("max-tokens"), help: "Stop after this many generated tokens.")
     var maxTokens: Int = 128
-    @Option(name: .customLong("stop"), help: "Stop when this text appears (repeatable).")
+    @Option(name: .customLong("stop"), help: "Stop when this text appears; repeat the option for several (a text may itself contain commas).")
     var stop: [String] = []
     @Flag(name: .customLong("ignore-eos"), help: "Do not stop at the end-of-generation token.")
     var ignoreEOS = false
@@ -63,4 +63,27 @@ func parseIDs(_ s: String) throws -> [Int] {
     let ids = parts.compactMap { Int($0) }
     guard ids.count == parts.count, !ids.isEmpty else { throw ValidationError("--prompt-ids must be comma-separated integers, e.g. 1,2,3") }
     return ids
+}
+
+/// A list option's value: comma-separated numbers ("1,4,16"), the list syntax of every option. Declared with
+/// `parsing: .upToNextOption` as `[NumberList]`, so the older space-separated form (`--concurrency 1 4 16`) still
+/// parses; `values` joins whatever was given.
+struct NumberList<Number: LosslessStringConvertible & Sendable>: ExpressibleByArgument, Sendable {
+    var values: [Number]
+
+    init(_ values: [Number]) { self.values = values }
+
+    init?(argument: String) {
+        let parts = argument.split(separator: ",", omittingEmptySubsequences: false)
+            .map { Number(String($0).trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else { return nil }
+        values = parts.map { $0! }
+    }
+
+    var defaultValueDescription: String { values.map(String.init(describing:)).joined(separator: ",") }
+}
+
+extension Array {
+    /// The numbers of a list option, however they were written (`--sizes 1,2` or `--sizes 1 2`).
+    func joined<Number>() -> [Number] where Element == NumberList<Number> { flatMap(\.values) }
 }

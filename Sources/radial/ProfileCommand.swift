@@ -28,11 +28,14 @@ struct ProfileCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "profile",
         abstract: "Measure how much each layer changes the hidden state, token by token (the Radial paper's measure).",
+        usage: "radial profile --model <model> --text <text> [<options>]",
         discussion: """
             For every token and layer, r = ||f(x)|| / ||x + f(x)|| over the whole block, on the dense model. Prints a \
             per-layer table (median, p10, p90); --csv writes it, --plot draws it, --json ends with one object holding \
-            `layer_medians`. Layers with a low median are what static pruning would drop; the spread within a layer \
-            is what a per-token router can use.
+            `layer_medians`.
+
+            Layers with a low median are what static pruning would drop; the spread within a layer is what a \
+            per-token router can use.
             """)
 
     @OptionGroup var modelOptions: ModelOptions

@@ -10,9 +10,15 @@ struct RunCommand: ParsableCommand {
         commandName: "run",
         abstract: "Generate text with a model in this process, streaming it to stdout.",
         discussion: """
-            The prompt is tokenized as-is (special tokens such as <|im_start|> written in it are recognised), or
-            wrapped in the model's chat format with --chat. With --json, the last line of output is one JSON
-            object: prompt_ids, generated_ids, text, finish_reason, prefill/decode timings.
+            The prompt is tokenized as-is (special tokens such as <|im_start|> written in it are recognised), or \
+            wrapped in the model's chat format with --chat.
+
+            With --json, the last line of output is one JSON object: prompt_ids, generated_ids, text, finish_reason, \
+            prefill/decode timings.
+
+            Example:
+              radial run --model models/SmolLM2-135M-Instruct.Q4_1.gguf --greedy \\
+                --max-tokens 16 --chat "Name three colours."
             """)
 
     @OptionGroup var model: ModelOptions

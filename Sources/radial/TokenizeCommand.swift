@@ -6,7 +6,12 @@ import RadialModel
 struct TokenizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenize",
-        abstract: "Print the token ids of a text (reads only the tokenizer from the model file).")
+        abstract: "Print the token ids of a text (reads only the tokenizer from the model file).",
+        discussion: """
+            Example:
+              radial tokenize --model models/SmolLM2-135M-Instruct.Q4_1.gguf \\
+                "<|im_start|>user Hello"
+            """)
 
     @Option(name: .long, help: "Path to a GGUF model file.")
     var model: String

@@ -11,9 +11,14 @@ struct TrainRouterCommand: ParsableCommand {
         discussion: """
             Runs the dense model over the text, records the state entering every layer and how much the layer changed \
             it, and fits a small MLP (normalised state + which layer -> predicted contribution) on the first 90% of \
-            the windows; the rest is held out and reported. The router file records the model's fingerprint: loading \
-            it against another model is an error. Serve it with `radial-coordinator --router` and \
-            `radial-worker --router`, or measure it with `radial eval --router`.
+            the windows; the rest is held out and reported.
+
+            The router file records the model's fingerprint: loading it against another model is an error. Serve it \
+            with `radial-coordinator --router` and `radial-worker --router`, or measure it with `radial eval --router`.
+
+            Example:
+              radial train-router --model models/SmolLM2-135M-Instruct.Q4_1.gguf \\
+                --text data/fortunes-train.txt --out out/router.rdrt
             """)
 
     @OptionGroup var modelOptions: ModelOptions
