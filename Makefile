@@ -1,6 +1,6 @@
 # Radial. Two commands do all the set-up on a fresh machine:
 #   make demo   installs what is missing, builds, trains a router once (cached in models/), starts a local cluster
-#               (3 workers + coordinator on loopback, the real model, routing on), asks it a question over gRPC and
+#               (6 workers + coordinator on loopback, the real model, routing on), asks it a question over gRPC and
 #               over the OpenAI-compatible HTTP API, shows each token's depth and the cluster's status, stops it
 #   make test   installs what is missing, builds, and runs every test (the numpy reference's own tests first)
 MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -8,6 +8,7 @@ PROMPT ?= What is the capital of France? Answer in one sentence.
 # The demo's router: distilled from the model over 4096 tokens of fortunes on first use (~1.5 min), then reused.
 ROUTER ?= $(MODEL:.gguf=.router)
 SKIP_RATE ?= 0.1
+WORKERS ?= 6
 SWIFT_RELEASE = swift build -c release
 
 .PHONY: demo run-local test setup model build release bench clean
@@ -29,7 +30,7 @@ demo:
 	scripts/setup.sh model
 	$(SWIFT_RELEASE)
 	$(MAKE) --no-print-directory $(ROUTER)
-	scripts/demo.sh $(MODEL) $(ROUTER) "$(PROMPT)" $(SKIP_RATE)
+	scripts/demo.sh $(MODEL) $(ROUTER) "$(PROMPT)" $(SKIP_RATE) $(WORKERS)
 
 $(ROUTER):
 	scripts/setup.sh corpus
