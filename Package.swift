@@ -58,15 +58,20 @@ let package = Package(
         // The coordinator: sessions, continuous batching, the pipeline over workers, radial.Coordinator.
         .target(name: "RadialCoordinator", dependencies: [
             "RadialModel", "RadialRPC", "RadialProtocol", "RadialRouter", "RadialWorker",
+            .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
+        ]),
+        // HTTP beside gRPC (Hummingbird): the coordinator's OpenAI-compatible API, and /metrics (Prometheus) on the
+        // coordinator and workers. Only the two servers link it.
+        .target(name: "RadialHTTP", dependencies: [
+            "RadialCoordinator", "RadialModel", "RadialProtocol", "RadialRPC",
             .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Logging", package: "swift-log"),
-            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"), .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // Flags and process plumbing the three executables share (TLS/auth options, serving until SIGTERM).
         .target(name: "RadialCommandLine", dependencies: [
             "RadialModel", "RadialRPC", "RadialProtocol", "RadialRouter", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Logging", package: "swift-log"), .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "Prometheus", package: "swift-prometheus"), .product(name: "Metrics", package: "swift-metrics"),
-            .product(name: "NIOCore", package: "swift-nio"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
 
         .executableTarget(
@@ -77,10 +82,12 @@ let package = Package(
             ]),
         .executableTarget(
             name: "radial-worker",
-            dependencies: ["RadialWorker", "RadialRouter", "RadialCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["RadialWorker", "RadialRouter", "RadialCommandLine", "RadialHTTP",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Hummingbird", package: "hummingbird")]),
         .executableTarget(
             name: "radial-coordinator",
-            dependencies: ["RadialCoordinator", "RadialRouter", "RadialCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["RadialCoordinator", "RadialRouter", "RadialCommandLine", "RadialHTTP",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Hummingbird", package: "hummingbird")]),
 
         .testTarget(
             name: "RadialModelTests",

@@ -91,6 +91,15 @@ public final class CoordinatorService: Sendable {
         telemetry.finish(outcome: outcome)
     }
 
+    /// The model's depth (for per-token accounts of layers skipped).
+    public var modelLayers: Int { config.layerCount }
+
+    /// Counts and logs a request a front end refused before `run` (a body that does not translate).
+    public func recordRefused(requestID: String, api: String, _ error: RPCError) {
+        RequestTelemetry(id: requestID, api: api, modelLayers: config.layerCount)
+            .finish(outcome: error.code.description.lowercased(), error: error.message)
+    }
+
     /// The request as a generation ready to queue: INVALID_ARGUMENT for a bad prompt, sampling or stop setting.
     func prepare(_ request: GenerateRequest) throws -> GenerationState {
         let ids = try promptIDs(request.input)

@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import Hummingbird
 import RadialCommandLine
+import RadialHTTP
 import RadialCoordinator
 import RadialModel
 import RadialProtocol

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import RadialCommandLine
+import RadialHTTP
 import RadialModel
 import RadialProtocol
 import RadialRouter

@@ -1,4 +1,5 @@
 import Foundation
+import RadialCoordinator
 import RadialModel
 import RadialProtocol
 import RadialRPC

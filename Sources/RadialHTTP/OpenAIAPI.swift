@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import RadialCoordinator
 import RadialModel
 import RadialProtocol
 import RadialRPC
@@ -46,12 +47,11 @@ public struct OpenAIAPI: Sendable {
             throw OpenAIError(status: .contentTooLarge, message: "the request body is over \(maxBodyBytes >> 20) MiB")
         }
         let reply = ReplyShape(id: (chat ? "chatcmpl-" : "cmpl-") + RequestID.make(), chat: chat, model: modelID,
-                               created: Int(Date().timeIntervalSince1970), modelLayers: service.config.layerCount)
+                               created: Int(Date().timeIntervalSince1970), modelLayers: service.modelLayers)
         let generate: GenerateRequest
         do { generate = try body.generateRequest(chat: chat) } catch let error as RPCError {
             // Refused before it reached the coordinator's own checks: counted and logged like any other request.
-            RequestTelemetry(id: reply.requestID, api: "http", modelLayers: service.config.layerCount)
-                .finish(outcome: error.code.description.lowercased(), error: error.message)
+            service.recordRefused(requestID: reply.requestID, api: "http", error)
             throw OpenAIError(error)
         }
         if body.stream == true {

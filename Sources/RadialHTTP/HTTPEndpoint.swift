@@ -49,7 +49,7 @@ public final class HTTPEndpoint: Sendable {
     /// Starts serving `router` on HOST:PORT; throws when it cannot listen there.
     public init(router: Router<BasicRequestContext>, listen: String) async throws {
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
-            throw CLIError("listen address must be HOST:PORT, got '\(listen)'")
+            throw HTTPEndpointError("listen address must be HOST:PORT, got '\(listen)'")
         }
         let host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
         let bound = AsyncStream<Int>.makeStream()
@@ -67,8 +67,8 @@ public final class HTTPEndpoint: Sendable {
         }
         var first = bound.stream.makeAsyncIterator()
         guard let actual = await first.next() else {
-            do { try await running.value } catch { throw CLIError("cannot listen on \(listen) (HTTP): \(error)") }
-            throw CLIError("cannot listen on \(listen) (HTTP)")
+            do { try await running.value } catch { throw HTTPEndpointError("cannot listen on \(listen) (HTTP): \(error)") }
+            throw HTTPEndpointError("cannot listen on \(listen) (HTTP)")
         }
         self.port = actual
     }
@@ -78,4 +78,9 @@ public final class HTTPEndpoint: Sendable {
         await group.triggerGracefulShutdown()
         _ = try? await running.value
     }
+}
+
+public struct HTTPEndpointError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
 }
