@@ -14,6 +14,10 @@ public struct ServerConfig: Sendable {
     public var maxMessageBytes = 64 << 20
     /// Calls accepted ahead per method before a handler has picked them up.
     public var pendingCallsPerMethod = 8
+    /// Services ("grpc.health.v1.Health") and methods ("/radial.Worker/Info") served on a second completion
+    /// queue and thread, so they answer while a handler computes inline on the main one (a worker's Forward):
+    /// a probe or a status call must not time out because the process is busy doing its job.
+    public var controlServices: Set<String> = ["grpc.health.v1.Health", "/radial.Worker/Info"]
 
     public init(address: String, tls: ServerTLS? = nil, bearerToken: String? = nil) {
         self.address = address
@@ -53,6 +57,8 @@ public final class RPCServer: Sendable {
     public let config: ServerConfig
     private let server: ServerHandle
     private let queue: CompletionQueue
+    /// Serves `ServerConfig.controlServices`.
+    private let controlQueue: CompletionQueue
     private let state = Mutex(State())
 
     private struct State {
@@ -72,7 +78,15 @@ public final class RPCServer: Sendable {
         ])
         server = ServerHandle(grpc_server_create(args.pointer, nil))
         queue = CompletionQueue(name: "radial-rpc-srv")
+        controlQueue = CompletionQueue(name: "radial-rpc-ctl")
         grpc_server_register_completion_queue(server.pointer, queue.cq, nil)
+        grpc_server_register_completion_queue(server.pointer, controlQueue.cq, nil)
+    }
+
+    /// The queue whose thread serves `path`.
+    private func queue(for path: String) -> CompletionQueue {
+        let service = path.split(separator: "/").first.map(String.init) ?? ""
+        return config.controlServices.contains(service) || config.controlServices.contains(path) ? controlQueue : queue
     }
 
     /// Registers a unary method by its full path ("/package.Service/Method"). Before `start` only.
@@ -160,6 +174,7 @@ public final class RPCServer: Sendable {
         overtime.cancel()
         server.destroy()
         queue.shutdown()
+        controlQueue.shutdown()
     }
 
     // MARK: accepting calls
@@ -168,6 +183,7 @@ public final class RPCServer: Sendable {
     /// requests are out at once).
     private func requestCall(path: String, method: RegisteredMethod, entry: MethodEntry) {
         let slot = IncomingCall()
+        let queue = queue(for: path)
         let tag = CompletionTag { [self] success in
             guard success, let call = slot.call.pointee else { return }  // false: the server is shutting down
             let rearm: @Sendable () -> Void = { [self] in
