@@ -727,6 +727,96 @@ void   radial__restore_session_reply__free_unpacked
   assert(message->base.descriptor == &radial__restore_session_reply__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   radial__adopt_session_request__init
+                     (Radial__AdoptSessionRequest         *message)
+{
+  static const Radial__AdoptSessionRequest init_value = RADIAL__ADOPT_SESSION_REQUEST__INIT;
+  *message = init_value;
+}
+size_t radial__adopt_session_request__get_packed_size
+                     (const Radial__AdoptSessionRequest *message)
+{
+  assert(message->base.descriptor == &radial__adopt_session_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t radial__adopt_session_request__pack
+                     (const Radial__AdoptSessionRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &radial__adopt_session_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t radial__adopt_session_request__pack_to_buffer
+                     (const Radial__AdoptSessionRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &radial__adopt_session_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Radial__AdoptSessionRequest *
+       radial__adopt_session_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Radial__AdoptSessionRequest *)
+     protobuf_c_message_unpack (&radial__adopt_session_request__descriptor,
+                                allocator, len, data);
+}
+void   radial__adopt_session_request__free_unpacked
+                     (Radial__AdoptSessionRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &radial__adopt_session_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   radial__adopt_session_reply__init
+                     (Radial__AdoptSessionReply         *message)
+{
+  static const Radial__AdoptSessionReply init_value = RADIAL__ADOPT_SESSION_REPLY__INIT;
+  *message = init_value;
+}
+size_t radial__adopt_session_reply__get_packed_size
+                     (const Radial__AdoptSessionReply *message)
+{
+  assert(message->base.descriptor == &radial__adopt_session_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t radial__adopt_session_reply__pack
+                     (const Radial__AdoptSessionReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &radial__adopt_session_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t radial__adopt_session_reply__pack_to_buffer
+                     (const Radial__AdoptSessionReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &radial__adopt_session_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Radial__AdoptSessionReply *
+       radial__adopt_session_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Radial__AdoptSessionReply *)
+     protobuf_c_message_unpack (&radial__adopt_session_reply__descriptor,
+                                allocator, len, data);
+}
+void   radial__adopt_session_reply__free_unpacked
+                     (Radial__AdoptSessionReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &radial__adopt_session_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   radial__chat_message__init
                      (Radial__ChatMessage         *message)
 {
@@ -2564,6 +2654,108 @@ const ProtobufCMessageDescriptor radial__restore_session_reply__descriptor =
   (ProtobufCMessageInit) radial__restore_session_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor radial__adopt_session_request__field_descriptors[3] =
+{
+  {
+    "handshake",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Radial__AdoptSessionRequest, handshake),
+    &radial__handshake__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "session_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Radial__AdoptSessionRequest, session_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "positions",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Radial__AdoptSessionRequest, positions),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned radial__adopt_session_request__field_indices_by_name[] = {
+  0,   /* field[0] = handshake */
+  2,   /* field[2] = positions */
+  1,   /* field[1] = session_id */
+};
+static const ProtobufCIntRange radial__adopt_session_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor radial__adopt_session_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "radial.AdoptSessionRequest",
+  "AdoptSessionRequest",
+  "Radial__AdoptSessionRequest",
+  "radial",
+  sizeof(Radial__AdoptSessionRequest),
+  3,
+  radial__adopt_session_request__field_descriptors,
+  radial__adopt_session_request__field_indices_by_name,
+  1,  radial__adopt_session_request__number_ranges,
+  (ProtobufCMessageInit) radial__adopt_session_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor radial__adopt_session_reply__field_descriptors[1] =
+{
+  {
+    "positions",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Radial__AdoptSessionReply, positions),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned radial__adopt_session_reply__field_indices_by_name[] = {
+  0,   /* field[0] = positions */
+};
+static const ProtobufCIntRange radial__adopt_session_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor radial__adopt_session_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "radial.AdoptSessionReply",
+  "AdoptSessionReply",
+  "Radial__AdoptSessionReply",
+  "radial",
+  sizeof(Radial__AdoptSessionReply),
+  1,
+  radial__adopt_session_reply__field_descriptors,
+  radial__adopt_session_reply__field_indices_by_name,
+  1,  radial__adopt_session_reply__number_ranges,
+  (ProtobufCMessageInit) radial__adopt_session_reply__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor radial__chat_message__field_descriptors[2] =
 {
   {
@@ -2731,7 +2923,7 @@ const ProtobufCMessageDescriptor radial__sampling_params__descriptor =
   (ProtobufCMessageInit) radial__sampling_params__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor radial__generate_request__field_descriptors[8] =
+static const ProtobufCFieldDescriptor radial__generate_request__field_descriptors[9] =
 {
   {
     "prompt",
@@ -2829,6 +3021,18 @@ static const ProtobufCFieldDescriptor radial__generate_request__field_descriptor
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "resume_session",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Radial__GenerateRequest, resume_session),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned radial__generate_request__field_indices_by_name[] = {
   7,   /* field[7] = continue_after */
@@ -2837,13 +3041,14 @@ static const unsigned radial__generate_request__field_indices_by_name[] = {
   2,   /* field[2] = messages */
   0,   /* field[0] = prompt */
   1,   /* field[1] = prompt_ids */
+  8,   /* field[8] = resume_session */
   3,   /* field[3] = sampling */
   5,   /* field[5] = stop */
 };
 static const ProtobufCIntRange radial__generate_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor radial__generate_request__descriptor =
 {
@@ -2853,7 +3058,7 @@ const ProtobufCMessageDescriptor radial__generate_request__descriptor =
   "Radial__GenerateRequest",
   "radial",
   sizeof(Radial__GenerateRequest),
-  8,
+  9,
   radial__generate_request__field_descriptors,
   radial__generate_request__field_indices_by_name,
   1,  radial__generate_request__number_ranges,
@@ -2924,7 +3129,7 @@ const ProtobufCMessageDescriptor radial__token_trace__descriptor =
   (ProtobufCMessageInit) radial__token_trace__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor radial__generate_reply__field_descriptors[6] =
+static const ProtobufCFieldDescriptor radial__generate_reply__field_descriptors[7] =
 {
   {
     "text",
@@ -2998,19 +3203,32 @@ static const ProtobufCFieldDescriptor radial__generate_reply__field_descriptors[
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "session_id",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Radial__GenerateReply, session_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned radial__generate_reply__field_indices_by_name[] = {
   5,   /* field[5] = decode_tokens_per_s */
   3,   /* field[3] = finish_reason */
   4,   /* field[4] = prefill_tokens_per_s */
   2,   /* field[2] = prompt_ids */
+  6,   /* field[6] = session_id */
   0,   /* field[0] = text */
   1,   /* field[1] = tokens */
 };
 static const ProtobufCIntRange radial__generate_reply__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor radial__generate_reply__descriptor =
 {
@@ -3020,7 +3238,7 @@ const ProtobufCMessageDescriptor radial__generate_reply__descriptor =
   "Radial__GenerateReply",
   "radial",
   sizeof(Radial__GenerateReply),
-  6,
+  7,
   radial__generate_reply__field_descriptors,
   radial__generate_reply__field_indices_by_name,
   1,  radial__generate_reply__number_ranges,
@@ -3187,7 +3405,7 @@ const ProtobufCMessageDescriptor radial__worker_status__descriptor =
   (ProtobufCMessageInit) radial__worker_status__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor radial__status_reply__field_descriptors[20] =
+static const ProtobufCFieldDescriptor radial__status_reply__field_descriptors[21] =
 {
   {
     "handshake",
@@ -3429,6 +3647,18 @@ static const ProtobufCFieldDescriptor radial__status_reply__field_descriptors[20
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "sessions_adopted",
+    21,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Radial__StatusReply, sessions_adopted),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned radial__status_reply__field_indices_by_name[] = {
   18,   /* field[18] = failovers */
@@ -3443,6 +3673,7 @@ static const unsigned radial__status_reply__field_indices_by_name[] = {
   15,   /* field[15] = router_block */
   14,   /* field[14] = routing */
   17,   /* field[17] = rss_bytes */
+  20,   /* field[20] = sessions_adopted */
   5,   /* field[5] = sessions_queued */
   4,   /* field[4] = sessions_running */
   12,   /* field[12] = tokens_forwarded */
@@ -3455,7 +3686,7 @@ static const unsigned radial__status_reply__field_indices_by_name[] = {
 static const ProtobufCIntRange radial__status_reply__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 20 }
+  { 0, 21 }
 };
 const ProtobufCMessageDescriptor radial__status_reply__descriptor =
 {
@@ -3465,7 +3696,7 @@ const ProtobufCMessageDescriptor radial__status_reply__descriptor =
   "Radial__StatusReply",
   "radial",
   sizeof(Radial__StatusReply),
-  20,
+  21,
   radial__status_reply__field_descriptors,
   radial__status_reply__field_indices_by_name,
   1,  radial__status_reply__number_ranges,
@@ -3798,14 +4029,16 @@ const ProtobufCEnumDescriptor radial__finish_reason__descriptor =
   radial__finish_reason__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor radial__worker__method_descriptors[4] =
+static const ProtobufCMethodDescriptor radial__worker__method_descriptors[5] =
 {
   { "Info", &radial__info_request__descriptor, &radial__worker_info__descriptor },
   { "Forward", &radial__forward_request__descriptor, &radial__forward_reply__descriptor },
   { "CloseSession", &radial__close_session_request__descriptor, &radial__close_session_reply__descriptor },
   { "RestoreSession", &radial__restore_session_request__descriptor, &radial__restore_session_reply__descriptor },
+  { "AdoptSession", &radial__adopt_session_request__descriptor, &radial__adopt_session_reply__descriptor },
 };
 const unsigned radial__worker__method_indices_by_name[] = {
+  4,        /* AdoptSession */
   2,        /* CloseSession */
   1,        /* Forward */
   0,        /* Info */
@@ -3818,7 +4051,7 @@ const ProtobufCServiceDescriptor radial__worker__descriptor =
   "Worker",
   "Radial__Worker",
   "radial",
-  4,
+  5,
   radial__worker__method_descriptors,
   radial__worker__method_indices_by_name
 };
@@ -3853,6 +4086,14 @@ void radial__worker__restore_session(ProtobufCService *service,
 {
   assert(service->descriptor == &radial__worker__descriptor);
   service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void radial__worker__adopt_session(ProtobufCService *service,
+                                   const Radial__AdoptSessionRequest *input,
+                                   Radial__AdoptSessionReply_Closure closure,
+                                   void *closure_data)
+{
+  assert(service->descriptor == &radial__worker__descriptor);
+  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void radial__worker__init (Radial__Worker_Service *service,
                            Radial__Worker_ServiceDestroy destroy)

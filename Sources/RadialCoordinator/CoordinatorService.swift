@@ -58,20 +58,21 @@ public final class CoordinatorService: Sendable {
     }
 
     /// One generation, as every front end (gRPC Generate, the HTTP API) runs it: checks the request, queues it,
-    /// hands `started` the prompt's token ids and `deliver` each event until the generation ends, and records it
+    /// hands `started` the prompt's token ids and the session id, and `deliver` each event until the generation ends, and records it
     /// (metrics and one log line). A failed generation throws its RPCError; an error thrown by `deliver` (the
     /// client went away) cancels the generation and is rethrown.
     public func run(_ request: GenerateRequest, requestID: String, api: String,
-                    started: ([Int]) async throws -> Void,
+                    started: (_ promptIDs: [Int], _ session: UInt64) async throws -> Void,
                     deliver: (SessionEvent) async throws -> Void) async throws {
         var telemetry = RequestTelemetry(id: requestID, api: api, modelLayers: config.layerCount)
         var outcome = "cancelled"
         do {
             let state = try prepare(request)
             telemetry.prompt(state.promptIDs.count)
-            let (id, events) = try scheduler.submit(state)
+            let adopted = await scheduler.adopt(session: request.resumeSession, state: state)
+            let (id, events) = try scheduler.submit(state, adopted: adopted ? request.resumeSession : nil)
             defer { scheduler.cancel(id) }  // a no-op once finished; frees the session when the client went away
-            try await started(state.promptIDs)
+            try await started(state.promptIDs, id)
             for await event in events {
                 switch event {
                 case .token(let trace, _): telemetry.token(trace)
@@ -121,9 +122,10 @@ public final class CoordinatorService: Sendable {
     }
 
     func generate(_ request: GenerateRequest, context: ServerContext, writer: TypedResponseWriter<GenerateReply>) async throws {
-        try await run(request, requestID: RequestID.make(), api: "grpc") { ids in
+        try await run(request, requestID: RequestID.make(), api: "grpc") { ids, session in
             var first = GenerateReply()
             first.promptIDs = ids
+            first.sessionID = session
             try await writer.send(first)
         } deliver: { event in
             var reply = GenerateReply()
@@ -168,6 +170,7 @@ public final class CoordinatorService: Sendable {
         let remote = scheduler.pipeline.stages.compactMap { $0 as? RemoteStage }
         reply.failovers = UInt64(remote.reduce(0) { $0 + $1.failoverCount })
         reply.historyBytes = UInt64(remote.reduce(0) { $0 + $1.historyBytes })
+        reply.sessionsAdopted = metrics.sessionsAdopted
         let workers = (scheduler.cluster?.stages ?? []) + (scheduler.cluster?.replicas ?? [])
         let handshake = scheduler.handshake
         reply.workers = await withTaskGroup(of: (Int, WorkerStatus).self) { group in

@@ -20,12 +20,19 @@ final class LiveSession: @unchecked Sendable {
     private let continuation: AsyncStream<SessionEvent>.Continuation
     private(set) var isFinished = false
 
-    init(id: UInt64, state: GenerationState, continuation: AsyncStream<SessionEvent>.Continuation) {
+    /// `adoptedPositions`: the stages already hold this many positions of the context (an adopted session), so
+    /// only the context's last token is fed.
+    init(id: UInt64, state: GenerationState, continuation: AsyncStream<SessionEvent>.Continuation, adoptedPositions: Int = 0) {
         self.id = id
         self.state = state
         self.continuation = continuation
-        pending = state.promptIDs
-        replay = Array(state.contextIDs.dropFirst(state.promptIDs.count))
+        if adoptedPositions > 0 {
+            pending = [state.contextIDs[adoptedPositions]]
+            nextPosition = adoptedPositions
+        } else {
+            pending = state.promptIDs
+            replay = Array(state.contextIDs.dropFirst(state.promptIDs.count))
+        }
     }
 
     func consume(_ k: Int) {

@@ -129,6 +129,23 @@ public final class Pipeline: Sendable {
         }
     }
 
+    /// Takes over a session the stages still hold from before a coordinator restart, cut to its first `positions`
+    /// positions, when every stage holds at least that many (under `fill` every position reaches every stage, so
+    /// "held" means "complete"); otherwise frees whatever is left of it and returns false, and the caller
+    /// recomputes the context under a new session. Under `mask` a stage legitimately lacks skipped positions and
+    /// a lost one cannot be told from them: never adopted.
+    public func adopt(session: UInt64, positions: Int) async -> Bool {
+        guard positions > 0, chooser == nil || kvPolicy == .fill else { return false }
+        let held = await withTaskGroup(of: Bool.self) { group in
+            for stage in stages { group.addTask { await stage.adopt(session: session, positions: positions) } }
+            var all = true
+            for await ok in group { all = all && ok }
+            return all
+        }
+        if !held { release([session]) }
+        return held
+    }
+
     /// Deferred fills held for `session` (tests, Status).
     public func pendingFillCount(session: UInt64) -> Int {
         pending.withLock { $0[session]?.values.reduce(0) { $0 + $1.count } ?? 0 }

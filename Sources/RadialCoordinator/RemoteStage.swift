@@ -76,6 +76,23 @@ public final class RemoteStage: Stage {
     public var failoverCount: Int { state.withLock { $0.failovers } }
     public var historyBytes: Int { state.withLock { $0.historyBytes } }
 
+    /// Asks each replica in turn whether it holds the session; the one that does keeps it. Its history before now
+    /// is not here, so it cannot fail over (like a session over the history budget).
+    public func adopt(session: UInt64, positions: Int) async -> Bool {
+        for (i, client) in clients.enumerated() {
+            let request = AdoptSessionRequest(handshake: handshake, sessionID: session, positions: positions)
+            if (try? await client.channel.unary(Method.workerAdoptSession, request, response: AdoptSessionReply.self,
+                                                 options: CallOptions(timeout: .seconds(10)))) != nil {
+                state.withLock { s in
+                    s.assignment[session] = i
+                    s.unrecoverable.insert(session)
+                }
+                return true
+            }
+        }
+        return false
+    }
+
     public func forward(_ batch: StageBatch) async throws -> StageOutput {
         // Split the batch by the replica each session lives on (one call per replica, concurrently).
         let sessions = Set(batch.tokens.map(\.sessionID) + batch.fills.map(\.sessionID))
@@ -169,7 +186,7 @@ public final class RemoteStage: Stage {
         clients[failed].markUnhealthy()
         let lost = state.withLock { $0.unrecoverable.intersection(sessions) }
         if let id = lost.first {
-            throw RPCError(.unavailable, "worker \(clients[failed].address) failed (\(error.code): \(error.message)) and session \(id) kept no history to rebuild (over the history budget)")
+            throw RPCError(.unavailable, "worker \(clients[failed].address) failed (\(error.code): \(error.message)) and session \(id) kept no history to rebuild (over the history budget, or adopted after a coordinator restart)")
         }
         let clock = ContinuousClock(), deadline = clock.now + failover.wait
         // The others first, the failed one last (it may be back: a restart).

@@ -77,7 +77,6 @@ public final class Scheduler: Sendable {
         /// Idle lanes waiting for work.
         var wakes: [CheckedContinuation<Void, Never>] = []
         var stopping = false
-        var nextID = UInt64.random(in: 1...(UInt64.max >> 2))
         var running: Int { runningIDs.count }
 
         mutating func takeWakes() -> [CheckedContinuation<Void, Never>] {
@@ -100,6 +99,8 @@ public final class Scheduler: Sendable {
         public var rowHopsDense: UInt64 = 0
         public var running = 0
         public var queued = 0
+        /// Resumed sessions whose K/V the stages still held.
+        public var sessionsAdopted: UInt64 = 0
         var recent: [(at: ContinuousClock.Instant, tokens: Int)] = []
 
         /// Generated tokens per second over the last five seconds.
@@ -147,7 +148,9 @@ public final class Scheduler: Sendable {
 
     /// Queues a generation; its events arrive on the returned stream. RESOURCE_EXHAUSTED when the queue is full,
     /// UNAVAILABLE while shutting down.
-    public func submit(_ state: GenerationState) throws -> (id: UInt64, events: AsyncStream<SessionEvent>) {
+    /// `adopted`: a session the stages still hold from before a coordinator restart, already cut to all but the
+    /// last token of `state`'s context (`adopt(session:state:)`): it continues from there instead of recomputing.
+    public func submit(_ state: GenerationState, adopted: UInt64? = nil) throws -> (id: UInt64, events: AsyncStream<SessionEvent>) {
         let (stream, continuation) = AsyncStream<SessionEvent>.makeStream()
         let (id, wakes) = try shared.withLock { s throws -> (UInt64, [CheckedContinuation<Void, Never>]) in
             if s.stopping { throw RPCError(.unavailable, "the coordinator is shutting down") }
@@ -155,13 +158,27 @@ public final class Scheduler: Sendable {
             guard s.queue.count + s.running < limits.maxSessions + limits.maxQueued else {
                 throw RPCError(.resourceExhausted, "the queue is full (\(limits.maxQueued) requests waiting, \(limits.maxSessions) running); retry later")
             }
-            let id = s.nextID
-            s.nextID &+= 1
-            s.queue.append(LiveSession(id: id, state: state, continuation: continuation))
+            // Random, not sequential: a client resuming names its session, and must not be able to guess another's.
+            var id = adopted ?? UInt64.random(in: 1...UInt64.max)
+            while adopted == nil && (s.runningIDs.contains(id) || s.queue.contains { $0.id == id }) { id = UInt64.random(in: 1...UInt64.max) }
+            s.queue.append(LiveSession(id: id, state: state, continuation: continuation,
+                                       adoptedPositions: adopted == nil ? 0 : state.contextIDs.count - 1))
             return (id, s.takeWakes())
         }
         for w in wakes { w.resume() }
         return (id, stream)
+    }
+
+    /// Takes over `session`, which the stages may still hold from before a coordinator restart, for a client
+    /// resuming `state` (its context holds the prompt and the tokens it received): true when every stage held all
+    /// but the context's last token (they keep exactly those), so `submit(state, adopted: session)` continues
+    /// from there. False (nothing adopted, leftovers freed) otherwise.
+    public func adopt(session: UInt64, state: GenerationState) async -> Bool {
+        guard session != 0, state.generated.count > 0 else { return false }
+        let taken = shared.withLock { $0.runningIDs.contains(session) || $0.queue.contains { $0.id == session } }
+        guard !taken, await pipeline.adopt(session: session, positions: state.contextIDs.count - 1) else { return false }
+        metrics.withLock { $0.sessionsAdopted += 1 }
+        return true
     }
 
     /// Stops a session at the next step boundary (or at once when still queued) and frees its KV.

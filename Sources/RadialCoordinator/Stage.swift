@@ -28,6 +28,9 @@ public protocol Stage: AnyObject, Sendable {
     func forward(_ batch: StageBatch) async throws -> StageOutput
     /// Frees these sessions' K/V (best effort).
     func closeSessions(_ ids: [UInt64]) async
+    /// Takes over a session this stage still holds from before a coordinator restart, cut to its first
+    /// `positions` positions; false when the stage holds fewer (then nothing changed).
+    func adopt(session: UInt64, positions: Int) async -> Bool
     /// Rows of a batch that did not need this stage (routing), for Status.
     func countSkipped(_ rows: Int)
 }
@@ -58,6 +61,10 @@ public final class LocalStage: Stage {
     }
 
     public func closeSessions(_ ids: [UInt64]) async { _ = host.close(ids) }
+
+    public func adopt(session: UInt64, positions: Int) async -> Bool {
+        (try? host.adopt(session: session, positions: positions)) != nil
+    }
 
     public func countSkipped(_ rows: Int) {}
 }

@@ -64,7 +64,7 @@ public struct OpenAIAPI: Sendable {
     func whole(_ request: GenerateRequest, reply shape: ReplyShape) async throws -> Response {
         var promptTokens = 0, text = "", tokens: [RadialTokenInfo] = [], finish: FinishReason?
         do {
-            try await service.run(request, requestID: shape.requestID, api: "http") { ids in
+            try await service.run(request, requestID: shape.requestID, api: "http") { ids, _ in
                 promptTokens = ids.count
             } deliver: { event in
                 switch event {
@@ -93,7 +93,7 @@ public struct OpenAIAPI: Sendable {
         let started = OneShot<Result<Int, RPCError>>()
         let generation = Task {
             do {
-                try await service.run(request, requestID: shape.requestID, api: "http") { ids in
+                try await service.run(request, requestID: shape.requestID, api: "http") { ids, _ in
                     started.fulfil(.success(ids.count))
                 } deliver: { event in
                     // The response body ends the stream when the client goes away; stop generating then.

@@ -19,6 +19,8 @@ public struct GenerateRequest: WireMessage, Equatable {
     public var ignoreEOS = false
     /// Tokens already received by a client resuming a broken stream.
     public var continueAfter: [Int] = []
+    /// The session the broken stream ran as (0: none), whose K/V a restarted coordinator may adopt.
+    public var resumeSession: UInt64 = 0
 
     public init(input: PromptInput, sampling: SamplingParameters = .greedy, maxTokens: Int = 128, stop: [String] = [],
                 ignoreEOS: Bool = false, continueAfter: [Int] = []) {
@@ -53,9 +55,11 @@ public struct GenerateRequest: WireMessage, Equatable {
                 if s.has_seed != 0 { sampling.seed = s.seed }
             }
             do { try sampling.validate() } catch { throw invalid("GenerateRequest.sampling", "\(error)") }
-            return GenerateRequest(input: input, sampling: sampling, maxTokens: Int(m.max_tokens),
-                                   stop: texts(m.n_stop, m.stop), ignoreEOS: m.ignore_eos != 0,
-                                   continueAfter: list(m.n_continue_after, m.continue_after).map { Int($0) })
+            var request = GenerateRequest(input: input, sampling: sampling, maxTokens: Int(m.max_tokens),
+                                          stop: texts(m.n_stop, m.stop), ignoreEOS: m.ignore_eos != 0,
+                                          continueAfter: list(m.n_continue_after, m.continue_after).map { Int($0) })
+            request.resumeSession = m.resume_session
+            return request
         }
     }
 
@@ -92,6 +96,7 @@ public struct GenerateRequest: WireMessage, Equatable {
         m.ignore_eos = ignoreEOS ? 1 : 0
         m.n_continue_after = continueAfter.count
         m.continue_after = arena.array(continueAfter.map { UInt32($0) })
+        m.resume_session = resumeSession
         return pack(m)
     }
 }
@@ -116,6 +121,8 @@ public struct GenerateReply: WireMessage, Equatable {
     public var finishReason: FinishReason?
     public var prefillTokensPerSecond: Double = 0
     public var decodeTokensPerSecond: Double = 0
+    /// In the first reply: the session to name in `GenerateRequest.resumeSession` when resuming.
+    public var sessionID: UInt64 = 0
 
     public init() {}
 
@@ -130,6 +137,7 @@ public struct GenerateReply: WireMessage, Equatable {
             r.finishReason = finishReasons.first { $0.1 == m.finish_reason }?.0
             r.prefillTokensPerSecond = m.prefill_tokens_per_s
             r.decodeTokensPerSecond = m.decode_tokens_per_s
+            r.sessionID = m.session_id
             return r
         }
     }
@@ -154,6 +162,7 @@ public struct GenerateReply: WireMessage, Equatable {
         m.finish_reason = finishReason.flatMap { reason in finishReasons.first { $0.0 == reason }?.1 } ?? RADIAL__FINISH_REASON__FINISH_NONE
         m.prefill_tokens_per_s = prefillTokensPerSecond
         m.decode_tokens_per_s = decodeTokensPerSecond
+        m.session_id = sessionID
         return pack(m)
     }
 }
@@ -219,6 +228,7 @@ public struct StatusReply: WireMessage, Equatable {
     /// Worker failures the stages recovered from, and the replay history they keep.
     public var failovers: UInt64 = 0
     public var historyBytes: UInt64 = 0
+    public var sessionsAdopted: UInt64 = 0
 
     public init(handshake: Handshake) { self.handshake = handshake }
 
@@ -253,6 +263,7 @@ public struct StatusReply: WireMessage, Equatable {
             r.rssBytes = m.rss_bytes
             r.failovers = m.failovers
             r.historyBytes = m.history_bytes
+            r.sessionsAdopted = m.sessions_adopted
             return r
         }
     }
@@ -296,6 +307,7 @@ public struct StatusReply: WireMessage, Equatable {
         m.rss_bytes = rssBytes
         m.failovers = failovers
         m.history_bytes = historyBytes
+        m.sessions_adopted = sessionsAdopted
         return pack(m)
     }
 }

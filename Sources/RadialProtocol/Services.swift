@@ -8,6 +8,7 @@ public enum Method {
     public static let workerForward = "/radial.Worker/Forward"
     public static let workerCloseSession = "/radial.Worker/CloseSession"
     public static let workerRestoreSession = "/radial.Worker/RestoreSession"
+    public static let workerAdoptSession = "/radial.Worker/AdoptSession"
     public static let generate = "/radial.Coordinator/Generate"
     public static let status = "/radial.Coordinator/Status"
     public static let tokenize = "/radial.Coordinator/Tokenize"

@@ -529,3 +529,52 @@ public struct RestoreSessionReply: WireMessage, Equatable {
         return pack(m)
     }
 }
+
+public struct AdoptSessionRequest: WireMessage, Equatable {
+    public var handshake: Handshake
+    public var sessionID: UInt64
+    public var positions: Int
+
+    public init(handshake: Handshake, sessionID: UInt64, positions: Int) {
+        self.handshake = handshake
+        self.sessionID = sessionID
+        self.positions = positions
+    }
+
+    public init(wire: [UInt8]) throws {
+        self = try unpack(wire, "AdoptSessionRequest", radial__adopt_session_request__unpack, radial__adopt_session_request__free_unpacked) { m in
+            AdoptSessionRequest(handshake: try Handshake.from(m.handshake, field: "AdoptSessionRequest.handshake"),
+                                sessionID: m.session_id, positions: Int(m.positions))
+        }
+    }
+
+    public func wireBytes() -> [UInt8] {
+        let arena = Arena()
+        var m = Radial__AdoptSessionRequest()
+        radial__adopt_session_request__init(&m)
+        m.handshake = handshake.c(arena)
+        m.session_id = sessionID
+        m.positions = UInt32(positions)
+        return pack(m)
+    }
+}
+
+public struct AdoptSessionReply: WireMessage, Equatable {
+    /// Positions the session held before it was cut to the adopted length.
+    public var positions: Int
+
+    public init(positions: Int) { self.positions = positions }
+
+    public init(wire: [UInt8]) throws {
+        self = try unpack(wire, "AdoptSessionReply", radial__adopt_session_reply__unpack, radial__adopt_session_reply__free_unpacked) { m in
+            AdoptSessionReply(positions: Int(m.positions))
+        }
+    }
+
+    public func wireBytes() -> [UInt8] {
+        var m = Radial__AdoptSessionReply()
+        radial__adopt_session_reply__init(&m)
+        m.positions = UInt32(positions)
+        return pack(m)
+    }
+}

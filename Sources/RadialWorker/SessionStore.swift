@@ -118,6 +118,21 @@ final class SessionStore {
         return cache
     }
 
+    /// Keeps a session's first `positions` positions for a coordinator that takes it over after a restart;
+    /// returns how many it held. FAILED_PRECONDITION "session not held here" (nothing changes) when it holds fewer.
+    func adopt(_ session: UInt64, positions: Int) throws -> Int {
+        guard let entry = sessions[session] else {
+            throw RPCError(.failedPrecondition, "\(Self.notHeld): session \(session) is not on this worker")
+        }
+        let held = entry.cache.length
+        guard held >= positions else {
+            throw RPCError(.failedPrecondition, "\(Self.notHeld): session \(session) holds \(held) positions, not \(positions)")
+        }
+        entry.cache.truncate(to: positions)
+        sessions[session]!.lastUsed = .now
+        return held
+    }
+
     /// Drops sessions; returns how many existed and the bytes freed.
     func close(_ ids: [UInt64]) -> (closed: Int, freed: Int) {
         var closed = 0, freed = 0

@@ -117,6 +117,15 @@ public final class ShardHost: Sendable {
         }
     }
 
+    /// Keeps the first `positions` positions of a session this shard still holds (see `SessionStore.adopt`).
+    public func adopt(session: UInt64, positions: Int) throws -> Int {
+        try locked {
+            let held = try store.adopt(session, positions: positions)
+            publishStore()
+            return held
+        }
+    }
+
     /// Rebuilds a session from the hidden states that entered this shard at each of its positions (`history`
     /// in increasing position order, each with the layers it ran here: nil for all, empty for a deferred fill),
     /// replayed in batches of `groups` rows (empty: at most `Linear.quantizedMaxRows` each), so every row is

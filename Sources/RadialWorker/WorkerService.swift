@@ -53,6 +53,10 @@ public final class WorkerService: Sendable {
         server.addUnarySync(Method.workerInfo, InfoRequest.self) { [self] request, _ in try info(request) }
         server.addUnarySync(Method.workerForward, ForwardRequest.self) { [self] request, _ in try measuredForward(request) }
         server.addUnarySync(Method.workerCloseSession, CloseSessionRequest.self) { [self] request, _ in try closeSessions(request) }
+        server.addUnarySync(Method.workerAdoptSession, AdoptSessionRequest.self) { [self] request, _ in
+            try request.handshake.check(against: handshake, peer: "the coordinator")
+            return AdoptSessionReply(positions: try host.adopt(session: request.sessionID, positions: request.positions))
+        }
         // A restore replays a whole history: long, and rare; off the I/O thread.
         server.addUnary(Method.workerRestoreSession, RestoreSessionRequest.self, offloaded: true) { [self] request, _ in
             try restore(request)

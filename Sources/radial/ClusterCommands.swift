@@ -47,6 +47,8 @@ struct CoordinatorOptions: ParsableArguments {
 /// What one streamed generation came to.
 struct StreamedGeneration {
     var promptIDs: [Int] = []
+    /// The session the coordinator runs this generation as (for resuming).
+    var sessionID: UInt64 = 0
     var traces: [TokenTrace] = []
     /// The text each token's reply carried (empty while a piece of text is held back).
     var pieces: [String] = []
@@ -87,6 +89,7 @@ func streamGeneration(_ channel: RPCChannel, _ request: GenerateRequest, options
         do {
             for try await reply in try channel.serverStreaming(Method.generate, request, response: GenerateReply.self, options: options) {
                 if !reply.promptIDs.isEmpty { out.promptIDs = reply.promptIDs }
+                if reply.sessionID != 0 { out.sessionID = reply.sessionID }
                 out.traces += reply.tokens
                 out.pieces += reply.tokens.map { _ in reply.text }
                 let ms = (clock.now - start).seconds * 1000
@@ -106,6 +109,8 @@ func streamGeneration(_ channel: RPCChannel, _ request: GenerateRequest, options
             FileHandle.standardError.write(Data("\n\(Serving.program): the stream broke (\(error.message)); reconnecting\n".utf8))
             try await resume!()
             request.continueAfter = out.traces.map(\.tokenID)
+            // A restarted coordinator continues this session from the K/V its workers still hold, if they do.
+            request.resumeSession = out.sessionID
         }
     }
     out.seconds = (clock.now - start).seconds

@@ -9,7 +9,7 @@ import Glibc
 #endif
 
 /// `radial generate` survives a coordinator restart: it waits for the coordinator to come back and continues after
-/// the tokens it already has; the whole stream equals an unbroken run.
+/// the tokens it already has, from the K/V the workers still hold; the whole stream equals an unbroken run.
 @Suite struct ClientResumeTests {
     @Test(.enabled(if: ClusterTestSupport.realModelWanted, "RADIAL_SKIP_REAL_MODEL=1"))
     func generateContinuesThroughACoordinatorRestart() async throws {
@@ -59,5 +59,10 @@ import Glibc
         let json = try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
         #expect(json["generated_ids"] as? [Int] == want.generatedIDs, "the resumed stream equals an unbroken run")
         #expect(json["text"] as? String == want.text)
+        // The workers still held the session: the new coordinator adopted its K/V instead of recomputing it.
+        let channel = RPCChannel(ChannelConfig(target: address))
+        defer { channel.close() }
+        let status = try await channel.unary(Method.status, StatusRequest(), response: StatusReply.self, options: CallOptions(timeout: .seconds(10)))
+        #expect(status.sessionsAdopted == 1)
     }
 }

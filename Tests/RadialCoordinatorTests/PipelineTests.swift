@@ -144,6 +144,47 @@ import Testing
         #expect(pipeline.pendingFillCount(session: 8) == 0)
     }
 
+    /// A restarted scheduler adopts a session its stages still hold (a client resuming after a coordinator
+    /// restart): it feeds only the context's last token and continues exactly as an unbroken run.
+    @Test func aRestartedSchedulerAdoptsASessionTheStagesHold() async throws {
+        let path = try Self.tinyModel()
+        let file = try GGUFFile(path: path)
+        let model = try LlamaModel(file: file), tokenizer = try Tokenizer(gguf: file)
+        let prompt = [5, 9, 30, 41, 7], total = 14, first = 6
+        var stop = StopConditions(maxTokens: total)
+        stop.stopAtEndOfGeneration = false
+        let want = try LocalGenerator(model: model, tokenizer: tokenizer).generate(promptIDs: prompt, sampling: .greedy, stop: stop)
+        let stages = try Self.stages(path, Self.ranges)
+
+        // The first coordinator generates `first` tokens and dies: its sessions stay on the stages.
+        let crashed = Pipeline(stages: stages.map { KeepingStage($0) }, dim: model.config.dim)
+        let before = Scheduler(head: model.head, tokenizer: tokenizer, pipeline: crashed, limits: SchedulerLimits())
+        let loopA = Task { await before.run() }
+        var shortStop = StopConditions(maxTokens: first)
+        shortStop.stopAtEndOfGeneration = false
+        let (session, eventsA) = try before.submit(try GenerationState(promptIDs: prompt, sampling: .greedy, stop: shortStop, contextLength: 256))
+        var got: [Int] = []
+        for await e in eventsA { if case .token(let t, _) = e { got.append(t.tokenID) } }
+        before.stopAccepting(); await loopA.value
+        #expect(got == Array(want.generatedIDs.prefix(first)))
+
+        // The new one adopts it and continues.
+        let pipeline = Pipeline(stages: stages, dim: model.config.dim)
+        let after = Scheduler(head: model.head, tokenizer: tokenizer, pipeline: pipeline, limits: SchedulerLimits())
+        let loopB = Task { await after.run() }
+        defer { after.stopAccepting(); loopB.cancel() }
+        var state = try GenerationState(promptIDs: prompt, sampling: .greedy, stop: stop, contextLength: 256)
+        try state.resume(after: got, tokenizer: tokenizer)
+        #expect(await after.adopt(session: session, state: state))
+        let (id, events) = try after.submit(state, adopted: session)
+        #expect(id == session)
+        for await e in events { if case .token(let t, _) = e { got.append(t.tokenID) } }
+        #expect(got == want.generatedIDs, "adopted, the generation continues exactly")
+        #expect(after.currentMetrics.sessionsAdopted == 1)
+        // A session the stages do not hold (or hold too little of) is not adopted.
+        #expect(await after.adopt(session: session &+ 1, state: state) == false)
+    }
+
     /// A stage that fails fails the batch with its status; the scheduler fails every session in the batch.
     @Test func aFailingStageFailsTheBatchWithItsStatus() async throws {
         let path = try Self.tinyModel(layers: 2)
@@ -163,6 +204,18 @@ import Testing
     }
 }
 
+/// A stage that never frees a session: what a coordinator that died leaves on its workers.
+final class KeepingStage: Stage {
+    let inner: LocalStage
+    init(_ inner: LocalStage) { self.inner = inner }
+    var layers: LayerRange { inner.layers }
+    var name: String { inner.name }
+    func forward(_ batch: StageBatch) async throws -> StageOutput { try await inner.forward(batch) }
+    func closeSessions(_ ids: [UInt64]) async {}
+    func countSkipped(_ rows: Int) {}
+    func adopt(session: UInt64, positions: Int) async -> Bool { await inner.adopt(session: session, positions: positions) }
+}
+
 /// A stage whose worker is gone.
 final class FailingStage: Stage {
     let layers: LayerRange
@@ -171,6 +224,7 @@ final class FailingStage: Stage {
     func forward(_ batch: StageBatch) async throws -> StageOutput { throw RPCError(.unavailable, "worker gone") }
     func closeSessions(_ ids: [UInt64]) async {}
     func countSkipped(_ rows: Int) {}
+    func adopt(session: UInt64, positions: Int) async -> Bool { false }
 }
 
 /// Skips a stage on the given call numbers (0-based, counting calls that ask about that stage).

@@ -31,6 +31,8 @@ typedef struct Radial__CloseSessionRequest Radial__CloseSessionRequest;
 typedef struct Radial__CloseSessionReply Radial__CloseSessionReply;
 typedef struct Radial__RestoreSessionRequest Radial__RestoreSessionRequest;
 typedef struct Radial__RestoreSessionReply Radial__RestoreSessionReply;
+typedef struct Radial__AdoptSessionRequest Radial__AdoptSessionRequest;
+typedef struct Radial__AdoptSessionReply Radial__AdoptSessionReply;
 typedef struct Radial__ChatMessage Radial__ChatMessage;
 typedef struct Radial__SamplingParams Radial__SamplingParams;
 typedef struct Radial__GenerateRequest Radial__GenerateRequest;
@@ -414,6 +416,31 @@ struct  Radial__RestoreSessionReply
     , 0, 0 }
 
 
+struct  Radial__AdoptSessionRequest
+{
+  ProtobufCMessage base;
+  Radial__Handshake *handshake;
+  uint64_t session_id;
+  uint32_t positions;
+};
+#define RADIAL__ADOPT_SESSION_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&radial__adopt_session_request__descriptor) \
+    , NULL, 0, 0 }
+
+
+struct  Radial__AdoptSessionReply
+{
+  ProtobufCMessage base;
+  /*
+   * what the session held before
+   */
+  uint32_t positions;
+};
+#define RADIAL__ADOPT_SESSION_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&radial__adopt_session_reply__descriptor) \
+    , 0 }
+
+
 struct  Radial__ChatMessage
 {
   ProtobufCMessage base;
@@ -470,10 +497,16 @@ struct  Radial__GenerateRequest
    */
   size_t n_continue_after;
   uint32_t *continue_after;
+  /*
+   * With continue_after: the session the broken stream ran as (GenerateReply.session_id). A restarted coordinator
+   * adopts the K/V its workers still hold for it instead of recomputing the context; when they no longer hold it,
+   * the context is recomputed as without it.
+   */
+  uint64_t resume_session;
 };
 #define RADIAL__GENERATE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&radial__generate_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, NULL, 0, 0,NULL, 0, 0,NULL }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, NULL, 0, 0,NULL, 0, 0,NULL, 0 }
 
 
 /*
@@ -518,10 +551,14 @@ struct  Radial__GenerateReply
    * in the last reply
    */
   double decode_tokens_per_s;
+  /*
+   * in the first reply: what to send as resume_session when resuming
+   */
+  uint64_t session_id;
 };
 #define RADIAL__GENERATE_REPLY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&radial__generate_reply__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, RADIAL__FINISH_REASON__FINISH_NONE, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, RADIAL__FINISH_REASON__FINISH_NONE, 0, 0, 0 }
 
 
 struct  Radial__StatusRequest
@@ -618,10 +655,14 @@ struct  Radial__StatusReply
    * hidden-state history kept for rebuilding sessions (all stages)
    */
   uint64_t history_bytes;
+  /*
+   * resumed sessions whose K/V the workers still held (no recompute)
+   */
+  uint64_t sessions_adopted;
 };
 #define RADIAL__STATUS_REPLY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&radial__status_reply__descriptor) \
-    , NULL, (char *)protobuf_c_empty_string, 0, 0,NULL, 0, 0, 0, 0, 0,NULL, 0, 0, RADIAL__KVPOLICY__KV_FILL, 0, 0, NULL, 0, 0, 0, 0, 0 }
+    , NULL, (char *)protobuf_c_empty_string, 0, 0,NULL, 0, 0, 0, 0, 0,NULL, 0, 0, RADIAL__KVPOLICY__KV_FILL, 0, 0, NULL, 0, 0, 0, 0, 0, 0 }
 
 
 struct  Radial__TokenizeRequest
@@ -985,6 +1026,44 @@ Radial__RestoreSessionReply *
 void   radial__restore_session_reply__free_unpacked
                      (Radial__RestoreSessionReply *message,
                       ProtobufCAllocator *allocator);
+/* Radial__AdoptSessionRequest methods */
+void   radial__adopt_session_request__init
+                     (Radial__AdoptSessionRequest         *message);
+size_t radial__adopt_session_request__get_packed_size
+                     (const Radial__AdoptSessionRequest   *message);
+size_t radial__adopt_session_request__pack
+                     (const Radial__AdoptSessionRequest   *message,
+                      uint8_t             *out);
+size_t radial__adopt_session_request__pack_to_buffer
+                     (const Radial__AdoptSessionRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Radial__AdoptSessionRequest *
+       radial__adopt_session_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   radial__adopt_session_request__free_unpacked
+                     (Radial__AdoptSessionRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Radial__AdoptSessionReply methods */
+void   radial__adopt_session_reply__init
+                     (Radial__AdoptSessionReply         *message);
+size_t radial__adopt_session_reply__get_packed_size
+                     (const Radial__AdoptSessionReply   *message);
+size_t radial__adopt_session_reply__pack
+                     (const Radial__AdoptSessionReply   *message,
+                      uint8_t             *out);
+size_t radial__adopt_session_reply__pack_to_buffer
+                     (const Radial__AdoptSessionReply   *message,
+                      ProtobufCBuffer     *buffer);
+Radial__AdoptSessionReply *
+       radial__adopt_session_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   radial__adopt_session_reply__free_unpacked
+                     (Radial__AdoptSessionReply *message,
+                      ProtobufCAllocator *allocator);
 /* Radial__ChatMessage methods */
 void   radial__chat_message__init
                      (Radial__ChatMessage         *message);
@@ -1263,6 +1342,12 @@ typedef void (*Radial__RestoreSessionRequest_Closure)
 typedef void (*Radial__RestoreSessionReply_Closure)
                  (const Radial__RestoreSessionReply *message,
                   void *closure_data);
+typedef void (*Radial__AdoptSessionRequest_Closure)
+                 (const Radial__AdoptSessionRequest *message,
+                  void *closure_data);
+typedef void (*Radial__AdoptSessionReply_Closure)
+                 (const Radial__AdoptSessionReply *message,
+                  void *closure_data);
 typedef void (*Radial__ChatMessage_Closure)
                  (const Radial__ChatMessage *message,
                   void *closure_data);
@@ -1322,6 +1407,10 @@ struct Radial__Worker_Service
                           const Radial__RestoreSessionRequest *input,
                           Radial__RestoreSessionReply_Closure closure,
                           void *closure_data);
+  void (*adopt_session)(Radial__Worker_Service *service,
+                        const Radial__AdoptSessionRequest *input,
+                        Radial__AdoptSessionReply_Closure closure,
+                        void *closure_data);
 };
 typedef void (*Radial__Worker_ServiceDestroy)(Radial__Worker_Service *);
 void radial__worker__init (Radial__Worker_Service *service,
@@ -1333,7 +1422,8 @@ void radial__worker__init (Radial__Worker_Service *service,
       function_prefix__ ## info,\
       function_prefix__ ## forward,\
       function_prefix__ ## close_session,\
-      function_prefix__ ## restore_session  }
+      function_prefix__ ## restore_session,\
+      function_prefix__ ## adopt_session  }
 void radial__worker__info(ProtobufCService *service,
                           const Radial__InfoRequest *input,
                           Radial__WorkerInfo_Closure closure,
@@ -1350,6 +1440,10 @@ void radial__worker__restore_session(ProtobufCService *service,
                                      const Radial__RestoreSessionRequest *input,
                                      Radial__RestoreSessionReply_Closure closure,
                                      void *closure_data);
+void radial__worker__adopt_session(ProtobufCService *service,
+                                   const Radial__AdoptSessionRequest *input,
+                                   Radial__AdoptSessionReply_Closure closure,
+                                   void *closure_data);
 typedef struct Radial__Coordinator_Service Radial__Coordinator_Service;
 struct Radial__Coordinator_Service
 {
@@ -1441,6 +1535,8 @@ extern const ProtobufCMessageDescriptor radial__close_session_request__descripto
 extern const ProtobufCMessageDescriptor radial__close_session_reply__descriptor;
 extern const ProtobufCMessageDescriptor radial__restore_session_request__descriptor;
 extern const ProtobufCMessageDescriptor radial__restore_session_reply__descriptor;
+extern const ProtobufCMessageDescriptor radial__adopt_session_request__descriptor;
+extern const ProtobufCMessageDescriptor radial__adopt_session_reply__descriptor;
 extern const ProtobufCMessageDescriptor radial__chat_message__descriptor;
 extern const ProtobufCMessageDescriptor radial__sampling_params__descriptor;
 extern const ProtobufCMessageDescriptor radial__generate_request__descriptor;
