@@ -93,7 +93,13 @@ struct CoordinatorCommand: AsyncParsableCommand {
         // Refuse an unsafe listen address before spending seconds on the model.
         do {
             _ = try security.serverConfig(address: listen)
-            if let httpListen { _ = try security.serverConfig(address: httpListen) }
+            if let httpListen {
+                // Client certificates protect the gRPC port only: the HTTP port needs the token.
+                let token = try security.serverConfig(address: httpListen).bearerToken
+                if token == nil && !isLoopback(httpListen) && !security.insecure {
+                    throw ValidationError("refusing to serve HTTP on \(httpListen) without a bearer token (client certificates do not cover the HTTP port): set RADIAL_AUTH_TOKEN or --auth-token-file, or pass --insecure on a network you trust")
+                }
+            }
         } catch { Serving.fail("\(error)") }
         model.applyThreads()
         let file: GGUFFile, config: LlamaConfig, head: LlamaHead, tokenizer: Tokenizer

@@ -17,7 +17,7 @@ import Glibc
         let file = try GGUFFile(path: model)
         let tokenizer = try Tokenizer(gguf: file)
         let prompt = tokenizer.encode("Once upon a time, in a small village by the sea,")
-        let maxTokens = 96
+        let maxTokens = 160
         let generator = LocalGenerator(model: try LlamaModel(file: file), tokenizer: tokenizer)
         let want = try await blocking {
             var stop = StopConditions(maxTokens: maxTokens)
@@ -34,7 +34,9 @@ import Glibc
                             "--prompt-ids", prompt.map(String.init).joined(separator: ","), "--json", "--quiet", "--connect-timeout", "60"]
         let stdout = Pipe()
         client.standardOutput = stdout
-        client.standardError = FileHandle.nullDevice
+        let stderrPath = try TestPaths.tempDir() + "/client.err"
+        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        client.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
         try client.run()
         // Some tokens in, the coordinator dies (kill -9) and a new one starts on the same address.
         var seen: UInt64 = 0
@@ -55,6 +57,8 @@ import Glibc
             return data
         }
         #expect(client.terminationStatus == 0)
+        let clientLog = (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
+        #expect(clientLog.contains("reconnecting"), "the kill landed after the generation ended: nothing was resumed")
         let last = try #require(String(decoding: output, as: UTF8.self).split(separator: "\n").last)
         let json = try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
         #expect(json["generated_ids"] as? [Int] == want.generatedIDs, "the resumed stream equals an unbroken run")

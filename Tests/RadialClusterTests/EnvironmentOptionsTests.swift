@@ -100,8 +100,10 @@ import Testing
         #expect(health.status == .serving)
         #expect(worker.stop() == 0, "\(worker.stderrText)")
 
-        let bad = try TestPaths.execute("/usr/bin/env", ["RADIAL_KV_BUDGET_MB=0", TestPaths.binDir + "/radial-worker",
-                                                         "--model", model, "--layers", "0-0", "--listen", "127.0.0.1:0"])
+        let bad = try await blocking {
+            try TestPaths.execute("/usr/bin/env", ["RADIAL_KV_BUDGET_MB=0", TestPaths.binDir + "/radial-worker",
+                                                   "--model", model, "--layers", "0-0", "--listen", "127.0.0.1:0"])
+        }
         #expect(bad.status != 0 && bad.stderr.contains("RADIAL_KV_BUDGET_MB=0"), "\(bad.stderr)")
         let help = try TestPaths.execute(TestPaths.binDir + "/radial-worker", ["--help"])
         #expect(help.stdout.contains("RADIAL_KV_BUDGET_MB"))

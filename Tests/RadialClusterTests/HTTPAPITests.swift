@@ -22,8 +22,8 @@ import Testing
         let workerMetrics = try cluster.workers.map { "http://" + (try #require($0.httpAddress)) }
 
         // The official client: whole and streamed chat, completions, errors, metrics on every process.
-        let check = try TestPaths.execute("/usr/bin/env", ["python3", TestPaths.packageRoot + "/Tests/http/openai_check.py",
-                                                           "--base", base, "--token", Self.token, "--worker-metrics"] + workerMetrics)
+        let check = try await blocking { try TestPaths.execute("/usr/bin/env", ["python3", TestPaths.packageRoot + "/Tests/http/openai_check.py",
+                                                           "--base", base, "--token", Self.token, "--worker-metrics"] + workerMetrics) }
         try #require(check.status == 0, "openai_check.py failed: \(check.stderr)\n\(check.stdout)")
         let seen = try #require(try JSONSerialization.jsonObject(with: Data(check.stdout.utf8)) as? [String: Any])
         let chat = try #require(seen["chat"] as? [String: Any]), stream = try #require(seen["stream"] as? [String: Any])
@@ -42,10 +42,10 @@ import Testing
         #expect(grpc.text == text)
 
         // curl: a streamed completion ends with [DONE] and every event is JSON; no token is 401 in OpenAI's shape.
-        let streamed = try TestPaths.execute("/usr/bin/env", [
+        let streamed = try await blocking { try TestPaths.execute("/usr/bin/env", [
             "curl", "-sS", "-N", "--max-time", "120", base + "/v1/completions", "-H", "Authorization: Bearer \(Self.token)",
             "-H", "Content-Type: application/json", "-d", #"{"prompt": "The sky is", "max_tokens": 6, "temperature": 0, "stream": true}"#,
-        ])
+        ]) }
         try #require(streamed.status == 0, "curl: \(streamed.stderr)")
         let events = streamed.stdout.split(separator: "\n").filter { $0.hasPrefix("data: ") }.map { $0.dropFirst(6) }
         #expect(events.last == "[DONE]")
@@ -53,7 +53,7 @@ import Testing
             #expect((try? JSONSerialization.jsonObject(with: Data(e.utf8))) != nil, "not JSON: \(e)")
         }
         #expect(events.count == 6 + 3, "one event per token, the first (role) and last (finish_reason) chunks, [DONE]: \(events)")
-        let refused = try TestPaths.execute("/usr/bin/env", ["curl", "-sS", "-w", "\n%{http_code}", base + "/v1/models"])
+        let refused = try await blocking { try TestPaths.execute("/usr/bin/env", ["curl", "-sS", "-w", "\n%{http_code}", base + "/v1/models"]) }
         let lines = refused.stdout.split(separator: "\n")
         #expect(lines.last == "401")
         let body = try JSONSerialization.jsonObject(with: Data(lines.dropLast().joined(separator: "\n").utf8)) as? [String: Any]

@@ -97,65 +97,74 @@ import Testing
 
     /// Paragraphs are single lines (a hard-wrapped one prints ragged once ArgumentParser wraps it again), abstracts
     /// too, and nothing in `--help` is wider than 80 columns, examples included (a wrapped example cannot be pasted).
-    @Test func helpReadsCleanlyAt80Columns() throws {
-        for command in try Self.commands() {
-            let name = command.path.joined(separator: " ")
-            #expect(!(command.abstract ?? "").contains("\n"), "\(name): abstract on more than one line")
-            let discussion = Discussion(command.discussion ?? "")
-            for line in discussion.prose {
-                #expect(".:?!".contains(line.last!), "\(name): a paragraph is hard-wrapped at '\(line)'")
-            }
-            for argument in command.arguments ?? [] where argument.shouldDisplay != false {
-                let option = argument.names?.first.map { "--" + $0.name } ?? argument.kind
-                #expect(!(argument.abstract ?? "").contains("\n"), "\(name) \(option): help on more than one line")
-                for line in Discussion(argument.discussion ?? "").prose {
-                    #expect(".:?!".contains(line.last!), "\(name) \(option): a paragraph is hard-wrapped at '\(line)'")
+    @Test func helpReadsCleanlyAt80Columns() async throws {
+        // Seconds of child processes: off the cooperative pool (see `blocking`).
+        try await blocking {
+            for command in try Self.commands() {
+                let name = command.path.joined(separator: " ")
+                #expect(!(command.abstract ?? "").contains("\n"), "\(name): abstract on more than one line")
+                let discussion = Discussion(command.discussion ?? "")
+                for line in discussion.prose {
+                    #expect(".:?!".contains(line.last!), "\(name): a paragraph is hard-wrapped at '\(line)'")
                 }
-            }
-            let help = try Self.help(command.path, columns: 80)
-            let lines = help.split(separator: "\n").map(String.init)
-            for line in lines where line.count > 80 {
-                Issue.record("\(name) --help at 80 columns: a line of \(line.count): '\(line)'")
-            }
-            for example in discussion.examples {
-                for line in example.lines where !lines.contains(where: { $0.trimmingCharacters(in: .whitespaces) == line }) {
-                    Issue.record("\(name) --help at 80 columns: the example line '\(line)' is wrapped")
+                for argument in command.arguments ?? [] where argument.shouldDisplay != false {
+                    let option = argument.names?.first.map { "--" + $0.name } ?? argument.kind
+                    #expect(!(argument.abstract ?? "").contains("\n"), "\(name) \(option): help on more than one line")
+                    for line in Discussion(argument.discussion ?? "").prose {
+                        #expect(".:?!".contains(line.last!), "\(name) \(option): a paragraph is hard-wrapped at '\(line)'")
+                    }
+                }
+                let help = try Self.help(command.path, columns: 80)
+                let lines = help.split(separator: "\n").map(String.init)
+                for line in lines where line.count > 80 {
+                    Issue.record("\(name) --help at 80 columns: a line of \(line.count): '\(line)'")
+                }
+                for example in discussion.examples {
+                    for line in example.lines where !lines.contains(where: { $0.trimmingCharacters(in: .whitespaces) == line }) {
+                        Issue.record("\(name) --help at 80 columns: the example line '\(line)' is wrapped")
+                    }
                 }
             }
         }
     }
 
     /// Every example in every `--help` runs (see the suite's comment for how).
-    @Test func examplesWork() throws {
-        let commands = try Self.commands()
-        var count = 0
-        for command in commands {
-            for example in Discussion(command.discussion ?? "").examples {
-                count += 1
-                try check(example.commandLine, commands: commands)
-            }
-            for argument in command.arguments ?? [] {
-                for example in Discussion(argument.discussion ?? "").examples {
+    @Test func examplesWork() async throws {
+        // Seconds of child processes: off the cooperative pool (see `blocking`).
+        try await blocking {
+            let commands = try Self.commands()
+            var count = 0
+            for command in commands {
+                for example in Discussion(command.discussion ?? "").examples {
                     count += 1
                     try check(example.commandLine, commands: commands)
                 }
+                for argument in command.arguments ?? [] {
+                    for example in Discussion(argument.discussion ?? "").examples {
+                        count += 1
+                        try check(example.commandLine, commands: commands)
+                    }
+                }
             }
+            #expect(count >= 10, "only \(count) examples found: is the example syntax still 'Example:' and indented lines?")
         }
-        #expect(count >= 10, "only \(count) examples found: is the example syntax still 'Example:' and indented lines?")
     }
 
     /// List options take comma-separated values; the older space-separated form still parses.
-    @Test func listsAreCommaSeparated() throws {
-        let echo = try ServerProcess(TestPaths.binDir + "/radial", ["serve-echo", "--listen", "127.0.0.1:0"])
-        defer { echo.stop() }
-        for lists in [["--sizes", "16,32", "--concurrency", "1,2"], ["--sizes", "16", "32", "--concurrency", "1", "2"]] {
-            let run = try TestPaths.execute(TestPaths.binDir + "/radial", ["rpc-bench", echo.address, "--calls", "4", "--json"] + lists)
-            #expect(run.status == 0, "\(lists): \(run.stderr)")
-            let rows = run.stdout.split(separator: "\n").map { String($0) }
-            #expect(rows.count == 4 && rows.allSatisfy { $0.contains("\"size_bytes\"") }, "\(lists): \(run.stdout)")
+    @Test func listsAreCommaSeparated() async throws {
+        // Seconds of child processes: off the cooperative pool (see `blocking`).
+        try await blocking {
+            let echo = try ServerProcess(TestPaths.binDir + "/radial", ["serve-echo", "--listen", "127.0.0.1:0"])
+            defer { echo.stop() }
+            for lists in [["--sizes", "16,32", "--concurrency", "1,2"], ["--sizes", "16", "32", "--concurrency", "1", "2"]] {
+                let run = try TestPaths.execute(TestPaths.binDir + "/radial", ["rpc-bench", echo.address, "--calls", "4", "--json"] + lists)
+                #expect(run.status == 0, "\(lists): \(run.stderr)")
+                let rows = run.stdout.split(separator: "\n").map { String($0) }
+                #expect(rows.count == 4 && rows.allSatisfy { $0.contains("\"size_bytes\"") }, "\(lists): \(run.stdout)")
+            }
+            let help = try Self.help(["radial", "rpc-bench"], columns: 200)
+            #expect(help.contains("comma-separated") && help.contains("(default: 2048,262144)"), "\(help)")
         }
-        let help = try Self.help(["radial", "rpc-bench"], columns: 200)
-        #expect(help.contains("comma-separated") && help.contains("(default: 2048,262144)"), "\(help)")
     }
 
     // MARK: - Running an example
