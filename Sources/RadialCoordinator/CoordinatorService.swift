@@ -53,7 +53,7 @@ public final class CoordinatorService: Sendable {
             if let bad = messages.first(where: { !["system", "user", "assistant"].contains($0.role) }) {
                 throw RPCError.invalidArgument("GenerateRequest.messages: unknown role '\(bad.role)' (system, user or assistant)")
             }
-            return tokenizer.encode(template.render(messages))
+            return template.encode(messages, tokenizer: tokenizer)
         }
     }
 

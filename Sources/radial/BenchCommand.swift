@@ -169,7 +169,7 @@ struct BenchCommand: AsyncParsableCommand {
         var times: [[ContinuousClock.Instant]] = Array(repeating: [], count: streams)
         var firsts: [Double] = []
         for i in 0..<streams {
-            let ids = tokenizer.encode(template.render([ChatMessage(role: "user", content: Self.prompt(i))]))
+            let ids = template.encode([ChatMessage(role: "user", content: Self.prompt(i))], tokenizer: tokenizer)
             var state = try GenerationState(promptIDs: ids, sampling: .greedy, stop: stop, contextLength: model.config.contextLength)
             let cache = model.makeCache(initialCapacity: ids.count + maxTokens)
             let logits = try model.prefill(cache: cache, tokens: ids)[0]

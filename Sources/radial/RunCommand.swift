@@ -43,7 +43,7 @@ struct RunCommand: ParsableCommand {
             guard let template = ChatTemplate(tokenizer: tokenizer) else {
                 throw CLIError("this model has no ChatML tokens (<|im_start|>, <|im_end|>); --chat is not available")
             }
-            ids = tokenizer.encode(template.render(messages))
+            ids = template.encode(messages, tokenizer: tokenizer)
         case .text(let text):
             ids = tokenizer.encode(text)
         }

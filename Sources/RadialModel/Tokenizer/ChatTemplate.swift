@@ -32,6 +32,30 @@ public struct ChatTemplate: Sendable {
         return text.contains("{{") || text.contains("{%") || text.contains("'") ? nil : text
     }
 
+    /// Token ids for `messages`, ending with the assistant's turn opened: the template's markers as control tokens,
+    /// each message's text as plain text. So a message that contains `<|im_end|>` cannot close its turn and open
+    /// a forged system turn: its markers are spelled out as text. (llama.cpp's server and vLLM render the template
+    /// to text and tokenize it with control tokens parsed, so there a message can forge turns.) For text without
+    /// control tokens the ids equal `tokenizer.encode(render(messages))`.
+    public func encode(_ messages: [ChatMessage], tokenizer: Tokenizer, addGenerationPrompt: Bool = true) -> [Int] {
+        let start = tokenizer.id(of: "<|im_start|>")!, end = tokenizer.id(of: "<|im_end|>")!
+        var ids = tokenizer.encode("")  // the BOS token, when the model wants one
+        func plain(_ text: String) -> [Int] { tokenizer.encode(text, parseSpecial: false, addBOS: false) }
+        func turn(_ role: String, _ content: String) {
+            ids.append(start)
+            ids += plain("\(role)\n\(content)")
+            ids.append(end)
+            ids += plain("\n")
+        }
+        if let sys = defaultSystemPrompt, messages.first?.role != "system" { turn("system", sys) }
+        for m in messages { turn(m.role, m.content) }
+        if addGenerationPrompt {
+            ids.append(start)
+            ids += plain("assistant\n")
+        }
+        return ids
+    }
+
     /// The prompt text for `messages`, ending with the assistant's turn opened.
     public func render(_ messages: [ChatMessage], addGenerationPrompt: Bool = true) -> String {
         var out = ""
