@@ -10,6 +10,8 @@ final class SessionStore {
     }
 
     let budgetBytes: Int
+    /// K/V one session may hold here: no single client can take the whole budget from the others.
+    let maxSessionBytes: Int
     let ttl: Duration
     private let shard: LlamaShard
     private static let initialCapacity = 64
@@ -19,9 +21,11 @@ final class SessionStore {
     private var gone: [UInt64: String] = [:]
     private var goneOrder: [UInt64] = []
 
-    init(shard: LlamaShard, budgetBytes: Int, ttl: Duration) {
+    /// `maxSessionBytes`: default a quarter of the budget.
+    init(shard: LlamaShard, budgetBytes: Int, ttl: Duration, maxSessionBytes: Int? = nil) {
         self.shard = shard
         self.budgetBytes = budgetBytes
+        self.maxSessionBytes = maxSessionBytes ?? budgetBytes / 4
         self.ttl = ttl
     }
 
@@ -101,6 +105,11 @@ final class SessionStore {
         if used + growth > budgetBytes {
             throw RPCError(.resourceExhausted,
                            "KV budget full: \(mib(budgetBytes)) MiB, \(sessions.count) sessions hold \(mib(used)) MiB, this batch needs \(mib(growth)) MiB more (close sessions or raise --kv-budget-mb)")
+        }
+        let perPosition = KVCache.bytes(layers: shard.range.count, kvDim: shard.config.kvDim, positions: 1)
+        for (session, position) in highest where (position + 1) * perPosition > maxSessionBytes {
+            throw RPCError(.resourceExhausted,
+                           "session \(session) would hold \(position + 1) positions (\(mib((position + 1) * perPosition)) MiB of K/V) here, over the per-session cap of \(mib(maxSessionBytes)) MiB (--max-session-kv-mb)")
         }
         let now = ContinuousClock.now
         return rows.map { row in

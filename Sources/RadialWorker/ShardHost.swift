@@ -33,10 +33,11 @@ public final class ShardHost: Sendable {
         public var computeSeconds: Double
     }
 
-    public init(shard: LlamaShard, kvBudgetBytes: Int, sessionTTL: Duration, maxBatchTokens: Int) {
+    /// `maxSessionBytes`: K/V one session may hold (default: a quarter of `kvBudgetBytes`).
+    public init(shard: LlamaShard, kvBudgetBytes: Int, sessionTTL: Duration, maxBatchTokens: Int, maxSessionBytes: Int? = nil) {
         self.shard = shard
         self.maxBatchTokens = maxBatchTokens
-        store = SessionStore(shard: shard, budgetBytes: kvBudgetBytes, ttl: sessionTTL)
+        store = SessionStore(shard: shard, budgetBytes: kvBudgetBytes, ttl: sessionTTL, maxSessionBytes: maxSessionBytes)
     }
 
     public var snapshot: Snapshot { stats.withLock { $0 } }

@@ -10,6 +10,8 @@ import Synchronization
 public struct WorkerConfig: Sendable {
     public var workerID: String
     public var kvBudgetBytes: Int
+    /// K/V one session may hold (nil: a quarter of the budget).
+    public var maxSessionBytes: Int?
     public var sessionTTL: Duration
     /// Largest number of rows (tokens plus fills) one Forward may carry.
     public var maxBatchTokens: Int
@@ -46,7 +48,7 @@ public final class WorkerService: Sendable {
         routerFingerprint = router?.fingerprint ?? ""
         handshake = Handshake(protocolVersion: config.protocolVersion, modelFingerprint: fingerprint)
         host = ShardHost(shard: shard, kvBudgetBytes: config.kvBudgetBytes, sessionTTL: config.sessionTTL,
-                         maxBatchTokens: config.maxBatchTokens)
+                         maxBatchTokens: config.maxBatchTokens, maxSessionBytes: config.maxSessionBytes)
     }
 
     public func register(on server: RPCServer) {

@@ -46,6 +46,8 @@ struct WorkerCommand: AsyncParsableCommand {
     var metricsListen: String?
     @Option(name: .customLong("kv-budget-mb"), help: "Memory for all sessions' KV caches, in MiB; a batch that would exceed it is refused with RESOURCE_EXHAUSTED.")
     var kvBudgetMB = 2048
+    @Option(name: .customLong("max-session-kv-mb"), help: "K/V one session may hold on this worker, in MiB (default: a quarter of --kv-budget-mb); a session that would grow past it is refused with RESOURCE_EXHAUSTED.")
+    var maxSessionKVMB: Int?
     @Option(name: .customLong("session-ttl"), help: "Seconds after which an idle session's KV cache is freed.")
     var sessionTTL: Double = 600
     @Option(name: .customLong("max-batch-tokens"), help: "Most rows one Forward batch may carry.")
@@ -64,6 +66,7 @@ struct WorkerCommand: AsyncParsableCommand {
         if let layers, LayerRange(parsing: layers) == nil { throw ValidationError("--layers must look like 0-9 (inclusive), got '\(layers)'") }
         if let shard, Self.parseShard(shard) == nil { throw ValidationError("--shard must look like 1/3 (index below count), got '\(shard)'") }
         guard kvBudgetMB >= 1 else { throw ValidationError("--kv-budget-mb must be at least 1") }
+        if let m = maxSessionKVMB, m < 1 || m > kvBudgetMB { throw ValidationError("--max-session-kv-mb must be between 1 and --kv-budget-mb") }
         guard sessionTTL > 0 else { throw ValidationError("--session-ttl must be positive") }
         guard maxBatchTokens >= 1 else { throw ValidationError("--max-batch-tokens must be at least 1") }
     }
@@ -123,6 +126,7 @@ struct WorkerCommand: AsyncParsableCommand {
             var c = WorkerConfig(workerID: workerID ?? listen, kvBudgetBytes: kvBudgetMB << 20,
                                  sessionTTL: .milliseconds(Int64(sessionTTL * 1000)), maxBatchTokens: maxBatchTokens)
             c.protocolVersion = protocolVersion
+            c.maxSessionBytes = maxSessionKVMB.map { $0 << 20 }
             return c
         }(), router: loadedRouter)
         service.register(on: server)

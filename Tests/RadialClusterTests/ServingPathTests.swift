@@ -28,7 +28,7 @@ import Testing
         // 46 KB of K/V per position, caches grow by doubling from 64 positions: 4 MiB holds one session of up to 64
         // positions (2.8 MiB) but not one of 100 (128 positions, 5.6 MiB).
         let model = try ClusterTestSupport.requireRealModel()
-        let cluster = try LocalCluster(model: model, layers: ["0-29"], workerArgs: ["--kv-budget-mb", "4"])
+        let cluster = try LocalCluster(model: model, layers: ["0-29"], workerArgs: ["--kv-budget-mb", "4", "--max-session-kv-mb", "4"])
         defer { cluster.stop() }
         let long = await ClusterTestSupport.rpcError {
             _ = try await cluster.generate(GenerateRequest(input: .ids(Array(repeating: 28, count: 100)), maxTokens: 4))
@@ -36,6 +36,21 @@ import Testing
         #expect(long?.code == .resourceExhausted && long?.message.contains("KV budget") == true, "\(String(describing: long))")
         let short = try await cluster.generate(GenerateRequest(input: .ids([1, 504, 279]), maxTokens: 3))
         #expect(short.ids.count == 3)
+    }
+
+    /// One session may hold a quarter of a worker's K/V budget by default: a longer one is RESOURCE_EXHAUSTED
+    /// naming the per-session cap, and leaves room for the others.
+    @Test(.enabled(if: ClusterTestSupport.realModelWanted, "RADIAL_SKIP_REAL_MODEL=1"))
+    func oneSessionCannotTakeTheWholeBudget() async throws {
+        // 46 KB per position: a 16 MiB budget caps a session at 4 MiB, about 90 positions.
+        let cluster = try LocalCluster(model: try ClusterTestSupport.requireRealModel(), layers: ["0-29"], workerArgs: ["--kv-budget-mb", "16"])
+        defer { cluster.stop() }
+        let long = await ClusterTestSupport.rpcError {
+            _ = try await cluster.generate(GenerateRequest(input: .ids(Array(repeating: 28, count: 120)), maxTokens: 4))
+        }
+        #expect(long?.code == .resourceExhausted && long?.message.contains("per-session cap") == true, "\(String(describing: long))")
+        let fits = try await cluster.generate(GenerateRequest(input: .ids(Array(repeating: 28, count: 60)), maxTokens: 3))
+        #expect(fits.ids.count == 3)
     }
 
     /// Workers that require client certificates: the coordinator presents its own (mutual TLS end to end) and
