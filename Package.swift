@@ -93,6 +93,14 @@ let package = Package(
             name: "RadialModelTests",
             dependencies: ["RadialModel", "RadialRouter", "RadialTestSupport"],
             resources: [.copy("Resources")]),
+        // Router training, its file, routed execution and the evaluator, against the numpy reference.
+        .testTarget(
+            name: "RadialRouterTests",
+            dependencies: ["RadialModel", "RadialRouter", "RadialTestSupport"]),
+        // Every message through its protobuf-c encoding and back, and what validation refuses.
+        .testTarget(
+            name: "RadialProtocolTests",
+            dependencies: ["RadialProtocol", "RadialModel", "RadialRPC"]),
         .testTarget(
             name: "RadialRPCTests",
             dependencies: ["RadialRPC", "RadialProtocol", "RadialTestSupport"]),

@@ -1,4 +1,5 @@
 import Foundation
+import RadialTestSupport
 import Testing
 @testable import RadialModel
 

@@ -1,5 +1,6 @@
 import CRadialKernels
 import Foundation
+import RadialTestSupport
 import Testing
 @testable import RadialModel
 
