@@ -44,12 +44,15 @@ def main():
     target = f"127.0.0.1:{a.port}"
     prompts = [[1, 504 + (i * 37) % 4000, 279, 3465 + (i * 11) % 900, 314] for i in range(a.streams)]
 
-    def tokens_generated():
+    def status(key):
         out = subprocess.run([f"{a.bin}/radial", "status", "--coordinator", target, "--json"], capture_output=True, text=True)
         try:
-            return json.loads(out.stdout.strip().splitlines()[-1])["tokens_generated"]
+            return json.loads(out.stdout.strip().splitlines()[-1])[key]
         except Exception:
             return None
+
+    def tokens_generated():
+        return status("tokens_generated")
 
     fault_times = []
 
@@ -101,6 +104,7 @@ def main():
         t0 = time.time()
         chaos = run_streams([(1 / 3, kill_replica), (2 / 3, kill_coordinator)])
         wall = time.time() - t0
+        adopted = status("sessions_adopted")
     finally:
         for p in list(workers.values()) + [coordinator]:
             p.send_signal(signal.SIGTERM)
@@ -130,6 +134,7 @@ def main():
                "identical_to_fault_free": same, "token_gap_p50_ms": q(0.5), "token_gap_p99_ms": q(0.99),
                "longest_stall_ms": gaps[-1] if gaps else 0,
                "longest_stall_replica_kill_ms": stalls["replica"], "longest_stall_coordinator_kill_ms": stalls["coordinator"],
+               "sessions_adopted_after_restart": adopted,
                "fault_times_s": [round(t, 2) for t in fault_times], "wall_seconds": wall, "logs": run}
     if a.json:
         print(json.dumps(summary))

@@ -229,7 +229,7 @@ struct StatusCommand: AsyncParsableCommand {
                 } ?? NSNull(),
                 "tokens_forwarded": s.tokensForwarded, "forward_bytes": s.forwardBytes,
                 "coordinator_weight_bytes": s.weightBytes, "coordinator_rss_bytes": s.rssBytes,
-                "failovers": s.failovers, "history_bytes": s.historyBytes,
+                "failovers": s.failovers, "history_bytes": s.historyBytes, "sessions_adopted": s.sessionsAdopted,
                 "workers": s.workers.map { w -> [String: Any] in
                     let i = w.info
                     return ["address": w.address, "healthy": w.healthy, "layers": i.map { "\($0.layers)" } ?? "",
@@ -249,7 +249,8 @@ struct StatusCommand: AsyncParsableCommand {
               + "\(String(format: "%.2f", s.hopsPerToken)) hops/token (\(String(format: "%.2f", s.hopsSavedPerToken)) saved by routing); "
               + "\(s.tokensForwarded > 0 ? s.forwardBytes / s.tokensForwarded : 0) wire bytes per token row; KV policy \(s.kvPolicy.rawValue)")
         print("coordinator: weights \(s.weightBytes >> 20) MiB (LM head and norms), RSS \(s.rssBytes >> 20) MiB; "
-              + "\(s.failovers) failovers, replay history \(String(format: "%.1f", Double(s.historyBytes) / 1_048_576)) MiB")
+              + "\(s.failovers) failovers, replay history \(String(format: "%.1f", Double(s.historyBytes) / 1_048_576)) MiB, "
+              + "\(s.sessionsAdopted) sessions adopted after a restart")
         if let r = s.routing {
             print("routing: router \(r.routerFingerprint.prefix(16)), threshold \(r.threshold), always run \(r.alwaysRun), "
                   + "at least \(r.minLayers) layers" + (s.routerBlock > 1 ? ", blocks of \(s.routerBlock) layers" : ""))
