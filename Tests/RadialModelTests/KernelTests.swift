@@ -28,6 +28,34 @@ import Testing
         return y
     }
 
+    /// The int8 quantiser: the SIMD version gives the portable one's bytes, scales and sums bit for bit (every
+    /// q8 path, on any CPU, must see the same inputs), over zero blocks, half-integer values and tiny values.
+    @Test func q8QuantiserMatchesThePortableOne() {
+        let cols = 8960, n = 3, nb = cols / 32
+        var rng = SplitMix64(seed: 23)
+        for round in 0..<20 {
+            var x = (0..<(n * cols)).map { i -> Float in
+                switch i % 7 {
+                case 0: return 0
+                case 1: return Float(Int(rng.nextDouble() * 255) - 127) * 0.5
+                default: return Float(rng.nextDouble() - 0.5) * (round % 5 == 4 ? 1e-30 : 3)
+                }
+            }
+            for i in 0..<64 { x[i] = 0 }  // two all-zero blocks: scale 0
+            func quantize(generic: Bool) -> ([Int8], [Float], [Float]) {
+                radial_kernels_force_generic(generic ? 1 : 0)
+                defer { radial_kernels_force_generic(0) }
+                var q = [Int8](repeating: 0, count: n * cols), d = [Float](repeating: 0, count: n * nb), s = d
+                radial_quantize_q8(x, Int32(cols), Int32(n), Int32(nb), &q, Int32(cols), &d, &s)
+                return (q, d, s)
+            }
+            let simd = quantize(generic: false), portable = quantize(generic: true)
+            #expect(simd.0 == portable.0, "round \(round): int8 values")
+            #expect(simd.1.map(\.bitPattern) == portable.1.map(\.bitPattern), "round \(round): scales")
+            #expect(simd.2.map(\.bitPattern) == portable.2.map(\.bitPattern), "round \(round): sums")
+        }
+    }
+
     /// Prefill tiles: the repacked form dequantises to the file's values bit for bit (SIMD and portable).
     @Test(arguments: [GGMLType.q4_0, .q4_1, .q8_0])
     func repackedDequantizesToTheFileValues(_ type: GGMLType) throws {

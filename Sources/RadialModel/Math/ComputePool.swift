@@ -17,6 +17,9 @@ public final class ComputePool: @unchecked Sendable {
     /// How long a helper polls for the next region before it parks.
     static let spinWindow: Duration = .microseconds(Int64(ProcessInfo.processInfo.environment["RADIAL_SPIN_US"].flatMap(Int.init) ?? 200))
 
+    /// Row chunks per thread in `splitRows` (RADIAL_CHUNKS_PER_THREAD; 1: one equal share each, the old split).
+    static let chunksPerThread = max(1, ProcessInfo.processInfo.environment["RADIAL_CHUNKS_PER_THREAD"].flatMap(Int.init) ?? 4)
+
     public let threads: Int
     private let busy = Mutex(false)           // one region at a time; a second caller uses Dispatch instead
     private let epoch = Atomic<Int>(0)         // the current region's number
@@ -46,11 +49,20 @@ public final class ComputePool: @unchecked Sendable {
     /// Splits rows [0, count) of a matrix product over up to `threads` threads when `work` (multiply-adds) repays
     /// the hand-off, calling `run(r0, r1)` per chunk. Chunks end on multiples of 8 rows so threads do not share
     /// cache lines of the output.
+    ///
+    /// `chunksPerThread` chunks per thread, handed out as threads come for them (llama.cpp's matmuls do the same
+    /// with 64-row chunks): on this shared 2-core VM a thread is often descheduled in the middle of a region, and
+    /// with one chunk per thread the other thread then idles until it returns (perf of a Qwen2.5-1.5B decode on a
+    /// busy host: the helper did 31% of the kernel work instead of 50%). A row's result does not depend on the
+    /// chunk it falls in, so this changes no bit of the output.
     public func splitRows(_ count: Int, work: Int, threads: Int, _ run: @escaping @Sendable (Int, Int) -> Void) {
         let t = work < 1 << 16 ? 1 : min(threads, count)
         guard t > 1 else { run(0, count); return }
-        let chunk = ((count + t - 1) / t + 7) & ~7
-        self.run(t) { i in
+        // at least 2^19 multiply-adds a chunk: each chunk costs a hand-out and prepares its inputs once (the K-quant
+        // kernels' transposed copy); with 64-row chunks SmolLM2-135M's 576-wide matrices decoded ~6% slower
+        let tasks = max(t, min(t * Self.chunksPerThread, work >> 19))
+        let chunk = ((count + tasks - 1) / tasks + 7) & ~7
+        self.run((count + chunk - 1) / chunk) { i in
             let r0 = min(i * chunk, count), r1 = min(r0 + chunk, count)
             if r0 < r1 { run(r0, r1) }
         }
