@@ -45,7 +45,7 @@ import Testing
         #expect(Array(q8.prefix(12)) == Array(fx.llama_cpp_greedy.greedy32_ids.prefix(12)))
         #expect(q8[5] != f32[5])
 
-        let cluster = try LocalCluster(model: try ClusterTestSupport.requireRealModel(), layers: ["0-9", "10-19", "20-29"],
+        let cluster = try await LocalCluster.launch(model: try ClusterTestSupport.requireRealModel(), layers: ["0-9", "10-19", "20-29"],
                                        workerArgs: ["--activations", "q8"], coordinatorArgs: ["--activations", "q8"])
         let reply = try await cluster.generate(GenerateRequest(input: .ids(prompt), sampling: ClusterTestSupport.sampling(seed: nil),
                                                                maxTokens: 16, ignoreEOS: true))
@@ -60,10 +60,13 @@ import Testing
         #expect(cluster.stop().allSatisfy { $0 == 0 })
     }
 
-    @Test func badActivationsFlagIsAClearError() throws {
-        let r = try TestPaths.execute(TestPaths.binDir + "/radial", ["run", "--model", "x.gguf", "--activations", "q4", "hi"])
-        #expect(r.status != 0)
-        #expect(r.stderr.contains("--activations must be f32 or q8"))
+    @Test func badActivationsFlagIsAClearError() async throws {
+        // Child processes / seconds of CPU: off the cooperative pool (see `blocking`).
+        try await blocking {
+            let r = try TestPaths.execute(TestPaths.binDir + "/radial", ["run", "--model", "x.gguf", "--activations", "q4", "hi"])
+            #expect(r.status != 0)
+            #expect(r.stderr.contains("--activations must be f32 or q8"))
+        }
     }
 
     /// `radial bench --model` (in-process) in both arithmetics: it reports the arithmetic it ran, and its first

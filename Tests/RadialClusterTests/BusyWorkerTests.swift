@@ -11,7 +11,7 @@ import Testing
 @Suite struct BusyWorkerTests {
     @Test func healthAndInfoAnswerDuringALongForward() async throws {
         let model = try ClusterTestSupport.requireRealModel()
-        let worker = try ServerProcess(TestPaths.binDir + "/radial-worker",
+        let worker = try await ServerProcess.launch(TestPaths.binDir + "/radial-worker",
                                        ["--model", model, "--layers", "0-29", "--listen", "127.0.0.1:0", "--threads", "1"])
         defer { worker.stop() }
         let channel = RPCChannel(ChannelConfig(target: worker.address))

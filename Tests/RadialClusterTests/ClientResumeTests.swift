@@ -25,7 +25,7 @@ import Glibc
             return try generator.generate(promptIDs: prompt, sampling: .greedy, stop: stop)
         }
 
-        let cluster = try LocalCluster(model: model, layers: ["0-14", "15-29"])
+        let cluster = try await LocalCluster.launch(model: model, layers: ["0-14", "15-29"])
         defer { cluster.stop() }
         let address = cluster.coordinator.address
         let client = Process()
@@ -50,7 +50,7 @@ import Glibc
             #expect(seen >= 12, "the generation was under way before the restart")
             kill(cluster.coordinator.process.processIdentifier, SIGKILL)
             cluster.coordinator.process.waitUntilExit()
-            return try ServerProcess(TestPaths.binDir + "/radial-coordinator",
+            return try await ServerProcess.launch(TestPaths.binDir + "/radial-coordinator",
                                      ["--model", model, "--workers", cluster.workers.map(\.address).joined(separator: ","),
                                       "--listen", address, "--threads", "1", "--connect-timeout", "20"])
         }

@@ -20,46 +20,61 @@ import Testing
                                       "--listen", "127.0.0.1:0", "--connect-timeout", "20"])
     }
 
-    @Test func refusesAWorkerWithAnotherModel() throws {
-        let mine = try ClusterTestSupport.writeTinyModel(seed: 42)
-        let other = try ClusterTestSupport.writeTinyModel(seed: 7)  // same shapes and metadata, other weights
-        let r = try coordinatorRefusal(model: mine, workers: [(mine, "0-1", []), (other, "2-2", [])])
-        #expect(r.status != 0)
-        #expect(r.stderr.contains("serves another model"), "got: \(r.stderr)")
+    @Test func refusesAWorkerWithAnotherModel() async throws {
+        // Child processes / seconds of CPU: off the cooperative pool (see `blocking`).
+        try await blocking {
+            let mine = try ClusterTestSupport.writeTinyModel(seed: 42)
+            let other = try ClusterTestSupport.writeTinyModel(seed: 7)  // same shapes and metadata, other weights
+            let r = try coordinatorRefusal(model: mine, workers: [(mine, "0-1", []), (other, "2-2", [])])
+            #expect(r.status != 0)
+            #expect(r.stderr.contains("serves another model"), "got: \(r.stderr)")
+        }
     }
 
-    @Test func refusesAWorkerWithOtherArithmetic() throws {
-        let model = try ClusterTestSupport.writeTinyModel()
-        let r = try coordinatorRefusal(model: model, workers: [(model, "0-1", []), (model, "2-2", ["--activations", "q8"])])
-        #expect(r.status != 0)
-        #expect(r.stderr.contains("runs --activations q8, this coordinator f32"), "got: \(r.stderr)")
+    @Test func refusesAWorkerWithOtherArithmetic() async throws {
+        // Child processes / seconds of CPU: off the cooperative pool (see `blocking`).
+        try await blocking {
+            let model = try ClusterTestSupport.writeTinyModel()
+            let r = try coordinatorRefusal(model: model, workers: [(model, "0-1", []), (model, "2-2", ["--activations", "q8"])])
+            #expect(r.status != 0)
+            #expect(r.stderr.contains("runs --activations q8, this coordinator f32"), "got: \(r.stderr)")
+        }
     }
 
-    @Test func refusesMissingLayers() throws {
-        let model = try ClusterTestSupport.writeTinyModel()
-        let r = try coordinatorRefusal(model: model, workers: [(model, "0-0", []), (model, "2-2", [])])
-        #expect(r.status != 0)
-        #expect(r.stderr.contains("layers 1-1 are served by no worker"), "got: \(r.stderr)")
+    @Test func refusesMissingLayers() async throws {
+        // Child processes / seconds of CPU: off the cooperative pool (see `blocking`).
+        try await blocking {
+            let model = try ClusterTestSupport.writeTinyModel()
+            let r = try coordinatorRefusal(model: model, workers: [(model, "0-0", []), (model, "2-2", [])])
+            #expect(r.status != 0)
+            #expect(r.stderr.contains("layers 1-1 are served by no worker"), "got: \(r.stderr)")
+        }
     }
 
-    @Test func refusesOverlappingRanges() throws {
-        let model = try ClusterTestSupport.writeTinyModel()
-        let r = try coordinatorRefusal(model: model, workers: [(model, "0-1", []), (model, "1-2", [])])
-        #expect(r.status != 0)
-        #expect(r.stderr.contains("overlap"), "got: \(r.stderr)")
+    @Test func refusesOverlappingRanges() async throws {
+        // Child processes / seconds of CPU: off the cooperative pool (see `blocking`).
+        try await blocking {
+            let model = try ClusterTestSupport.writeTinyModel()
+            let r = try coordinatorRefusal(model: model, workers: [(model, "0-1", []), (model, "1-2", [])])
+            #expect(r.status != 0)
+            #expect(r.stderr.contains("overlap"), "got: \(r.stderr)")
+        }
     }
 
-    @Test func refusesAnotherProtocolVersion() throws {
-        let model = try ClusterTestSupport.writeTinyModel()
-        let r = try coordinatorRefusal(model: model, workers: [(model, "0-2", ["--protocol-version", "99"])])
-        #expect(r.status != 0)
-        #expect(r.stderr.contains("protocol version 99"), "got: \(r.stderr)")
+    @Test func refusesAnotherProtocolVersion() async throws {
+        // Child processes / seconds of CPU: off the cooperative pool (see `blocking`).
+        try await blocking {
+            let model = try ClusterTestSupport.writeTinyModel()
+            let r = try coordinatorRefusal(model: model, workers: [(model, "0-2", ["--protocol-version", "99"])])
+            #expect(r.status != 0)
+            #expect(r.stderr.contains("protocol version 99"), "got: \(r.stderr)")
+        }
     }
 
     /// A client that goes away mid-generation: the session's KV is freed on every worker (seen in Status).
     @Test(.enabled(if: ClusterTestSupport.realModelWanted, "RADIAL_SKIP_REAL_MODEL=1"))
     func clientCancelFreesKVOnEveryWorker() async throws {
-        let cluster = try LocalCluster(model: try ClusterTestSupport.requireRealModel(), layers: ["0-14", "15-29"])
+        let cluster = try await LocalCluster.launch(model: try ClusterTestSupport.requireRealModel(), layers: ["0-14", "15-29"])
         defer { cluster.stop() }
         // Thousands of tokens, end-of-generation ignored: still running when Status is read, however slow the machine.
         let request = GenerateRequest(input: .chat([ChatMessage(role: "user", content: "Write a very long story about a dragon and a knight.")]),
@@ -86,7 +101,7 @@ import Testing
 
     @Test func badRequestsGetClearStatusCodes() async throws {
         let model = try ClusterTestSupport.writeTinyModel()  // context 256
-        let cluster = try LocalCluster(model: model, layers: ["0-1", "2-2"], coordinatorArgs: ["--max-prompt-tokens", "100"])
+        let cluster = try await LocalCluster.launch(model: model, layers: ["0-1", "2-2"], coordinatorArgs: ["--max-prompt-tokens", "100"])
         defer { cluster.stop() }
         let tooLong = await ClusterTestSupport.rpcError {
             _ = try await cluster.generate(GenerateRequest(input: .ids(Array(repeating: 5, count: 150))))
@@ -107,7 +122,7 @@ import Testing
     /// third arrives.)
     @Test(.enabled(if: ClusterTestSupport.realModelWanted, "RADIAL_SKIP_REAL_MODEL=1"))
     func fullQueueIsResourceExhausted() async throws {
-        let cluster = try LocalCluster(model: try ClusterTestSupport.requireRealModel(), layers: ["0-29"],
+        let cluster = try await LocalCluster.launch(model: try ClusterTestSupport.requireRealModel(), layers: ["0-29"],
                                        coordinatorArgs: ["--max-sessions", "1", "--max-queue", "1"])
         defer { cluster.stop() }
         let long = GenerateRequest(input: .chat([ChatMessage(role: "user", content: "Write a very long story about a dragon.")]),
@@ -132,7 +147,7 @@ import Testing
     /// --drain-seconds pass, ends the client's stream with CANCELLED as the finish reason, and exits 0.
     @Test(.enabled(if: ClusterTestSupport.realModelWanted, "RADIAL_SKIP_REAL_MODEL=1"))
     func sigtermCancelsAfterTheDrainPeriodAndExitsZero() async throws {
-        let cluster = try LocalCluster(model: try ClusterTestSupport.requireRealModel(), layers: ["0-29"], coordinatorArgs: ["--drain-seconds", "1"])
+        let cluster = try await LocalCluster.launch(model: try ClusterTestSupport.requireRealModel(), layers: ["0-29"], coordinatorArgs: ["--drain-seconds", "1"])
         defer { cluster.stop() }
         let request = GenerateRequest(input: .text("Tell me a story"), sampling: .greedy, maxTokens: 4000, ignoreEOS: true)
         let stream = try cluster.channel.serverStreaming(Method.generate, request, response: GenerateReply.self)
@@ -154,13 +169,13 @@ import Testing
     @Test(arguments: [["--layers", "0-2"], ["--layers", "2-2", "--activations", "q8"]])
     func aWorkerRestartedAsSomethingElseIsRefusedNotUsed(_ restartArgs: [String]) async throws {
         let model = try ClusterTestSupport.writeTinyModel()
-        let cluster = try LocalCluster(model: model, layers: ["0-1", "2-2"])
+        let cluster = try await LocalCluster.launch(model: model, layers: ["0-1", "2-2"])
         defer { cluster.stop() }
         let before = try await cluster.generate(GenerateRequest(input: .ids([5, 6, 7]), maxTokens: 4))
         #expect(before.ids.count == 4)
         let port = cluster.workers[1].address
         cluster.workers[1].stop()
-        let replacement = try ServerProcess(TestPaths.binDir + "/radial-worker",
+        let replacement = try await ServerProcess.launch(TestPaths.binDir + "/radial-worker",
                                             ["--model", model, "--listen", port, "--threads", "1"] + restartArgs)
         defer { replacement.stop() }
         // Until the coordinator's channel has reconnected to the new process, a step fails UNAVAILABLE instead.
@@ -178,21 +193,24 @@ import Testing
 
     /// Safe defaults: a worker or coordinator on a non-loopback address needs a token (or client certificates)
     /// unless --insecure; a token can come from a file.
-    @Test func nonLoopbackListenNeedsAuthenticationOrInsecure() throws {
-        let model = try ClusterTestSupport.writeTinyModel()
-        let bin = TestPaths.binDir
-        for exe in ["radial-worker", "radial-coordinator"] {
-            let extra = exe == "radial-worker" ? ["--layers", "0-2"] : ["--workers", "127.0.0.1:1"]
-            let refused = try TestPaths.execute(bin + "/" + exe, ["--model", model, "--listen", "0.0.0.0:0"] + extra)
-            #expect(refused.status != 0)
-            #expect(refused.stderr.contains("refusing to listen on 0.0.0.0:0 without client authentication"), "\(exe): \(refused.stderr)")
+    @Test func nonLoopbackListenNeedsAuthenticationOrInsecure() async throws {
+        // Child processes / seconds of CPU: off the cooperative pool (see `blocking`).
+        try await blocking {
+            let model = try ClusterTestSupport.writeTinyModel()
+            let bin = TestPaths.binDir
+            for exe in ["radial-worker", "radial-coordinator"] {
+                let extra = exe == "radial-worker" ? ["--layers", "0-2"] : ["--workers", "127.0.0.1:1"]
+                let refused = try TestPaths.execute(bin + "/" + exe, ["--model", model, "--listen", "0.0.0.0:0"] + extra)
+                #expect(refused.status != 0)
+                #expect(refused.stderr.contains("refusing to listen on 0.0.0.0:0 without client authentication"), "\(exe): \(refused.stderr)")
+            }
+            let insecure = try ServerProcess(bin + "/radial-worker", ["--model", model, "--layers", "0-2", "--listen", "0.0.0.0:0", "--insecure"])
+            #expect(insecure.stderrText.contains("--insecure"))
+            insecure.stop()
+            let tokenFile = try TestPaths.tempDir() + "/token"
+            try "s3cret\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+            let withToken = try ServerProcess(bin + "/radial-worker", ["--model", model, "--layers", "0-2", "--listen", "0.0.0.0:0", "--auth-token-file", tokenFile])
+            withToken.stop()
         }
-        let insecure = try ServerProcess(bin + "/radial-worker", ["--model", model, "--layers", "0-2", "--listen", "0.0.0.0:0", "--insecure"])
-        #expect(insecure.stderrText.contains("--insecure"))
-        insecure.stop()
-        let tokenFile = try TestPaths.tempDir() + "/token"
-        try "s3cret\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
-        let withToken = try ServerProcess(bin + "/radial-worker", ["--model", model, "--layers", "0-2", "--listen", "0.0.0.0:0", "--auth-token-file", tokenFile])
-        withToken.stop()
     }
 }

@@ -38,6 +38,15 @@ final class LocalCluster: @unchecked Sendable {
         channel = RPCChannel(config)
     }
 
+    /// `init` off the cooperative pool (see `ServerProcess.launch`).
+    static func launch(model: String, layers: [String], workerArgs: [String] = [], coordinatorArgs: [String] = [],
+                       environment: [String: String] = [:], bearerToken: String? = nil) async throws -> LocalCluster {
+        try await blocking {
+            try LocalCluster(model: model, layers: layers, workerArgs: workerArgs, coordinatorArgs: coordinatorArgs,
+                             environment: environment, bearerToken: bearerToken)
+        }
+    }
+
     /// SIGTERM to the coordinator, then the workers; every exit status (0 means a graceful stop).
     @discardableResult
     func stop() -> [Int32] {

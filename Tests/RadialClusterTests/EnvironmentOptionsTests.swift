@@ -86,7 +86,7 @@ import Testing
     /// The built worker: everything from the environment, port 0 from RADIAL_LISTEN.
     @Test func workerReadsItsSettingsFromTheEnvironment() async throws {
         let model = try ClusterTestSupport.writeTinyModel()
-        let worker = try ServerProcess(TestPaths.binDir + "/radial-worker", [], environment: [
+        let worker = try await ServerProcess.launch(TestPaths.binDir + "/radial-worker", [], environment: [
             "RADIAL_MODEL": model, "RADIAL_SHARD": "0/1", "RADIAL_LISTEN": "127.0.0.1:0", "RADIAL_KV_BUDGET_MB": "64",
             "RADIAL_THREADS": "1", "RADIAL_INSECURE": "0",
         ])

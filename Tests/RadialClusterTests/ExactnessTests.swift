@@ -10,7 +10,7 @@ import Testing
     /// Eight concurrent requests (greedy and seeded sampling, prompts of different lengths) and one alone.
     func checkCluster(model: String, prompts: [[Int]], layers: [String], maxTokens: Int, coordinatorArgs: [String] = []) async throws {
         let reference = try Reference(path: model)
-        let cluster = try LocalCluster(model: model, layers: layers, coordinatorArgs: coordinatorArgs)
+        let cluster = try await LocalCluster.launch(model: model, layers: layers, coordinatorArgs: coordinatorArgs)
         let cases = prompts.enumerated().map { (i, p) in (prompt: p, sampling: ClusterTestSupport.sampling(seed: i % 2 == 0 ? nil : UInt64(1000 + i))) }
         var expected: [GenerationResult] = []
         for c in cases { expected.append(try await reference.generate(c.prompt, c.sampling, maxTokens: maxTokens)) }
@@ -110,7 +110,7 @@ import Testing
             let json = try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
             expected.append(try #require(json["generated_ids"] as? [Int]))
         }
-        let cluster = try LocalCluster(model: model, layers: ["0-7", "8-15", "16-23"], workerArgs: ["--activations", "q8"],
+        let cluster = try await LocalCluster.launch(model: model, layers: ["0-7", "8-15", "16-23"], workerArgs: ["--activations", "q8"],
                                        coordinatorArgs: ["--activations", "q8"])
         defer { cluster.stop() }
         for (i, p) in prompts.enumerated() {
@@ -124,7 +124,7 @@ import Testing
     @Test(.enabled(if: ClusterTestSupport.realModelWanted, "RADIAL_SKIP_REAL_MODEL=1"))
     func qwenWorkersHoldTheirLayersOnce() async throws {
         let model = try ClusterTestSupport.requireQwenModel()
-        let cluster = try LocalCluster(model: model, layers: ["0-7", "8-15", "16-23"])
+        let cluster = try await LocalCluster.launch(model: model, layers: ["0-7", "8-15", "16-23"])
         defer { cluster.stop() }
         _ = try await cluster.generate(GenerateRequest(input: .ids([750, 75698, 1445, 982]), maxTokens: 8))
         let s = try await cluster.status()

@@ -44,102 +44,111 @@ import Testing
         for i in 0..<iterations { body(m.mutate(corpus[i % corpus.count], corpus: corpus)) }
     }
 
-    @Test func requestDecodersNeverTrap() throws {
-        let h = Handshake(modelFingerprint: "abc")
-        let dim = 64
-        let hidden = WireTensor([Float](repeating: 0.5, count: 2 * dim), shape: [2, dim])
-        let corpus: [[UInt8]] = [
-            ForwardRequest(handshake: h, tokens: [TokenEntry(sessionID: 1, position: 0), TokenEntry(sessionID: 1, position: 1, layers: [1, 2], routed: true, layersBefore: 1)],
-                           hidden: hidden, fills: [KVFillEntry(sessionID: 2, position: 3)],
-                           fillHidden: WireTensor([Float](repeating: 1, count: dim), shape: [1, dim]), kvPolicy: .mask,
-                           routing: WireRouting(routerFingerprint: "r", threshold: 0.5, alwaysRun: [0], minLayers: 1),
-                           expect: StageIdentity(layers: LayerRange(0, 3), activations: "f32", routerFingerprint: "")).wireBytes(),
-            GenerateRequest(input: .chat([ChatMessage(role: "user", content: "hi")]), maxTokens: 9, stop: ["x"], continueAfter: [5, 6]).wireBytes(),
-            GenerateRequest(input: .ids([1, 2, 3])).wireBytes(),
-            RestoreSessionRequest(handshake: h, sessionID: 4, history: [TokenEntry(sessionID: 4, position: 0), TokenEntry(sessionID: 4, position: 1, layers: [])],
-                                  hidden: hidden, kvPolicy: .fill, groupSizes: [1, 1]).wireBytes(),
-            CloseSessionRequest(handshake: h, sessionIDs: [1, 2, 3]).wireBytes(),
-            InfoRequest(handshake: h).wireBytes(),
-            EchoRequest(payload: [1, 2, 3], replyBytes: 10, streamCount: 2, delayMilliseconds: 1).wireBytes(),
-            TokenizeRequest(text: "hello", parseSpecial: true).wireBytes(),
-        ]
-        var decoded = 0
-        fuzz(corpus, seed: 1) { bytes in
-            if (try? ForwardRequest(wire: bytes)) != nil { decoded += 1 }
-            if (try? GenerateRequest(wire: bytes)) != nil { decoded += 1 }
-            if (try? RestoreSessionRequest(wire: bytes)) != nil { decoded += 1 }
-            _ = try? CloseSessionRequest(wire: bytes)
-            _ = try? InfoRequest(wire: bytes)
-            _ = try? EchoRequest(wire: bytes)
-            _ = try? TokenizeRequest(wire: bytes)
-            _ = try? StatusRequest(wire: bytes)
-            _ = try? HealthCheckRequest(wire: bytes)
+    @Test func requestDecodersNeverTrap() async throws {
+        // Child processes / seconds of CPU: off the cooperative pool (see `blocking`).
+        try await blocking {
+            let h = Handshake(modelFingerprint: "abc")
+            let dim = 64
+            let hidden = WireTensor([Float](repeating: 0.5, count: 2 * dim), shape: [2, dim])
+            let corpus: [[UInt8]] = [
+                ForwardRequest(handshake: h, tokens: [TokenEntry(sessionID: 1, position: 0), TokenEntry(sessionID: 1, position: 1, layers: [1, 2], routed: true, layersBefore: 1)],
+                               hidden: hidden, fills: [KVFillEntry(sessionID: 2, position: 3)],
+                               fillHidden: WireTensor([Float](repeating: 1, count: dim), shape: [1, dim]), kvPolicy: .mask,
+                               routing: WireRouting(routerFingerprint: "r", threshold: 0.5, alwaysRun: [0], minLayers: 1),
+                               expect: StageIdentity(layers: LayerRange(0, 3), activations: "f32", routerFingerprint: "")).wireBytes(),
+                GenerateRequest(input: .chat([ChatMessage(role: "user", content: "hi")]), maxTokens: 9, stop: ["x"], continueAfter: [5, 6]).wireBytes(),
+                GenerateRequest(input: .ids([1, 2, 3])).wireBytes(),
+                RestoreSessionRequest(handshake: h, sessionID: 4, history: [TokenEntry(sessionID: 4, position: 0), TokenEntry(sessionID: 4, position: 1, layers: [])],
+                                      hidden: hidden, kvPolicy: .fill, groupSizes: [1, 1]).wireBytes(),
+                CloseSessionRequest(handshake: h, sessionIDs: [1, 2, 3]).wireBytes(),
+                InfoRequest(handshake: h).wireBytes(),
+                EchoRequest(payload: [1, 2, 3], replyBytes: 10, streamCount: 2, delayMilliseconds: 1).wireBytes(),
+                TokenizeRequest(text: "hello", parseSpecial: true).wireBytes(),
+            ]
+            var decoded = 0
+            fuzz(corpus, seed: 1) { bytes in
+                if (try? ForwardRequest(wire: bytes)) != nil { decoded += 1 }
+                if (try? GenerateRequest(wire: bytes)) != nil { decoded += 1 }
+                if (try? RestoreSessionRequest(wire: bytes)) != nil { decoded += 1 }
+                _ = try? CloseSessionRequest(wire: bytes)
+                _ = try? InfoRequest(wire: bytes)
+                _ = try? EchoRequest(wire: bytes)
+                _ = try? TokenizeRequest(wire: bytes)
+                _ = try? StatusRequest(wire: bytes)
+                _ = try? HealthCheckRequest(wire: bytes)
+            }
+            #expect(decoded > Self.iterations / 20, "mutants still reach past the decoders' first checks")
         }
-        #expect(decoded > Self.iterations / 20, "mutants still reach past the decoders' first checks")
     }
 
     /// Mutated Forward and RestoreSession requests through a worker's handlers (tiny model): each is a reply or
     /// an RPCError, and the worker still computes correctly afterwards.
-    @Test func workerHandlersAnswerEveryMutant() throws {
-        let path = try ClusterTestSupport.writeTinyModel()
-        let file = try GGUFFile(path: path)
-        let model = try LlamaModel(file: file)
-        let shard = try LlamaShard(file: file, config: model.config, range: LayerRange(0, model.config.layerCount))
-        let service = WorkerService(shard: shard, fingerprint: file.fingerprint,
-                                    config: WorkerConfig(workerID: "fuzz", kvBudgetBytes: 8 << 20, maxBatchTokens: 64))
-        let dim = model.config.dim, h = service.handshake
-        let embedded = try model.head.embed([5, 6, 7])
-        let corpus: [[UInt8]] = [
-            ForwardRequest(handshake: h, tokens: (0..<3).map { TokenEntry(sessionID: 9, position: $0) },
-                           hidden: WireTensor(embedded, shape: [3, dim]), expect: service.identity).wireBytes(),
-            ForwardRequest(handshake: h, tokens: [TokenEntry(sessionID: 8, position: 0, layers: [0, 2])],
-                           hidden: WireTensor(Array(embedded.prefix(dim)), shape: [1, dim])).wireBytes(),
-            RestoreSessionRequest(handshake: h, sessionID: 7, history: (0..<3).map { TokenEntry(sessionID: 7, position: $0) },
-                                  hidden: WireTensor(embedded, shape: [3, dim]), kvPolicy: .fill, groupSizes: [2, 1]).wireBytes(),
-        ]
-        var answered = 0, refused = 0
-        fuzz(corpus, seed: 2) { bytes in
-            if let r = try? ForwardRequest(wire: bytes) {
-                do { _ = try service.forward(r); answered += 1 } catch is RPCError { refused += 1 } catch { Issue.record("not an RPCError: \(error)") }
+    @Test func workerHandlersAnswerEveryMutant() async throws {
+        // Child processes / seconds of CPU: off the cooperative pool (see `blocking`).
+        try await blocking {
+            let path = try ClusterTestSupport.writeTinyModel()
+            let file = try GGUFFile(path: path)
+            let model = try LlamaModel(file: file)
+            let shard = try LlamaShard(file: file, config: model.config, range: LayerRange(0, model.config.layerCount))
+            let service = WorkerService(shard: shard, fingerprint: file.fingerprint,
+                                        config: WorkerConfig(workerID: "fuzz", kvBudgetBytes: 8 << 20, maxBatchTokens: 64))
+            let dim = model.config.dim, h = service.handshake
+            let embedded = try model.head.embed([5, 6, 7])
+            let corpus: [[UInt8]] = [
+                ForwardRequest(handshake: h, tokens: (0..<3).map { TokenEntry(sessionID: 9, position: $0) },
+                               hidden: WireTensor(embedded, shape: [3, dim]), expect: service.identity).wireBytes(),
+                ForwardRequest(handshake: h, tokens: [TokenEntry(sessionID: 8, position: 0, layers: [0, 2])],
+                               hidden: WireTensor(Array(embedded.prefix(dim)), shape: [1, dim])).wireBytes(),
+                RestoreSessionRequest(handshake: h, sessionID: 7, history: (0..<3).map { TokenEntry(sessionID: 7, position: $0) },
+                                      hidden: WireTensor(embedded, shape: [3, dim]), kvPolicy: .fill, groupSizes: [2, 1]).wireBytes(),
+            ]
+            var answered = 0, refused = 0
+            fuzz(corpus, seed: 2) { bytes in
+                if let r = try? ForwardRequest(wire: bytes) {
+                    do { _ = try service.forward(r); answered += 1 } catch is RPCError { refused += 1 } catch { Issue.record("not an RPCError: \(error)") }
+                }
+                if let r = try? RestoreSessionRequest(wire: bytes) {
+                    do { _ = try service.restore(r); answered += 1 } catch is RPCError { refused += 1 } catch { Issue.record("not an RPCError: \(error)") }
+                }
+                if answered + refused > 0 && (answered + refused) % 500 == 0 { _ = service.host.close(Array(0...64)) }  // keep the budget free
             }
-            if let r = try? RestoreSessionRequest(wire: bytes) {
-                do { _ = try service.restore(r); answered += 1 } catch is RPCError { refused += 1 } catch { Issue.record("not an RPCError: \(error)") }
-            }
-            if answered + refused > 0 && (answered + refused) % 500 == 0 { _ = service.host.close(Array(0...64)) }  // keep the budget free
+            #expect(answered > 0 && refused > 0, "answered \(answered), refused \(refused)")
+            // Still exact afterwards (a session id no mutant can have touched).
+            let out = try service.forward(ForwardRequest(handshake: h, tokens: (0..<3).map { TokenEntry(sessionID: 1 << 60, position: $0) },
+                                                         hidden: WireTensor(embedded, shape: [3, dim])))
+            var local = embedded
+            let cache = model.makeCache()
+            _ = try local.withUnsafeMutableBufferPointer { try model.shard.forward($0.baseAddress!, tokens: (0..<3).map { ShardToken(cache: cache, position: $0) }) }
+            #expect(out.hidden.floats() == local)
         }
-        #expect(answered > 0 && refused > 0, "answered \(answered), refused \(refused)")
-        // Still exact afterwards (a session id no mutant can have touched).
-        let out = try service.forward(ForwardRequest(handshake: h, tokens: (0..<3).map { TokenEntry(sessionID: 1 << 60, position: $0) },
-                                                     hidden: WireTensor(embedded, shape: [3, dim])))
-        var local = embedded
-        let cache = model.makeCache()
-        _ = try local.withUnsafeMutableBufferPointer { try model.shard.forward($0.baseAddress!, tokens: (0..<3).map { ShardToken(cache: cache, position: $0) }) }
-        #expect(out.hidden.floats() == local)
     }
 
     /// Mutated GGUF files through the reader, the configuration, the tokenizer and the model loader.
-    @Test func ggufReaderNeverTraps() throws {
-        var spec = TinyModelSpec()
-        spec.dim = 32
-        spec.ffnDim = 64
-        spec.layers = 2
-        spec.weightType = .q8_0
-        let path = try TestPaths.tempDir() + "/base.gguf"
-        try spec.write(to: path)
-        let base = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-        let dir = try TestPaths.tempDir()
-        var opened = 0
-        // Mutants stay within the header and tensor table, where the parser lives, most of the time.
-        // Each mutant is a file to map: a third of the count keeps the CI pass short.
-        fuzz([base, Array(base.prefix(4096))], seed: 3, iterations: max(Self.iterations / 3, 1)) { bytes in
-            let p = dir + "/m.gguf"
-            FileManager.default.createFile(atPath: p, contents: Data(bytes))
-            guard let f = try? GGUFFile(path: p) else { return }
-            opened += 1
-            _ = try? LlamaConfig(gguf: f)
-            _ = try? Tokenizer(gguf: f)
-            _ = try? LlamaModel(file: f)
+    @Test func ggufReaderNeverTraps() async throws {
+        // Child processes / seconds of CPU: off the cooperative pool (see `blocking`).
+        try await blocking {
+            var spec = TinyModelSpec()
+            spec.dim = 32
+            spec.ffnDim = 64
+            spec.layers = 2
+            spec.weightType = .q8_0
+            let path = try TestPaths.tempDir() + "/base.gguf"
+            try spec.write(to: path)
+            let base = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+            let dir = try TestPaths.tempDir()
+            var opened = 0
+            // Mutants stay within the header and tensor table, where the parser lives, most of the time.
+            // Each mutant is a file to map: a third of the count keeps the CI pass short.
+            fuzz([base, Array(base.prefix(4096))], seed: 3, iterations: max(Self.iterations / 3, 1)) { bytes in
+                let p = dir + "/m.gguf"
+                FileManager.default.createFile(atPath: p, contents: Data(bytes))
+                guard let f = try? GGUFFile(path: p) else { return }
+                opened += 1
+                _ = try? LlamaConfig(gguf: f)
+                _ = try? Tokenizer(gguf: f)
+                _ = try? LlamaModel(file: f)
+            }
+            #expect(opened > 0)
         }
-        #expect(opened > 0)
     }
 }

@@ -12,7 +12,7 @@ import Testing
     static let token = "http-test-token"
 
     @Test func openAIClientCurlAndPrometheusAgainstARealCluster() async throws {
-        let cluster = try LocalCluster(model: try ClusterTestSupport.requireRealModel(), layers: ["0-14", "15-29"],
+        let cluster = try await LocalCluster.launch(model: try ClusterTestSupport.requireRealModel(), layers: ["0-14", "15-29"],
                                        workerArgs: ["--metrics-listen", "127.0.0.1:0"],
                                        coordinatorArgs: ["--http-listen", "127.0.0.1:0"],
                                        environment: ["RADIAL_AUTH_TOKEN": Self.token, "RADIAL_WORKER_AUTH_TOKEN": Self.token],

@@ -154,7 +154,7 @@ import Testing
     @Test func listsAreCommaSeparated() async throws {
         // Seconds of child processes: off the cooperative pool (see `blocking`).
         try await blocking {
-            let echo = try ServerProcess(TestPaths.binDir + "/radial", ["serve-echo", "--listen", "127.0.0.1:0"])
+            let echo = try await ServerProcess.launch(TestPaths.binDir + "/radial", ["serve-echo", "--listen", "127.0.0.1:0"])
             defer { echo.stop() }
             for lists in [["--sizes", "16,32", "--concurrency", "1,2"], ["--sizes", "16", "32", "--concurrency", "1", "2"]] {
                 let run = try TestPaths.execute(TestPaths.binDir + "/radial", ["rpc-bench", echo.address, "--calls", "4", "--json"] + lists)

@@ -31,7 +31,7 @@ import Testing
         let policy = RoutingPolicy(threshold: threshold, alwaysRun: LayerSet(), modelLayers: 6)
         let reference = try Reference(path: model, chooser: RouterChooser(router: router, policy: policy), kvPolicy: kv)
         #expect(router.header.block == blockSize)
-        let cluster = try await blocking { try LocalCluster(model: model, layers: Self.layers, workerArgs: ["--router", routerPath],
+        let cluster = try await blocking { try await LocalCluster.launch(model: model, layers: Self.layers, workerArgs: ["--router", routerPath],
                                        coordinatorArgs: ["--router", routerPath, "--threshold", "\(threshold)", "--always-run", "none",
                                                          "--kv-policy", kv.rawValue, "--max-pending-fills", "2"]) }
         let cases = Self.prompts.enumerated().map { (prompt: $1, sampling: ClusterTestSupport.sampling(seed: $0 % 2 == 0 ? nil : UInt64(500 + $0))) }
@@ -92,7 +92,7 @@ import Testing
     @Test func thresholdZeroIsTheDenseModel() async throws {
         let (model, routerPath, _) = try await blocking { try Self.setUp() }
         let reference = try Reference(path: model)
-        let cluster = try await blocking { try LocalCluster(model: model, layers: Self.layers, workerArgs: ["--router", routerPath],
+        let cluster = try await blocking { try await LocalCluster.launch(model: model, layers: Self.layers, workerArgs: ["--router", routerPath],
                                        coordinatorArgs: ["--router", routerPath, "--threshold", "0"]) }
         for p in Self.prompts.prefix(2) {
             let expected = try await reference.generate(p, .greedy, maxTokens: 16)
@@ -105,7 +105,7 @@ import Testing
 
     @Test func coordinatorRefusesWorkersWithoutTheRouter() async throws {
         let (model, routerPath, _) = try await blocking { try Self.setUp() }
-        let worker = try await blocking { try ServerProcess(TestPaths.binDir + "/radial-worker", ["--model", model, "--layers", "0-5", "--listen", "127.0.0.1:0"]) }
+        let worker = try await blocking { try await ServerProcess.launch(TestPaths.binDir + "/radial-worker", ["--model", model, "--layers", "0-5", "--listen", "127.0.0.1:0"]) }
         defer { worker.stop() }
         let result = try await blocking { try TestPaths.execute(TestPaths.binDir + "/radial-coordinator",
                                            ["--model", model, "--workers", worker.address, "--listen", "127.0.0.1:0", "--router", routerPath,
@@ -155,7 +155,7 @@ import Testing
         var expected: [GenerationResult] = []
         for p in prompts { expected.append(try await reference.generate(p, .greedy, maxTokens: 16)) }
         let cluster = try await blocking {
-            try LocalCluster(model: model, layers: ["0-9", "10-19", "20-29"], workerArgs: ["--router", routerPath],
+            try await LocalCluster.launch(model: model, layers: ["0-9", "10-19", "20-29"], workerArgs: ["--router", routerPath],
                              coordinatorArgs: ["--router", routerPath, "--threshold", "\(policy.threshold)"])
         }
         let results = try await withThrowingTaskGroup(of: (Int, [Int], [[Int]]).self) { group in

@@ -13,7 +13,7 @@ import Testing
     /// A prompt longer than --max-batch-tokens is prefilled in chunks; the output equals the unchunked engine's.
     @Test func chunkedPrefillEqualsUnchunked() async throws {
         let model = try ClusterTestSupport.writeTinyModel(weightType: .q8_0)
-        let cluster = try LocalCluster(model: model, layers: ["0-1", "2-2"], coordinatorArgs: ["--max-batch-tokens", "7"])
+        let cluster = try await LocalCluster.launch(model: model, layers: ["0-1", "2-2"], coordinatorArgs: ["--max-batch-tokens", "7"])
         defer { cluster.stop() }
         let prompt = (0..<40).map { 3 + ($0 * 13) % 250 }
         let want = try await Reference(path: model).generate(prompt, .greedy, maxTokens: 12)
@@ -28,7 +28,7 @@ import Testing
         // 46 KB of K/V per position, caches grow by doubling from 64 positions: 4 MiB holds one session of up to 64
         // positions (2.8 MiB) but not one of 100 (128 positions, 5.6 MiB).
         let model = try ClusterTestSupport.requireRealModel()
-        let cluster = try LocalCluster(model: model, layers: ["0-29"], workerArgs: ["--kv-budget-mb", "4", "--max-session-kv-mb", "4"])
+        let cluster = try await LocalCluster.launch(model: model, layers: ["0-29"], workerArgs: ["--kv-budget-mb", "4", "--max-session-kv-mb", "4"])
         defer { cluster.stop() }
         let long = await ClusterTestSupport.rpcError {
             _ = try await cluster.generate(GenerateRequest(input: .ids(Array(repeating: 28, count: 100)), maxTokens: 4))
@@ -43,7 +43,7 @@ import Testing
     @Test(.enabled(if: ClusterTestSupport.realModelWanted, "RADIAL_SKIP_REAL_MODEL=1"))
     func oneSessionCannotTakeTheWholeBudget() async throws {
         // 46 KB per position: a 16 MiB budget caps a session at 4 MiB, about 90 positions.
-        let cluster = try LocalCluster(model: try ClusterTestSupport.requireRealModel(), layers: ["0-29"], workerArgs: ["--kv-budget-mb", "16"])
+        let cluster = try await LocalCluster.launch(model: try ClusterTestSupport.requireRealModel(), layers: ["0-29"], workerArgs: ["--kv-budget-mb", "16"])
         defer { cluster.stop() }
         let long = await ClusterTestSupport.rpcError {
             _ = try await cluster.generate(GenerateRequest(input: .ids(Array(repeating: 28, count: 120)), maxTokens: 4))
@@ -59,7 +59,7 @@ import Testing
         let certs = try TestPaths.makeCertificates()
         let model = try ClusterTestSupport.writeTinyModel()
         let tls = ["--tls-cert", certs.serverCert, "--tls-key", certs.serverKey, "--tls-client-ca", certs.ca]
-        let cluster = try LocalCluster(model: model, layers: ["0-2"], workerArgs: tls,
+        let cluster = try await LocalCluster.launch(model: model, layers: ["0-2"], workerArgs: tls,
                                        coordinatorArgs: ["--worker-tls-ca", certs.ca, "--worker-tls-cert", certs.clientCert,
                                                          "--worker-tls-key", certs.clientKey])
         defer { cluster.stop() }
@@ -77,7 +77,7 @@ import Testing
     /// coordinator exits 0 without cancelling them.
     @Test func sigtermLetsGenerationsFinishInsideTheDrainWindow() async throws {
         let model = try ClusterTestSupport.writeTinyModel()
-        let cluster = try LocalCluster(model: model, layers: ["0-2"], coordinatorArgs: ["--drain-seconds", "30"])
+        let cluster = try await LocalCluster.launch(model: model, layers: ["0-2"], coordinatorArgs: ["--drain-seconds", "30"])
         defer { cluster.stop() }
         let stream = try cluster.channel.serverStreaming(Method.generate, GenerateRequest(input: .ids([5, 6, 7]), maxTokens: 60, ignoreEOS: true),
                                                          response: GenerateReply.self)

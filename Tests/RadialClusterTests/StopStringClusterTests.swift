@@ -10,7 +10,7 @@ import Testing
 @Suite struct StopStringClusterTests {
     @Test func everyEndingWithAStopStringOverTheWire() async throws {
         let model = try ClusterTestSupport.writeTinyModel()
-        let cluster = try LocalCluster(model: model, layers: ["0-1", "2-2"])
+        let cluster = try await LocalCluster.launch(model: model, layers: ["0-1", "2-2"])
         defer { cluster.stop() }
         let prompt = PromptInput.ids([5, 6, 7, 8])
         // Dense greedy text, no stop: the reference.
@@ -50,7 +50,7 @@ import Testing
 
     /// The real model answers a short chat turn and ends with its end-of-generation token, a stop string set.
     @Test func endOfGenerationWithAStopStringOverTheWire() async throws {
-        let cluster = try LocalCluster(model: try ClusterTestSupport.requireRealModel(), layers: ["0-14", "15-29"])
+        let cluster = try await LocalCluster.launch(model: try ClusterTestSupport.requireRealModel(), layers: ["0-14", "15-29"])
         defer { cluster.stop() }
         let request = GenerateRequest(input: .chat([ChatMessage(role: "user", content: "What is the capital of France?")]),
                                       sampling: .greedy, maxTokens: 200, stop: ["zzq"])

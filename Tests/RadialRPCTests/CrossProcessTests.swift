@@ -17,7 +17,7 @@ import Testing
             let data = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(server.process.processIdentifier)/\(name)"))
             return data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
         }
-        let server = try ServerProcess(Self.radial, ["serve-echo", "--listen", "127.0.0.1:0"])
+        let server = try await ServerProcess.launch(Self.radial, ["serve-echo", "--listen", "127.0.0.1:0"])
         defer { server.stop() }
         #expect(try procFile(server, "environ").contains { $0.hasPrefix("GLIBC_TUNABLES=") && $0.contains("x86_rep_movsb_threshold=1099511627776") })
         #expect(try procFile(server, "cmdline") == [Self.radial, "serve-echo", "--listen", "127.0.0.1:0"])
@@ -27,14 +27,14 @@ import Testing
         #expect(reply.payload == [5], "the re-executed process serves")
 
         let own = "glibc.cpu.x86_rep_movsb_threshold=4096"
-        let mine = try ServerProcess(Self.radial, ["serve-echo", "--listen", "127.0.0.1:0"], environment: ["GLIBC_TUNABLES": own])
+        let mine = try await ServerProcess.launch(Self.radial, ["serve-echo", "--listen", "127.0.0.1:0"], environment: ["GLIBC_TUNABLES": own])
         defer { mine.stop() }
         #expect(try procFile(mine, "environ").contains("GLIBC_TUNABLES=" + own))
     }
     #endif
 
     @Test func unaryStreamingConcurrencyLargeMessagesAcrossProcesses() async throws {
-        let server = try ServerProcess(Self.radial, ["serve-echo", "--listen", "127.0.0.1:0"])
+        let server = try await ServerProcess.launch(Self.radial, ["serve-echo", "--listen", "127.0.0.1:0"])
         defer { server.stop() }
         let channel = RPCChannel(ChannelConfig(target: server.address))
         let reply = try await channel.unary(Method.echo, EchoRequest(payload: [1, 2, 3]), response: EchoReply.self,
@@ -78,7 +78,7 @@ import Testing
     }
 
     @Test func sigtermDrainsTheCallInFlight() async throws {
-        let server = try ServerProcess(Self.radial, ["serve-echo", "--listen", "127.0.0.1:0"])
+        let server = try await ServerProcess.launch(Self.radial, ["serve-echo", "--listen", "127.0.0.1:0"])
         let channel = RPCChannel(ChannelConfig(target: server.address))
         _ = try await channel.unary(Method.echo, EchoRequest(payload: [0]), response: EchoReply.self,
                                     options: CallOptions(timeout: .seconds(10), waitForReady: true))
@@ -98,7 +98,7 @@ import Testing
 
     @Test func tokenAndTLSAcrossProcesses() async throws {
         let certs = try RPCTestSupport.makeCertificates()
-        let server = try ServerProcess(Self.radial, ["serve-echo", "--listen", "127.0.0.1:0", "--auth-token", "tok",
+        let server = try await ServerProcess.launch(Self.radial, ["serve-echo", "--listen", "127.0.0.1:0", "--auth-token", "tok",
                                                      "--tls-cert", certs.serverCert, "--tls-key", certs.serverKey])
         defer { server.stop() }
         let tls = try ClientTLS(caFile: certs.ca)
@@ -119,7 +119,7 @@ import Testing
     }
 
     @Test func badFlagsAndBusyPortGiveClearErrors() async throws {
-        let server = try ServerProcess(Self.radial, ["serve-echo", "--listen", "127.0.0.1:0"])
+        let server = try await ServerProcess.launch(Self.radial, ["serve-echo", "--listen", "127.0.0.1:0"])
         defer { server.stop() }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Self.radial)

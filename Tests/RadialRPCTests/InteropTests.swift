@@ -14,7 +14,7 @@ import Testing
     }
 
     @Test func grpcioClientCallsSwiftServer() async throws {
-        let server = try ServerProcess(Self.radial, ["serve-echo", "--listen", "127.0.0.1:0", "--auth-token", "abc"])
+        let server = try await ServerProcess.launch(Self.radial, ["serve-echo", "--listen", "127.0.0.1:0", "--auth-token", "abc"])
         defer { server.stop() }
         #expect(try Self.python(["health", server.address]) == "SERVING")
         #expect(try Self.python(["health", server.address, "--service", "radial.Diagnostics"]) == "SERVING")
@@ -28,7 +28,7 @@ import Testing
     }
 
     @Test func grpcioClientMalformedMessageIsInvalidArgument() async throws {
-        let server = try ServerProcess(Self.radial, ["serve-echo", "--listen", "127.0.0.1:0"])
+        let server = try await ServerProcess.launch(Self.radial, ["serve-echo", "--listen", "127.0.0.1:0"])
         defer { server.stop() }
         let out = try Self.python(["call-raw", server.address, "/radial.Diagnostics/Echo", "0affffff"])
         #expect(out.hasPrefix("INVALID_ARGUMENT"), "got \(out)")
@@ -38,7 +38,7 @@ import Testing
 
     @Test
     func swiftClientCallsGrpcioServer() async throws {
-        let server = try ServerProcess("/usr/bin/env", ["python3", Self.peer, "serve"])
+        let server = try await ServerProcess.launch("/usr/bin/env", ["python3", Self.peer, "serve"])
         defer { server.stop() }
         let channel = RPCChannel(ChannelConfig(target: server.address))
         let health = try await channel.unary(Method.healthCheck, HealthCheckRequest(), response: HealthCheckResponse.self,

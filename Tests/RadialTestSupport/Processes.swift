@@ -156,6 +156,13 @@ public final class ServerProcess: @unchecked Sendable {
         address = String(text[range.upperBound...])
     }
 
+    /// Starts it from an async test: waiting for the "listening on" line blocks a thread for as long as the server
+    /// takes to start (a model to load), so it happens off the cooperative pool, which the other tests' RPC calls
+    /// need meanwhile (on two cores, two blocked starts starve them into DEADLINE_EXCEEDED).
+    public static func launch(_ executable: String, _ args: [String], environment: [String: String] = [:]) async throws -> ServerProcess {
+        try await blocking { try ServerProcess(executable, args, environment: environment) }
+    }
+
     /// What it wrote to standard error so far.
     public var stderrText: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
 
