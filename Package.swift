@@ -96,7 +96,7 @@ let package = Package(
         // Router training, its file, routed execution and the evaluator, against the numpy reference.
         .testTarget(
             name: "RadialRouterTests",
-            dependencies: ["RadialModel", "RadialRouter", "RadialTestSupport"]),
+            dependencies: ["RadialModel", "RadialRouter", "RadialTestSupport", "RadialCommandLine"]),
         // Every message through its protobuf-c encoding and back, and what validation refuses.
         .testTarget(
             name: "RadialProtocolTests",

@@ -9,7 +9,9 @@
 #   scripts/setup.sh test-deps   Python packages the tests use as independent references and real clients
 #                                (numpy, gguf, grpcio, openai, prometheus_client), and curl
 #   scripts/setup.sh corpus      real text for the router tools: the Debian fortunes package, split into
-#                                data/fortunes-train.txt and data/fortunes-heldout.txt (every 10th entry held out)
+#                                data/fortunes-train.txt and data/fortunes-heldout.txt (every 10th entry held out);
+#                                and source code: this machine's Python standard library, split by file into
+#                                data/code-train.txt and data/code-heldout.txt (every 10th file held out)
 #   scripts/setup.sh all         all of the above
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -108,6 +110,7 @@ test_deps() {
 }
 
 corpus() {
+  code_corpus
   if [ -s data/fortunes-train.txt ] && [ -s data/fortunes-heldout.txt ]; then say "corpus present: data/fortunes-*.txt"; return; fi
   local dir=/usr/share/games/fortunes
   if [ ! -f "$dir/fortunes" ]; then
@@ -132,6 +135,31 @@ corpus() {
     END { flush(); printf "%d entries\n", n > "/dev/stderr" }
   ' "${files[@]}"
   say "corpus ready: data/fortunes-train.txt ($(wc -c < data/fortunes-train.txt) bytes), data/fortunes-heldout.txt ($(wc -c < data/fortunes-heldout.txt) bytes)"
+}
+
+# Real code no one here wrote: the Python standard library's modules (tests, site-packages and vendored
+# third-party code left out), in path order, each file prefixed by its path; every 10th file is held out, so
+# held-out text is whole files the router never saw.
+code_corpus() {
+  if [ -s data/code-train.txt ] && [ -s data/code-heldout.txt ]; then say "corpus present: data/code-*.txt"; return; fi
+  mkdir -p data
+  python3 - <<'PY' || die "building the code corpus failed"
+import os, sysconfig
+root = sysconfig.get_paths()["stdlib"]
+skip = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "_vendor", "lib2to3"}
+files = []
+for d, dirs, names in os.walk(root):
+    dirs[:] = sorted(x for x in dirs if x not in skip and not x.startswith("test"))
+    files += [os.path.join(d, n) for n in sorted(names) if n.endswith(".py")]
+files.sort(key=lambda p: os.path.relpath(p, root))
+with open("data/code-train.txt", "w") as train, open("data/code-heldout.txt", "w") as held:
+    for i, path in enumerate(files):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        (held if i % 10 == 9 else train).write("# file: %s\n%s\n" % (os.path.relpath(path, root), text))
+print("setup: %d files of %s" % (len(files), root), file=__import__("sys").stderr)
+PY
+  say "code corpus ready: data/code-train.txt ($(wc -c < data/code-train.txt) bytes), data/code-heldout.txt ($(wc -c < data/code-heldout.txt) bytes)"
 }
 
 case "${1:-all}" in

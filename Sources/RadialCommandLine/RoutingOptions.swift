@@ -13,6 +13,8 @@ public struct RoutingOptions: ParsableArguments {
     public var threshold: Float?
     @Option(name: .customLong("skip-rate"), help: "Target fraction of layers skipped, turned into a threshold with the router's calibration, instead of --threshold (default: 0.1).")
     public var skipRate: Double?
+    @Option(name: .customLong("max-quality-loss"), help: "The perplexity rise you accept, in percent (5: at most 5% above the dense model), instead of --threshold or --skip-rate: picks the highest threshold within it from the quality curve `radial train-router` measured on held-out text.")
+    public var maxQualityLoss: Double?
     @Option(name: .customLong("always-run"), help: "Layers every token runs, comma-separated, or none (default: the first and the last).")
     public var alwaysRun: String?
     @Option(name: .customLong("min-layers"), help: "No token runs fewer layers than this.")
@@ -21,11 +23,14 @@ public struct RoutingOptions: ParsableArguments {
     public var kvPolicy: SkippedLayerKV = .fill
 
     public func validate() throws {
-        if threshold != nil && skipRate != nil { throw ValidationError("give --threshold or --skip-rate, not both") }
+        if [threshold != nil, skipRate != nil, maxQualityLoss != nil].filter({ $0 }).count > 1 {
+            throw ValidationError("give one of --threshold, --skip-rate and --max-quality-loss")
+        }
+        if let q = maxQualityLoss, !(q.isFinite && q >= 0) { throw ValidationError("--max-quality-loss must be a percentage, 0 or more") }
         if let t = threshold, !(t.isFinite && t >= 0 && t <= 1) { throw ValidationError("--threshold must be between 0 and 1") }
         if let r = skipRate, !(r >= 0 && r < 1) { throw ValidationError("--skip-rate must be in [0, 1)") }
-        if router == nil && (threshold != nil || skipRate != nil || alwaysRun != nil || minLayers != 0) {
-            throw ValidationError("--threshold, --skip-rate, --always-run and --min-layers need --router")
+        if router == nil && (threshold != nil || skipRate != nil || maxQualityLoss != nil || alwaysRun != nil || minLayers != 0) {
+            throw ValidationError("--threshold, --skip-rate, --max-quality-loss, --always-run and --min-layers need --router")
         }
         if let a = alwaysRun, Self.parseLayers(a) == nil { throw ValidationError("--always-run must be layer numbers like 0,29, or none") }
         guard minLayers >= 0 else { throw ValidationError("--min-layers must be at least 0") }
@@ -48,11 +53,31 @@ public struct RoutingOptions: ParsableArguments {
         let keepList = alwaysRun.flatMap(Self.parseLayers) ?? [0, L - 1]
         if let bad = keepList.first(where: { $0 >= L }) { throw CLIError("--always-run: layer \(bad) is not in the model (0-\(L - 1))") }
         let keep = LayerSet(keepList)
-        let t = try threshold ?? r.threshold(forSkipRate: skipRate ?? 0.1, alwaysRun: keep)
+        let t: Float
+        if let budget = maxQualityLoss {
+            guard let curve = r.header.qualityCurve else {
+                throw CLIError("--max-quality-loss needs a router with a quality curve (train it again with this version of `radial train-router`), or give --skip-rate")
+            }
+            guard Set(curve.alwaysRun) == Set(keep.sorted) else {
+                throw CLIError("the router's quality curve was measured with layers \(curve.alwaysRun) always run, not \(keep.sorted): drop --always-run or give --skip-rate")
+            }
+            t = curve.operatingPoint(maxRisePercent: budget).threshold
+        } else {
+            t = try threshold ?? r.threshold(forSkipRate: skipRate ?? 0.1, alwaysRun: keep)
+        }
         let policy = RoutingPolicy(threshold: t, alwaysRun: keep, minLayers: minLayers, modelLayers: L)
         try policy.validate()
         return (r, policy)
     }
+
+    /// What the chosen threshold was measured to cost and skip, for the log; nil without a curve point for it.
+    public func operatingPointNote(_ router: Router, policy: RoutingPolicy) -> String? {
+        guard let curve = router.header.qualityCurve else { return nil }
+        if policy.threshold <= 0 { return "dense: every layer runs" }
+        guard let p = curve.points.first(where: { $0.threshold == policy.threshold }) else { return nil }
+        return String(format: "measured on %d held-out tokens: %.1f%% of layers skipped, perplexity %+.1f%%", curve.tokens, p.skipRate * 100, p.risePercent)
+    }
 }
 
 extension SkippedLayerKV: ExpressibleByArgument {}
+extension RouterLabels: ExpressibleByArgument {}

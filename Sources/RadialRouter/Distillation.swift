@@ -12,6 +12,14 @@ public struct RouterDistiller {
     public var alwaysRun: LayerSet?
     /// Layers decided together: 1 decides each layer; a worker's range size lets a token skip whole workers.
     public var blockSize = 1
+    /// What the router learns: the residual ratio, or the measured skip cost (probed; per layer only).
+    public var labels: RouterLabels = .ratio
+    /// Candidate tokens the skip-cost divergence is taken over.
+    public var costCandidates = 64
+    /// Skip rates at which the quality curve is measured on the held-out windows after training; empty: none.
+    public var curveSkipRates: [Double] = [0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3]
+    /// Text for the quality curve instead of the held-out windows of the training text.
+    public var curveWindows: (windows: TokenWindows, name: String)?
 
     public init() {}
 
@@ -19,34 +27,64 @@ public struct RouterDistiller {
         case tracing(round: Int, done: Int, total: Int)
         case epoch(round: Int, RouterTrainer.Progress)
         case fitted(round: Int, TrainingSummary)
+        case curve(done: Int, total: Int)
     }
 
     public func distil(model: LlamaModel, modelFingerprint: String, windows: TokenWindows, windowLength: Int,
                        events: @escaping (Event) -> Void = { _ in }) throws -> Router {
         let L = model.config.layerCount
         let profiler = ResidualProfiler(model: model)
-        var set = RouterTrainer.TrainingSet(dim: model.config.dim, layers: L, block: blockSize)
-        let dense = try profiler.run(windows, keepInputs: true) { events(.tracing(round: 1, done: $0, total: $1)) }
+        let keep = alwaysRun ?? LayerSet([0, L - 1])
+        if labels == .cost && blockSize != 1 { throw RouterError.badPolicy("skip-cost labels are measured per layer; use --block 1") }
+        let probe = labels == .cost ? SkipCostProbe(candidates: costCandidates, layers: LayerSet((0..<L).filter { !keep.contains($0) })) : nil
+        let dense = try profiler.run(windows, keepInputs: true, costs: probe) { events(.tracing(round: 1, done: $0, total: $1)) }
         let medians = dense.profile.summaries.map(\.median)
+        // Cost labels: the scale is the median measured cost, so half the dense skips label below 0.63.
+        var costMeans: [Float]?, scale: Float = 1
+        if labels == .cost {
+            let finite = dense.costs.filter(\.isFinite).sorted()
+            scale = max(quantile(finite, 0.5), 1e-6)
+            costMeans = (0..<L).map { l in
+                let v = stride(from: l, to: dense.costs.count, by: L).map { dense.costs[$0] }.filter(\.isFinite)
+                return v.isEmpty ? Router.Header.unmeasuredCost : v.reduce(0, +) / Float(v.count)
+            }
+        }
+        var set = RouterTrainer.TrainingSet(dim: model.config.dim, layers: L, block: blockSize, labels: labels, costScale: scale)
         set.append(dense, windowLength: windowLength, heldOutFraction: trainer.heldOutFraction)
         func fit(_ round: Int) -> Router {
             let (network, summary, calibration) = trainer.train(set) { events(.epoch(round: round, $0)) }
             events(.fitted(round: round, summary))
-            return Router(network: network, header: Router.Header(
+            var header = Router.Header(
                 modelFingerprint: modelFingerprint, modelLayers: L, hiddenSize: model.config.dim, width: trainer.width,
-                calibration: calibration, profileMedians: medians, training: summary, blockSize: blockSize))
+                calibration: calibration, profileMedians: medians, training: summary, blockSize: blockSize)
+            header.labels = labels
+            if labels == .cost { (header.costScale, header.skipCostMeans) = (scale, costMeans) }
+            return Router(network: network, header: header)
         }
         var router = fit(1)
-        let keep = alwaysRun ?? LayerSet([0, L - 1])
         for round in stride(from: 2, through: rounds, by: 1) {
             let policy = RoutingPolicy(threshold: try router.threshold(forSkipRate: onPolicySkipRate, alwaysRun: keep),
                                        alwaysRun: keep, modelLayers: L)
-            let routed = try profiler.run(windows, keepInputs: true, chooser: RouterChooser(router: router, policy: policy)) {
+            let routed = try profiler.run(windows, keepInputs: true, chooser: RouterChooser(router: router, policy: policy), costs: probe) {
                 events(.tracing(round: round, done: $0, total: $1))
             }
             set.append(routed, windowLength: windowLength, heldOutFraction: trainer.heldOutFraction)
             router = fit(round)
         }
+        if !curveSkipRates.isEmpty {
+            let (curveText, name) = curveWindows ?? (TokenWindows(windows: heldOutWindows(windows)), "held-out windows of the training text")
+            router.header.qualityCurve = try QualityCurve.measure(
+                router: router, model: model, windows: curveText, text: name, alwaysRun: keep, skipRates: curveSkipRates) {
+                events(.curve(done: $0, total: $1))
+            }
+        }
         return router
+    }
+
+    /// The windows `RouterTrainer` holds out (the last `heldOutFraction` of them).
+    func heldOutWindows(_ windows: TokenWindows) -> [[Int]] {
+        let n = windows.windows.count
+        let held = n > 1 ? max(1, Int((Double(n) * trainer.heldOutFraction).rounded())) : 1
+        return Array(windows.windows.suffix(held))
     }
 }

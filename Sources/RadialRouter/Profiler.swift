@@ -51,6 +51,8 @@ public struct ResidualProfiler {
         public var inputs: [Float]
         /// (tokens) rows of `dim` floats: the state leaving the last layer; empty unless asked for.
         public var outputs: [Float] = []
+        /// tokens × layers: what flipping each layer would cost each token (`SkipCostProbe`); empty unless asked for.
+        public var costs: [Float] = []
 
         /// The state entering layer `l` of token `t` (`l == layers`: leaving the last one).
         func state(token t: Int, layer l: Int, layers L: Int, dim: Int) -> ArraySlice<Float> {
@@ -62,13 +64,18 @@ public struct ResidualProfiler {
     /// computed (to measure its true contribution from the state the token really has), and the update is
     /// dropped for rows the chooser skips (K/V are the same either way under `fill`). Training on such traces
     /// teaches the router the states its own skipping produces.
+    ///
+    /// With `costs`, each window's skip costs are probed once its pass is done (needs `keepInputs`).
     public func run(_ windows: TokenWindows, keepInputs: Bool = false, chooser: (any LayerChooser)? = nil,
+                    costs probe: SkipCostProbe? = nil,
                     progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> Trace {
+        precondition(probe == nil || keepInputs, "skip costs are probed from the kept inputs")
         let L = model.config.layerCount, dim = model.config.dim
         let total = windows.tokenCount
         var ratios = [Float](repeating: 0, count: total * L)
         var inputs = [Float](repeating: 0, count: keepInputs ? total * L * dim : 0)
         var outputs = [Float](repeating: 0, count: keepInputs ? total * dim : 0)
+        var costs = [Float]()
         var done = 0
         for window in windows.windows {
             let n = window.count
@@ -100,10 +107,19 @@ public struct ResidualProfiler {
                 }
             }
             if keepInputs { for i in 0..<(n * dim) { outputs[done * dim + i] = hidden[i] } }
+            if let probe {
+                let taken = chooser == nil ? Array(repeating: LayerSet.all(LayerRange(0, L)), count: n) : ran
+                costs += try inputs.withUnsafeBufferPointer { i in
+                    try hidden.withUnsafeBufferPointer { h in
+                        try probe.measure(model: model, cache: cache, inputs: i.baseAddress! + done * L * dim,
+                                          outputs: h.baseAddress!, ran: taken)
+                    }
+                }
+            }
             done += n
             progress?(done, total)
         }
-        return Trace(profile: ResidualProfile(layers: L, tokens: total, ratios: ratios), inputs: inputs, outputs: outputs)
+        return Trace(profile: ResidualProfile(layers: L, tokens: total, ratios: ratios), inputs: inputs, outputs: outputs, costs: costs)
     }
 
     /// ||after − before|| / ||after|| for one row.

@@ -23,6 +23,17 @@ public struct Router: Sendable {
         /// Per layer, the median measured contribution on the training text (static pruning drops the lowest).
         public var profileMedians: [Float]
         public var training: TrainingSummary
+        /// What the router predicts (absent in older files: the residual ratio).
+        public var labels: RouterLabels?
+        /// Under cost labels, the scale of `TrainingSet.costScale` (nats).
+        public var costScale: Float?
+        /// Per layer, the mean measured skip cost on the dense training text (nats; absent under ratio labels):
+        /// static pruning at its best drops the lowest. Layers not measured (always run) hold `unmeasuredCost`.
+        public var skipCostMeans: [Float]?
+        public static let unmeasuredCost: Float = 1e9
+        /// Perplexity against threshold on held-out text, measured after training: turns a quality budget
+        /// (`--max-quality-loss`) into a threshold. Absent in older files.
+        public var qualityCurve: QualityCurve?
 
         public var block: Int { blockSize ?? 1 }
         /// Decision units: layers, or blocks of `block` layers.

@@ -20,6 +20,13 @@ public struct TrainingSummary: Codable, Sendable {
     public var seconds: Double
 }
 
+/// What a router learns to predict for a (token, layer): the size of the layer's update (the paper's residual
+/// ratio), or what skipping it costs the next-token distribution (`SkipCostProbe`).
+public enum RouterLabels: String, Codable, Sendable, CaseIterable {
+    case ratio
+    case cost
+}
+
 /// Distils a router from a dense trace: regression of each layer's measured contribution (clamped to 0...1) from
 /// the state entering it, with a cross-entropy loss on the sigmoid output (soft labels), Adam, mini-batches.
 /// Windows are split into training and held-out sets before anything is fitted.
@@ -104,15 +111,22 @@ public struct RouterTrainer {
         public let dim: Int
         public let modelLayers: Int
         public let block: Int
+        public let labelKind: RouterLabels
+        /// Under `.cost`, a skip cost c (KL, nats) becomes the label 1 − exp(−c / costScale): 0 for a free skip,
+        /// towards 1 for a costly one, the typical cost at 0.63.
+        public let costScale: Float
         public private(set) var features: [Float] = []
         public private(set) var labels: [Float] = []
         /// Per token: whether it is held out.
         public private(set) var heldOut: [Bool] = []
 
-        public init(dim: Int, layers: Int, block: Int = 1) {
+        public init(dim: Int, layers: Int, block: Int = 1, labels: RouterLabels = .ratio, costScale: Float = 1) {
+            precondition(labels == .ratio || block == 1, "skip-cost labels are per layer")
             self.dim = dim
             self.modelLayers = layers
             self.block = max(block, 1)
+            labelKind = labels
+            self.costScale = costScale
         }
 
         /// Decision units per token (what the router's one-hot covers).
@@ -124,6 +138,7 @@ public struct RouterTrainer {
         public mutating func append(_ trace: ResidualProfiler.Trace, windowLength: Int, heldOutFraction: Double) {
             let L = modelLayers, U = layers, F = dim + 1, T = trace.profile.tokens
             precondition(trace.inputs.count == T * L * dim && trace.outputs.count == T * dim, "the trace was run without keepInputs")
+            precondition(labelKind == .ratio || trace.costs.count == T * L, "the trace was run without skip costs")
             let base = features.count
             features += repeatElement(0, count: T * U * F)
             var added = [Float](repeating: 0, count: T * U)
@@ -133,6 +148,11 @@ public struct RouterTrainer {
                         let start = u * block, end = min(start + block, L)
                         let x = trace.state(token: t, layer: start, layers: L, dim: dim)
                         x.withUnsafeBufferPointer { RouterNetwork.features($0.baseAddress!, dim: dim, into: f.baseAddress! + base + (t * U + u) * F) }
+                        if labelKind == .cost {
+                            let c = trace.costs[t * L + start]
+                            added[t * U + u] = c.isFinite ? 1 - expf(-c / costScale) : 1
+                            continue
+                        }
                         added[t * U + u] = block == 1 ? trace.profile.ratio(token: t, layer: start)
                             : ResidualProfiler.ratio(before: Array(x), after: Array(trace.state(token: t, layer: end, layers: L, dim: dim)), row: 0, dim: dim)
                     }

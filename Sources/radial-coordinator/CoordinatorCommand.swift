@@ -113,7 +113,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         let routing: RoutingSetup?
         do {
             routing = try routingOptions.load(modelFingerprint: file.fingerprint, config: config).map { router, policy in
-                Serving.log("routing with \(routingOptions.router!) (\(router.fingerprint.prefix(16))): \(policy), kv \(routingOptions.kvPolicy)")
+                Serving.log("routing with \(routingOptions.router!) (\(router.fingerprint.prefix(16))): \(policy), kv \(routingOptions.kvPolicy)"
+                            + (routingOptions.operatingPointNote(router, policy: policy).map { "; \($0)" } ?? ""))
                 return RoutingSetup(router: router, policy: policy)
             }
         } catch { Serving.fail("\(error)") }

@@ -25,10 +25,12 @@ struct EvalCommand: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var textOptions: TextOptions
-    @Option(name: .long, help: "A router from `radial train-router` (default: none; static pruning and the oracle are still measured).")
-    var router: String?
-    @Option(name: .customLong("skip-rates"), help: "Target fractions of layers skipped, comma-separated.")
+    @Option(name: .long, help: "A router from `radial train-router`; repeat to compare routers (say, ratio and cost labels) in one table (default: none; static pruning and the oracle are still measured).")
+    var router: [String] = []
+    @Option(name: .customLong("skip-rates"), help: "Target fractions of layers skipped, comma-separated; none for no skip-rate points.")
     var skipRates = "0.05,0.1,0.15,0.2"
+    @Option(name: .customLong("max-quality-losses"), help: "Quality budgets in percent, comma-separated: each router with a quality curve is also measured at the threshold `--max-quality-loss` would pick, so the realised skip rate and rise on this text show.")
+    var maxQualityLosses: String?
     @Option(name: .customLong("always-run"), help: "Layers every token runs, comma-separated (default: first and last).")
     var alwaysRun: String?
     @Option(name: .customLong("min-layers"), help: "No token runs fewer layers than this.")
@@ -52,9 +54,20 @@ struct EvalCommand: ParsableCommand {
         guard (1...1024).contains(workers) else { throw ValidationError("--workers must be between 1 and 1024") }
         guard prompts >= 0, greedyTokens >= 1 else { throw ValidationError("--prompts must be ≥ 0 and --greedy-tokens ≥ 1") }
         _ = try rates()
+        _ = try budgets()
+    }
+
+    func budgets() throws -> [Double] {
+        guard let maxQualityLosses else { return [] }
+        let parts = maxQualityLosses.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil && $0! >= 0 }) else {
+            throw ValidationError("--max-quality-losses must be percentages, e.g. 2,5,10")
+        }
+        return parts.map { $0! }
     }
 
     func rates() throws -> [Double] {
+        if skipRates == "none" { return [] }
         let parts = skipRates.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
         guard !parts.isEmpty, parts.allSatisfy({ $0 != nil && $0! > 0 && $0! < 1 }) else {
             throw ValidationError("--skip-rates must be fractions between 0 and 1, e.g. 0.05,0.1")
@@ -68,10 +81,17 @@ struct EvalCommand: ParsableCommand {
         let keep = try alwaysRun.map { LayerSet(try parseIDs($0)) } ?? LayerSet([0, L - 1])
         let policyTemplate = RoutingPolicy(threshold: 0, alwaysRun: keep, minLayers: minLayers, modelLayers: L)
         try policyTemplate.validate()
-        let loaded = try router.map { path -> Router in
+        let routers = try router.map { path -> Router in
             let r = try Router(path: path)
             try r.check(modelFingerprint: try modelOptions.openFile().fingerprint, layers: L, hiddenSize: model.config.dim)
             return r
+        }
+        let loaded = routers.first
+        guard Set(routers.map(\.header.block)).count <= 1 else { throw CLIError("compare routers of one block size at a time") }
+        // Routers are named by what they learned, and by position when two learned the same.
+        let labelNames = routers.map { $0.header.labels ?? .ratio }
+        let names = routers.indices.map { i in
+            routers.count == 1 ? "router" : labelNames.filter { $0 == labelNames[i] }.count > 1 ? "router\(i + 1)" : "router(\(labelNames[i].rawValue))"
         }
         let windows = try textOptions.windows(tokenizer)
         let eval = Evaluator(model: model, kvPolicy: kvPolicy, workers: workers)
@@ -100,8 +120,12 @@ struct EvalCommand: ParsableCommand {
         let (_, denseOutputs) = try measure("dense", .dense)
         var comparisons: [[String: Any]] = []
         var staticCache: [Int: EvalPoint] = [:]
+        // Static pruning drops the layers cheapest to skip: by measured mean skip cost when a router carries it (a
+        // better order than the residual ratio's), else by the profile's median contribution.
         let medians: [Float]
-        if let loaded { medians = loaded.header.profileMedians } else {
+        if let costs = routers.compactMap(\.header.skipCostMeans).first { medians = costs } else if let loaded {
+            medians = loaded.header.profileMedians
+        } else {
             medians = try ResidualProfiler(model: model).run(windows).profile.summaries.map(\.median)
         }
         // Static pruning removes the router's own unit: single layers, or whole blocks for a block router (which is
@@ -118,13 +142,23 @@ struct EvalCommand: ParsableCommand {
             return p
         }
 
-        if let loaded {
-            for rate in targets {
+        let operating = try budgets().flatMap { budget in
+            routers.indices.compactMap { i -> (Int, String, Float)? in
+                guard let curve = routers[i].header.qualityCurve else { stderr("\(router[i]) has no quality curve: no budget points"); return nil }
+                return (i, "\(names[i]) ≤" + String(format: "%g%%", budget), curve.operatingPoint(maxRisePercent: budget).threshold)
+            }
+        }
+        let atRates = try targets.flatMap { rate in
+            try routers.indices.map { i in
+                (i, "\(names[i]) @" + String(format: "%.0f%%", rate * 100), try routers[i].threshold(forSkipRate: rate, alwaysRun: keep))
+            }
+        }
+        if !routers.isEmpty {
+            for (i, name, threshold) in atRates + operating {
                 var policy = policyTemplate
-                policy.threshold = try loaded.threshold(forSkipRate: rate, alwaysRun: keep)
-                let chooser = RouterChooser(router: loaded, policy: policy)
-                let (p, _) = try measure(String(format: "router @%.0f%%", rate * 100), .router(chooser),
-                                         threshold: policy.threshold, reference: denseOutputs)
+                policy.threshold = threshold
+                let chooser = RouterChooser(router: routers[i], policy: policy)
+                let (p, _) = try measure(name, .router(chooser), threshold: policy.threshold, reference: denseOutputs)
                 // Static pruning at the same layers executed, interpolated between whole unit counts.
                 let k = p.skipRate * Double(L) / Double(unit)
                 let staticPPL = try Evaluator.staticPerplexity(at: k) { try staticPoint($0).perplexity }
@@ -168,7 +202,10 @@ struct EvalCommand: ParsableCommand {
                 [(0, points[0].perplexity)] + points.filter { $0.name.hasPrefix(prefix) }.map { ($0.skipRate, $0.perplexity) }
             }
             var s = [(name: "static pruning", color: "#c0392b", points: series("static"))]
-            if loaded != nil { s.append((name: "router", color: "#1f77b4", points: series("router"))) }
+            for (i, name) in names.enumerated() {
+                let colors = ["#1f77b4", "#9467bd", "#ff7f0e", "#17becf"]
+                s.append((name: name, color: colors[i % colors.count], points: series(name + " @")))
+            }
             if !noOracle && kvPolicy == .fill { s.append((name: "oracle", color: "#2ca02c", points: series("oracle"))) }
             let name = URL(fileURLWithPath: modelOptions.model).lastPathComponent
             try write(SVGPlot.curves(s, title: "\(name): held-out perplexity vs layers skipped (kv \(kvPolicy))"), to: plot)

@@ -39,8 +39,24 @@ struct TrainRouterCommand: ParsableCommand {
     var rounds = 3
     @Option(name: .customLong("on-policy-skip-rate"), help: "Skip rate the router runs at while tracing for later rounds.")
     var onPolicySkipRate = 0.1
+    @Option(name: .long, help: "What the router learns: ratio (how much a layer changes the state, the paper's measure) or cost (how much skipping the layer moves the next-token distribution, measured by probing each skip; slower to train, per layer only).")
+    var labels: RouterLabels = .ratio
+    @Option(name: .customLong("cost-candidates"), help: "With --labels cost: the most likely tokens the divergence is taken over.")
+    var costCandidates = 64
+    @Option(name: .customLong("curve-text"), help: "Text for the quality curve (perplexity against threshold, what --max-quality-loss reads) instead of the held-out tenth of --text.")
+    var curveText: String?
+    @Option(name: .customLong("curve-tokens"), help: "Tokens of --curve-text to measure the curve on.")
+    var curveTokens = 1024
+    @Option(name: .customLong("curve-skip-rates"), help: "Skip rates at which the curve is measured, comma-separated; none to skip the curve.")
+    var curveSkipRates = "0.025,0.05,0.075,0.1,0.125,0.15,0.2,0.25,0.3"
     @Flag(name: .long, help: "End with one JSON object on the last line.")
     var json = false
+
+    var parsedCurveRates: [Double]? {
+        if curveSkipRates == "none" { return [] }
+        let v = curveSkipRates.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
+        return v.allSatisfy { $0 != nil && $0! > 0 && $0! < 0.9 } && !v.isEmpty ? v.map { $0! } : nil
+    }
 
     func validate() throws {
         guard (1...4096).contains(width) else { throw ValidationError("--width must be between 1 and 4096") }
@@ -49,6 +65,10 @@ struct TrainRouterCommand: ParsableCommand {
         guard block >= 1 else { throw ValidationError("--block must be at least 1") }
         guard (1...10).contains(rounds) else { throw ValidationError("--rounds must be between 1 and 10") }
         guard onPolicySkipRate > 0, onPolicySkipRate < 0.9 else { throw ValidationError("--on-policy-skip-rate must be in (0, 0.9)") }
+        guard labels == .ratio || block == 1 else { throw ValidationError("--labels cost is per layer: it cannot be combined with --block") }
+        guard (2...4096).contains(costCandidates) else { throw ValidationError("--cost-candidates must be between 2 and 4096") }
+        guard parsedCurveRates != nil else { throw ValidationError("--curve-skip-rates must be rates in (0, 0.9), comma-separated, or none") }
+        guard curveTokens >= 16 else { throw ValidationError("--curve-tokens must be at least 16") }
     }
 
     func run() throws {
@@ -68,6 +88,14 @@ struct TrainRouterCommand: ParsableCommand {
         distiller.rounds = rounds
         distiller.blockSize = block
         distiller.onPolicySkipRate = onPolicySkipRate
+        distiller.labels = labels
+        distiller.costCandidates = costCandidates
+        distiller.curveSkipRates = parsedCurveRates ?? []
+        if let curveText {
+            guard FileManager.default.fileExists(atPath: curveText) else { throw CLIError("curve text not found: \(curveText)") }
+            distiller.curveWindows = (try TokenWindows(path: curveText, tokenizer: tokenizer, windowLength: textOptions.window, maxTokens: curveTokens),
+                                      (curveText as NSString).lastPathComponent)
+        }
         let router = try distiller.distil(model: model, modelFingerprint: fingerprint, windows: windows,
                                           windowLength: textOptions.window) { event in
             switch event {
@@ -78,6 +106,9 @@ struct TrainRouterCommand: ParsableCommand {
                 stderr(String(format: "round %d/%d epoch %d/%d  train loss %.4f  held-out loss %.4f", round, rounds, p.epoch, p.epochs, p.trainLoss, p.heldOutLoss))
             case .fitted(let round, let s):
                 stderr(String(format: "round %d/%d: held-out MAE %.4f, within-layer correlation %.3f", round, rounds, s.heldOutMAE, s.withinLayerCorrelation))
+            case .curve(let done, let total):
+                if show { Progress.report("quality curve", done, total) }
+                if done == total && show { Progress.finish() }
             }
         }
         let network = router.network, summary = router.header.training
@@ -85,13 +116,23 @@ struct TrainRouterCommand: ParsableCommand {
         print(String(format: "router: %d parameters, trained on %d tokens in %.1f s; held-out %d tokens: MAE %.4f, correlation %.3f (layer alone: %.3f), within layers %.3f",
                      network.parameterCount, summary.trainTokens, summary.seconds, summary.heldOutTokens, summary.heldOutMAE,
                      summary.heldOutCorrelation, summary.layerOnlyCorrelation, summary.withinLayerCorrelation))
+        if let curve = router.header.qualityCurve {
+            print(String(format: "quality curve on %d tokens of %@ (dense perplexity %.2f):", curve.tokens, curve.text, curve.densePerplexity))
+            for p in curve.points {
+                print(String(format: "  threshold %.4f: %5.1f%% of layers skipped, perplexity %.2f (%+.1f%%)", p.threshold, p.skipRate * 100, p.perplexity, p.risePercent))
+            }
+        }
         print("wrote \(out) (fingerprint \(router.fingerprint.prefix(16)))")
         if json {
             try printJSON(["out": out, "parameters": network.parameterCount, "train_tokens": summary.trainTokens,
                            "held_out_tokens": summary.heldOutTokens, "held_out_mae": Double(summary.heldOutMAE),
                            "held_out_correlation": Double(summary.heldOutCorrelation),
                            "layer_only_correlation": Double(summary.layerOnlyCorrelation),
-                           "within_layer_correlation": Double(summary.withinLayerCorrelation), "seconds": summary.seconds])
+                           "within_layer_correlation": Double(summary.withinLayerCorrelation), "seconds": summary.seconds,
+                           "labels": labels.rawValue,
+                           "quality_curve": (router.header.qualityCurve?.points ?? []).map {
+                               ["threshold": Double($0.threshold), "skip_rate": $0.skipRate, "perplexity": $0.perplexity, "rise_percent": $0.risePercent]
+                           }])
         }
     }
 }

@@ -53,4 +53,15 @@ public final class LlamaHead: Sendable {
         }
         return out
     }
+
+    /// The LM head's rows for `ids` (ids.count rows of dim, dequantised): logits over a few candidate tokens are
+    /// dot products with these and the final-normed state, far cheaper than the whole vocabulary.
+    public func outputRows(_ ids: [Int]) -> [Float] {
+        let dim = config.dim
+        var out = [Float](repeating: 0, count: ids.count * dim)
+        out.withUnsafeMutableBufferPointer { o in
+            for (r, id) in ids.enumerated() { weights.output.dequantize(rowStart: id, rowCount: 1, into: o.baseAddress! + r * dim) }
+        }
+        return out
+    }
 }

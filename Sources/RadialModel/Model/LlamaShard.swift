@@ -155,7 +155,9 @@ public final class LlamaShard: Sendable {
     }
 
     /// The hot path: one transformer block over `tokens.count` contiguous rows of `x`, all of which run it.
-    func runBlock(_ l: Int, x: UnsafeMutablePointer<Float>, tokens: [ShardToken], scratch s: inout Scratch) {
+    /// `readOnly` (probes) leaves every cache as it was: each row attends to its cache's earlier positions and to
+    /// its own fresh K/V.
+    func runBlock(_ l: Int, x: UnsafeMutablePointer<Float>, tokens: [ShardToken], scratch s: inout Scratch, readOnly: Bool = false) {
         let c = config, w = layers[l - range.lowerBound]
         let m = tokens.count, dim = c.dim, qkvDim = c.qDim + 2 * c.kvDim
         s.xb.withUnsafeMutableBufferPointer { xb in
@@ -172,10 +174,10 @@ public final class LlamaShard: Sendable {
                 let row = qkv + r * qkvDim, t = tokens[r]
                 rope.apply(row, heads: c.headCount, position: t.position)
                 rope.apply(row + c.qDim, heads: c.kvHeadCount, position: t.position)
-                t.cache.write(l, t.position, key: row + c.qDim, value: row + c.qDim + c.kvDim)
+                if !readOnly { t.cache.write(l, t.position, key: row + c.qDim, value: row + c.qDim + c.kvDim) }
             }
             // causal grouped-query attention, row by row (rows may belong to different sessions)
-            attendAll(l, qkv: qkv, ldq: qkvDim, tokens: tokens, out: attn)
+            attendAll(l, qkv: qkv, ldq: qkvDim, tokens: tokens, out: attn, readOnly: readOnly)
             // output projection, residual: x += Wo · attn
             w.wo.apply(attn, rows: m, into: x, accumulate: true)
             // ffn rmsnorm
@@ -194,7 +196,9 @@ public final class LlamaShard: Sendable {
 
     /// Attention for every row: each (row, K/V head) pair is independent — `groupSize` query heads share that
     /// K/V head — so pairs are spread over the kernel threads when there is enough work to repay the hand-off.
-    func attendAll(_ l: Int, qkv: UnsafeMutablePointer<Float>, ldq: Int, tokens: [ShardToken], out: UnsafeMutablePointer<Float>) {
+    /// `readOnly`: a row's own K/V come from `qkv`, not the cache (see `probe`).
+    func attendAll(_ l: Int, qkv: UnsafeMutablePointer<Float>, ldq: Int, tokens: [ShardToken], out: UnsafeMutablePointer<Float>,
+                   readOnly: Bool = false) {
         let c = config, hd = c.headDim, g = c.groupSize, kvh = c.kvHeadCount
         let scale = 1 / Float(hd).squareRoot()
         let pairs = tokens.count * kvh
@@ -202,9 +206,15 @@ public final class LlamaShard: Sendable {
         let qAddr = UInt(bitPattern: qkv), oAddr = UInt(bitPattern: out)
         let one: @Sendable (Int) -> Void = { pair in
             let r = pair / kvh, h = pair % kvh, t = tokens[r], npos = t.position + 1
+            let q = UnsafePointer<Float>(bitPattern: qAddr)! + r * ldq
+            if readOnly {
+                self.attendProbe(l, q: q + h * g * hd, head: h, token: t, ownKey: q + c.qDim + h * hd, ownValue: q + c.qDim + c.kvDim + h * hd,
+                                 scale: scale, out: UnsafeMutablePointer<Float>(bitPattern: oAddr)! + r * c.qDim + h * g * hd)
+                return
+            }
             let present = t.cache.needsPresenceCheck(l) ? t.cache.presence(l) : nil
             withUnsafeTemporaryAllocation(of: Float.self, capacity: g * npos) { scores in
-                radial_attend(UnsafePointer<Float>(bitPattern: qAddr)! + r * ldq + h * g * hd, Int32(g), Int32(hd),
+                radial_attend(q + h * g * hd, Int32(g), Int32(hd),
                               t.cache.keyBase(l, head: h), t.cache.valueBase(l, head: h), Int32(hd), Int32(npos),
                               present, scale, scores.baseAddress!, UnsafeMutablePointer<Float>(bitPattern: oAddr)! + r * c.qDim + h * g * hd)
             }

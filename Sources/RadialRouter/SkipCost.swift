@@ -1,0 +1,98 @@
+import Foundation
+import RadialModel
+
+/// What skipping one layer costs one token, measured rather than guessed from the size of the layer's update: the
+/// KL divergence between the next-token distribution with the layer run and without it, every other layer as the
+/// trace ran it (`LlamaShard.probe`, so no session's K/V change). The paper's residual ratio ranks skips badly on
+/// Qwen2.5 (its layers all move the state by 26-50%, and the cheap skips are not the small updates); this is the
+/// quantity a quality budget is spent in.
+///
+/// The divergence is taken over the `candidates` most likely tokens of the trace's own output, renormalised on
+/// both sides: the LM head then costs `candidates` dot products per probe instead of the whole vocabulary
+/// (Qwen2.5's 151,936 rows would cost four times the layers). `SkipCostTests` checks it against the full-vocabulary
+/// divergence.
+public struct SkipCostProbe: Sendable {
+    /// Tokens of the reference distribution the divergence is taken over.
+    public var candidates: Int
+    /// Layers measured; the others (always run when serving) get no probe and cost `unmeasured`.
+    public var layers: LayerSet
+    /// The cost recorded for a layer that is not measured.
+    public static let unmeasured = Float.infinity
+
+    public init(candidates: Int = 64, layers: LayerSet) {
+        self.candidates = candidates
+        self.layers = layers
+    }
+
+    /// Costs (n × L, token-major) for one window whose cache holds the trace's K/V. `inputs` are the states entering
+    /// each layer (n × L × dim), `outputs` the states leaving the last (n × dim), `ran` each token's layers.
+    public func measure(model: LlamaModel, cache: KVCache, inputs: UnsafePointer<Float>, outputs: UnsafePointer<Float>,
+                        ran: [LayerSet]) throws -> [Float] {
+        let n = ran.count, L = model.config.layerCount, dim = model.config.dim, V = model.config.vocabSize
+        let K = min(candidates, V)
+        // The trace's own distribution: its top-K tokens and their logits.
+        let full = model.head.logits(outputs, rows: n)
+        var top = [[Int]](), reference = [[Float]]()
+        for t in 0..<n {
+            let row = full[(t * V)..<((t + 1) * V)]
+            let ids = Self.topK(row, K)
+            top.append(ids)
+            reference.append(ids.map { row[t * V + $0] })
+        }
+        let rows = top.map { model.head.outputRows($0) }
+        var costs = [Float](repeating: Self.unmeasured, count: n * L)
+        var probed = [Float](repeating: 0, count: n * dim)
+        for l in 0..<L where layers.contains(l) {
+            // Each row flips layer l: skips it if the trace ran it, runs it if the trace skipped it.
+            var tokens: [ShardToken] = []
+            for t in 0..<n {
+                var plan = ran[t]
+                if plan.contains(l) { plan.remove(l) } else { plan.insert(l) }
+                tokens.append(ShardToken(cache: cache, position: t, layers: plan))
+                (0..<dim).forEach { probed[t * dim + $0] = inputs[(t * L + l) * dim + $0] }
+            }
+            try probed.withUnsafeMutableBufferPointer { try model.shard.probe($0.baseAddress!, tokens: tokens, from: l) }
+            let normed = probed.withUnsafeBufferPointer { model.head.finalNorm($0.baseAddress!, rows: n) }
+            for t in 0..<n {
+                var logits = [Float](repeating: 0, count: K)
+                normed.withUnsafeBufferPointer { x in rows[t].withUnsafeBufferPointer { w in logits.withUnsafeMutableBufferPointer { y in
+                    BLAS.linear(x.baseAddress! + t * dim, rows: 1, inputs: dim, weight: w.baseAddress!, outputs: K, into: y.baseAddress!)
+                }}}
+                let (with, without) = ran[t].contains(l) ? (reference[t], logits) : (logits, reference[t])
+                costs[t * L + l] = Self.divergence(with, without)
+            }
+        }
+        return costs
+    }
+
+    /// The indices of the `k` largest values, largest first.
+    static func topK(_ row: ArraySlice<Float>, _ k: Int) -> [Int] {
+        var best: [(Float, Int)] = []
+        best.reserveCapacity(k + 1)
+        for (i, v) in row.enumerated() where best.count < k || v > best[best.count - 1].0 {
+            let at = best.firstIndex { $0.0 < v } ?? best.count
+            best.insert((v, i), at: at)
+            if best.count > k { best.removeLast() }
+        }
+        return best.map(\.1)
+    }
+
+    /// KL(P ‖ Q) in nats for two logit vectors over the same tokens, each softmax-normalised over them.
+    static func divergence(_ p: [Float], _ q: [Float]) -> Float {
+        let lp = logSoftmax(p), lq = logSoftmax(q)
+        var kl: Double = 0
+        for i in p.indices { kl += exp(lp[i]) * (lp[i] - lq[i]) }
+        return Float(max(kl, 0))
+    }
+
+    static func logSoftmax(_ z: [Float]) -> [Double] {
+        let m = Double(z.max() ?? 0)
+        let lse = m + log(z.reduce(0.0) { $0 + exp(Double($1) - m) })
+        return z.map { Double($0) - lse }
+    }
+}
+
+extension SkipCostProbe {
+    public static func divergenceForTesting(_ p: [Float], _ q: [Float]) -> Float { divergence(p, q) }
+    public static func topKForTesting(_ row: ArraySlice<Float>, _ k: Int) -> [Int] { topK(row, k) }
+}

@@ -1,0 +1,64 @@
+import Foundation
+import RadialCommandLine
+import RadialRouter
+import RadialTestSupport
+import Testing
+@testable import RadialModel
+
+/// Cost labels, the quality curve a router carries, and `--max-quality-loss` turning a budget into a threshold.
+@Suite struct QualityBudgetTests {
+    @Test func operatingPointStopsAtTheFirstMeasuredPointOverBudget() {
+        func point(_ t: Float, _ rise: Double) -> QualityCurve.Point {
+            QualityCurve.Point(threshold: t, skipRate: Double(t), perplexity: 10 * (1 + rise / 100), risePercent: rise)
+        }
+        let curve = QualityCurve(densePerplexity: 10, tokens: 100, text: "t", alwaysRun: [0],
+                                 points: [point(0.1, 1), point(0.2, 3), point(0.3, 8), point(0.4, 4)])
+        #expect(curve.operatingPoint(maxRisePercent: 5).threshold == 0.2)
+        #expect(curve.operatingPoint(maxRisePercent: 0.5).threshold == 0)
+        #expect(curve.operatingPoint(maxRisePercent: 10).threshold == 0.4)
+    }
+
+    @Test func costLabelledRouterCarriesItsCurveThroughTheFileAndTheFlags() throws {
+        let path = try TestSupport.writeTinyModel()
+        let file = try GGUFFile(path: path)
+        let model = try LlamaModel(file: file)
+        let windows = TokenWindows(windows: (0..<8).map { w in (0..<32).map { 3 + ($0 * 31 + w * 17 + $0 * $0) % 250 } })
+        var distiller = RouterDistiller()
+        distiller.trainer.width = 16
+        distiller.trainer.epochs = 4
+        distiller.rounds = 2
+        distiller.alwaysRun = LayerSet([0])
+        distiller.labels = .cost
+        distiller.curveSkipRates = [0.1, 0.3, 0.5]
+        let router = try distiller.distil(model: model, modelFingerprint: file.fingerprint, windows: windows, windowLength: 32)
+        let h = router.header
+        #expect(h.labels == .cost)
+        #expect((h.costScale ?? 0) > 0)
+        #expect(h.skipCostMeans?[0] == Router.Header.unmeasuredCost)
+        #expect(h.skipCostMeans?[1...].allSatisfy { $0 > 0 && $0 < 100 } == true)
+        let curve = try #require(h.qualityCurve)
+        #expect(curve.points.count == 3 && curve.alwaysRun == [0])
+        #expect(curve.points.map(\.threshold) == curve.points.map(\.threshold).sorted())
+        #expect(curve.points.last!.skipRate > 0, "the highest threshold skips something")
+
+        let dir = try TestSupport.tempDir()
+        try router.write(to: dir + "/r.rdrt")
+        let back = try Router(path: dir + "/r.rdrt")
+        #expect(back.header.qualityCurve == curve)
+        #expect(back.fingerprint == router.fingerprint)
+
+        // The flag picks the curve's operating point; a budget below every point is the dense model.
+        let generous = curve.points.map(\.risePercent).max()! + 1
+        let options = try RoutingOptions.parse(["--router", dir + "/r.rdrt", "--max-quality-loss", String(generous), "--always-run", "0"])
+        let (_, policy) = try #require(try options.load(modelFingerprint: file.fingerprint, config: model.config))
+        #expect(policy.threshold == curve.operatingPoint(maxRisePercent: generous).threshold)
+        #expect(policy.threshold == curve.points.last!.threshold)
+        let strict = try RoutingOptions.parse(["--router", dir + "/r.rdrt", "--max-quality-loss", "0", "--always-run", "0"])
+        let dense = try #require(try strict.load(modelFingerprint: file.fingerprint, config: model.config)).1
+        #expect(dense.threshold == 0 || curve.points.contains { $0.threshold == dense.threshold && $0.risePercent <= 0 })
+        // The curve was measured with layer 0 always run; another set is refused by name.
+        let other = try RoutingOptions.parse(["--router", dir + "/r.rdrt", "--max-quality-loss", "5"])
+        #expect(throws: (any Error).self) { try other.load(modelFingerprint: file.fingerprint, config: model.config) }
+        #expect(throws: (any Error).self) { try RoutingOptions.parse(["--router", "x", "--max-quality-loss", "5", "--skip-rate", "0.1"]) }
+    }
+}

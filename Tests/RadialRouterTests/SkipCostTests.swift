@@ -1,0 +1,69 @@
+import Foundation
+import RadialRouter
+import RadialTestSupport
+import Testing
+@testable import RadialModel
+
+/// The skip-cost labels against the independent numpy reference: probing "token t skips layer l" must give the
+/// distribution the reference computes for that one skip, and the divergence the one computed from it.
+@Suite struct SkipCostTests {
+    let window = [3, 70, 104, 101, 260, 32, 119, 111, 114, 108, 100, 45]
+
+    static func klFull(_ p: [Float], _ q: [Float]) -> Double {
+        func logSoftmax(_ z: [Float]) -> [Double] {
+            let m = Double(z.max()!), lse = m + log(z.reduce(0.0) { $0 + exp(Double($1) - m) })
+            return z.map { Double($0) - lse }
+        }
+        let lp = logSoftmax(p), lq = logSoftmax(q)
+        return zip(lp, lq).reduce(0.0) { $0 + exp($1.0) * ($1.0 - $1.1) }
+    }
+
+    @Test(arguments: ["llama", "qwen2"])
+    func denseCostsEqualTheReferenceDivergence(architecture: String) throws {
+        let path = try TestSupport.writeTinyModel { $0.architecture = architecture }
+        let model = try LlamaModel(file: try GGUFFile(path: path))
+        let L = model.config.layerCount, V = model.config.vocabSize
+        let probe = SkipCostProbe(candidates: V, layers: LayerSet([1, 2]))
+        let trace = try ResidualProfiler(model: model).run(TokenWindows(windows: [window]), keepInputs: true, costs: probe)
+        #expect(trace.costs.count == window.count * L)
+        let dense = try TestSupport.referenceLogits(model: path, ids: window)
+        for l in [1, 2] {
+            for t in [0, 5, window.count - 1] {
+                let skipped = try TestSupport.referenceLogits(model: path, ids: Array(window[...t]), skip: [(pos: t, layer: l)])
+                let want = Self.klFull(dense[t], skipped[t])
+                #expect(want > 1e-5, "a skip changes the distribution")
+                let got = Double(trace.costs[t * L + l])
+                #expect(abs(got - want) <= 1e-4 + 1e-3 * want, "token \(t) layer \(l): probe \(got), reference \(want)")
+            }
+        }
+        // Layer 0 was not asked for.
+        #expect(trace.costs[0] == SkipCostProbe.unmeasured)
+        #expect(trace.costs.enumerated().filter { $0.offset % L != 0 }.allSatisfy { $0.element >= 0 && $0.element.isFinite })
+    }
+
+    /// A probe leaves the session's K/V untouched: the dense pass after probing gives the same logits.
+    @Test func probingDoesNotDisturbTheCache() throws {
+        let path = try TestSupport.writeTinyModel()
+        let model = try LlamaModel(file: try GGUFFile(path: path))
+        let cache = model.makeCache(initialCapacity: window.count)
+        let before = try model.prefill(cache: cache, tokens: Array(window[..<8]), allLogits: true)
+        var hidden = try model.head.embed(Array(window[..<8]))
+        let plan = LayerSet([0, 2])
+        try hidden.withUnsafeMutableBufferPointer {
+            try model.shard.probe($0.baseAddress!, tokens: (0..<8).map { ShardToken(cache: cache, position: $0, layers: plan) }, from: 0)
+        }
+        let rest = try model.prefill(cache: cache, tokens: Array(window[8...]), startPosition: 8, allLogits: true)
+        let fresh = model.makeCache(initialCapacity: window.count)
+        let all = try model.prefill(cache: fresh, tokens: window, allLogits: true)
+        #expect(TestSupport.maxAbsDiff(before.flatMap { $0 }, all[..<8].flatMap { $0 }) < 1e-5)
+        #expect(TestSupport.maxAbsDiff(rest.flatMap { $0 }, all[8...].flatMap { $0 }) < 1e-5)
+    }
+
+    @Test func truncatedDivergenceOverTopCandidates() {
+        // Over the same tokens, the truncated divergence is the full one renormalised; identical inputs cost 0.
+        let p: [Float] = [3, 1, 0.5, -2], q: [Float] = [2.5, 1.2, 0.1, -1]
+        #expect(abs(Double(SkipCostProbe.divergenceForTesting(p, q)) - Self.klFull(p, q)) < 1e-6)
+        #expect(SkipCostProbe.divergenceForTesting(p, p) == 0)
+        #expect(SkipCostProbe.topKForTesting([0.1, 5, -1, 3, 7][...], 3) == [4, 1, 3])
+    }
+}
