@@ -74,10 +74,20 @@ public enum Progress {
     nonisolated(unsafe) static var lastShown = -1
     static let lock = NSLock()
 
+    /// A terminal gets a bar redrawn in place; a log (stderr redirected) one line per tenth of the work.
+    static let isTerminal = isatty(2) != 0
+
     public static func report(_ what: String, _ done: Int, _ total: Int) {
         lock.lock(); defer { lock.unlock() }
         let pct = total > 0 ? done * 100 / total : 100
         guard pct != lastShown else { return }
+        if !isTerminal {
+            if lastShown < 0 || pct / 10 != lastShown / 10 {
+                FileHandle.standardError.write("\(what): \(done)/\(total)\n".data(using: .utf8)!)
+            }
+            lastShown = pct
+            return
+        }
         lastShown = pct
         let width = 30, filled = width * pct / 100
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
@@ -86,7 +96,7 @@ public enum Progress {
 
     public static func finish() {
         lock.lock(); defer { lock.unlock() }
-        if lastShown >= 0 { FileHandle.standardError.write("\n".data(using: .utf8)!) }
+        if lastShown >= 0 && isTerminal { FileHandle.standardError.write("\n".data(using: .utf8)!) }
         lastShown = -1
     }
 }

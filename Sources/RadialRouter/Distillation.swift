@@ -35,8 +35,9 @@ public struct RouterDistiller {
         let L = model.config.layerCount
         let profiler = ResidualProfiler(model: model)
         let keep = alwaysRun ?? LayerSet([0, L - 1])
-        if labels == .cost && blockSize != 1 { throw RouterError.badPolicy("skip-cost labels are measured per layer; use --block 1") }
-        let probe = labels == .cost ? SkipCostProbe(candidates: costCandidates, layers: LayerSet((0..<L).filter { !keep.contains($0) })) : nil
+        let b = blockSize, U = (L + b - 1) / b
+        let free = (0..<U).filter { u in !((u * b)..<min((u + 1) * b, L)).contains(where: keep.contains) }
+        let probe = labels == .cost ? SkipCostProbe(candidates: costCandidates, block: b, units: LayerSet(free)) : nil
         let dense = try profiler.run(windows, keepInputs: true, costs: probe) { events(.tracing(round: 1, done: $0, total: $1)) }
         let medians = dense.profile.summaries.map(\.median)
         // Cost labels: the scale is the median measured cost, so half the dense skips label below 0.63.
@@ -44,9 +45,11 @@ public struct RouterDistiller {
         if labels == .cost {
             let finite = dense.costs.filter(\.isFinite).sorted()
             scale = max(quantile(finite, 0.5), 1e-6)
+            // Per layer; a block's mean cost is shared among its layers, so summing over a block gives it back.
             costMeans = (0..<L).map { l in
-                let v = stride(from: l, to: dense.costs.count, by: L).map { dense.costs[$0] }.filter(\.isFinite)
-                return v.isEmpty ? Router.Header.unmeasuredCost : v.reduce(0, +) / Float(v.count)
+                let u = l / b, size = Float(min((u + 1) * b, L) - u * b)
+                let v = stride(from: u, to: dense.costs.count, by: U).map { dense.costs[$0] }.filter(\.isFinite)
+                return v.isEmpty ? Router.Header.unmeasuredCost : v.reduce(0, +) / Float(v.count) / size
             }
         }
         var set = RouterTrainer.TrainingSet(dim: model.config.dim, layers: L, block: blockSize, labels: labels, costScale: scale)

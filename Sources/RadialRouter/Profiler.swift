@@ -51,7 +51,8 @@ public struct ResidualProfiler {
         public var inputs: [Float]
         /// (tokens) rows of `dim` floats: the state leaving the last layer; empty unless asked for.
         public var outputs: [Float] = []
-        /// tokens × layers: what flipping each layer would cost each token (`SkipCostProbe`); empty unless asked for.
+        /// tokens × decision units: what flipping each unit (layer or block) would cost each token (`SkipCostProbe`);
+        /// empty unless asked for.
         public var costs: [Float] = []
 
         /// The state entering layer `l` of token `t` (`l == layers`: leaving the last one).

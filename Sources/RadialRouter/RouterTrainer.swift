@@ -121,7 +121,6 @@ public struct RouterTrainer {
         public private(set) var heldOut: [Bool] = []
 
         public init(dim: Int, layers: Int, block: Int = 1, labels: RouterLabels = .ratio, costScale: Float = 1) {
-            precondition(labels == .ratio || block == 1, "skip-cost labels are per layer")
             self.dim = dim
             self.modelLayers = layers
             self.block = max(block, 1)
@@ -138,7 +137,7 @@ public struct RouterTrainer {
         public mutating func append(_ trace: ResidualProfiler.Trace, windowLength: Int, heldOutFraction: Double) {
             let L = modelLayers, U = layers, F = dim + 1, T = trace.profile.tokens
             precondition(trace.inputs.count == T * L * dim && trace.outputs.count == T * dim, "the trace was run without keepInputs")
-            precondition(labelKind == .ratio || trace.costs.count == T * L, "the trace was run without skip costs")
+            precondition(labelKind == .ratio || trace.costs.count == T * U, "the trace was run without skip costs")
             let base = features.count
             features += repeatElement(0, count: T * U * F)
             var added = [Float](repeating: 0, count: T * U)
@@ -149,7 +148,7 @@ public struct RouterTrainer {
                         let x = trace.state(token: t, layer: start, layers: L, dim: dim)
                         x.withUnsafeBufferPointer { RouterNetwork.features($0.baseAddress!, dim: dim, into: f.baseAddress! + base + (t * U + u) * F) }
                         if labelKind == .cost {
-                            let c = trace.costs[t * L + start]
+                            let c = trace.costs[t * U + u]
                             added[t * U + u] = c.isFinite ? 1 - expf(-c / costScale) : 1
                             continue
                         }

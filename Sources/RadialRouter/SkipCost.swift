@@ -14,18 +14,21 @@ import RadialModel
 public struct SkipCostProbe: Sendable {
     /// Tokens of the reference distribution the divergence is taken over.
     public var candidates: Int
-    /// Layers measured; the others (always run when serving) get no probe and cost `unmeasured`.
-    public var layers: LayerSet
-    /// The cost recorded for a layer that is not measured.
+    /// Layers flipped together: 1 measures each layer; a block router's block size measures skipping its blocks.
+    public var block: Int
+    /// Units (layers, or blocks) measured; the others (always run when serving) get no probe and cost `unmeasured`.
+    public var units: LayerSet
+    /// The cost recorded for a unit that is not measured.
     public static let unmeasured = Float.infinity
 
-    public init(candidates: Int = 64, layers: LayerSet) {
+    public init(candidates: Int = 64, block: Int = 1, units: LayerSet) {
         self.candidates = candidates
-        self.layers = layers
+        self.block = max(block, 1)
+        self.units = units
     }
 
-    /// Costs (n × L, token-major) for one window whose cache holds the trace's K/V. `inputs` are the states entering
-    /// each layer (n × L × dim), `outputs` the states leaving the last (n × dim), `ran` each token's layers.
+    /// Costs (n × units, token-major) for one window whose cache holds the trace's K/V. `inputs` are the states
+    /// entering each layer (n × L × dim), `outputs` the states leaving the last (n × dim), `ran` each token's layers.
     public func measure(model: LlamaModel, cache: KVCache, inputs: UnsafePointer<Float>, outputs: UnsafePointer<Float>,
                         ran: [LayerSet]) throws -> [Float] {
         let n = ran.count, L = model.config.layerCount, dim = model.config.dim, V = model.config.vocabSize
@@ -40,14 +43,18 @@ public struct SkipCostProbe: Sendable {
             reference.append(ids.map { row[t * V + $0] })
         }
         let rows = top.map { model.head.outputRows($0) }
-        var costs = [Float](repeating: Self.unmeasured, count: n * L)
+        let U = (L + block - 1) / block
+        var costs = [Float](repeating: Self.unmeasured, count: n * U)
         var probed = [Float](repeating: 0, count: n * dim)
-        for l in 0..<L where layers.contains(l) {
-            // Each row flips layer l: skips it if the trace ran it, runs it if the trace skipped it.
+        for u in 0..<U where units.contains(u) {
+            // Each row flips unit u: skips it if the trace ran it, runs it if the trace skipped it (a block runs or
+            // skips as a whole, so its first layer says which).
+            let l = u * block, members = l..<min(l + block, L)
             var tokens: [ShardToken] = []
             for t in 0..<n {
                 var plan = ran[t]
-                if plan.contains(l) { plan.remove(l) } else { plan.insert(l) }
+                let wasRun = plan.contains(l)
+                for m in members { if wasRun { plan.remove(m) } else { plan.insert(m) } }
                 tokens.append(ShardToken(cache: cache, position: t, layers: plan))
                 (0..<dim).forEach { probed[t * dim + $0] = inputs[(t * L + l) * dim + $0] }
             }
@@ -59,7 +66,7 @@ public struct SkipCostProbe: Sendable {
                     BLAS.linear(x.baseAddress! + t * dim, rows: 1, inputs: dim, weight: w.baseAddress!, outputs: K, into: y.baseAddress!)
                 }}}
                 let (with, without) = ran[t].contains(l) ? (reference[t], logits) : (logits, reference[t])
-                costs[t * L + l] = Self.divergence(with, without)
+                costs[t * U + u] = Self.divergence(with, without)
             }
         }
         return costs

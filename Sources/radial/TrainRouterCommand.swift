@@ -39,7 +39,7 @@ struct TrainRouterCommand: ParsableCommand {
     var rounds = 3
     @Option(name: .customLong("on-policy-skip-rate"), help: "Skip rate the router runs at while tracing for later rounds.")
     var onPolicySkipRate = 0.1
-    @Option(name: .long, help: "What the router learns: ratio (how much a layer changes the state, the paper's measure) or cost (how much skipping the layer moves the next-token distribution, measured by probing each skip; slower to train, per layer only).")
+    @Option(name: .long, help: "What the router learns: ratio (how much a layer changes the state, the paper's measure) or cost (how much skipping the layer moves the next-token distribution, measured by probing each skip; slower to train).")
     var labels: RouterLabels = .ratio
     @Option(name: .customLong("cost-candidates"), help: "With --labels cost: the most likely tokens the divergence is taken over.")
     var costCandidates = 64
@@ -65,7 +65,6 @@ struct TrainRouterCommand: ParsableCommand {
         guard block >= 1 else { throw ValidationError("--block must be at least 1") }
         guard (1...10).contains(rounds) else { throw ValidationError("--rounds must be between 1 and 10") }
         guard onPolicySkipRate > 0, onPolicySkipRate < 0.9 else { throw ValidationError("--on-policy-skip-rate must be in (0, 0.9)") }
-        guard labels == .ratio || block == 1 else { throw ValidationError("--labels cost is per layer: it cannot be combined with --block") }
         guard (2...4096).contains(costCandidates) else { throw ValidationError("--cost-candidates must be between 2 and 4096") }
         guard parsedCurveRates != nil else { throw ValidationError("--curve-skip-rates must be rates in (0, 0.9), comma-separated, or none") }
         guard curveTokens >= 16 else { throw ValidationError("--curve-tokens must be at least 16") }
@@ -79,7 +78,6 @@ struct TrainRouterCommand: ParsableCommand {
         guard windows.windows.count >= 2 else {
             throw CLIError("the text gives \(windows.windows.count) window of \(textOptions.window) tokens; training needs at least 2 (one is held out): lower --window or give more text")
         }
-        let show = isatty(2) != 0
         var distiller = RouterDistiller()
         distiller.trainer.width = width
         distiller.trainer.epochs = epochs
@@ -100,15 +98,15 @@ struct TrainRouterCommand: ParsableCommand {
                                           windowLength: textOptions.window) { event in
             switch event {
             case .tracing(let round, let done, let total):
-                if show { Progress.report(round == 1 ? "tracing the dense model" : "round \(round): tracing with the router at \(Int(onPolicySkipRate * 100))% skipped", done, total) }
-                if done == total && show { Progress.finish() }
+                Progress.report(round == 1 ? "tracing the dense model" : "round \(round): tracing with the router at \(Int(onPolicySkipRate * 100))% skipped", done, total)
+                if done == total { Progress.finish() }
             case .epoch(let round, let p):
                 stderr(String(format: "round %d/%d epoch %d/%d  train loss %.4f  held-out loss %.4f", round, rounds, p.epoch, p.epochs, p.trainLoss, p.heldOutLoss))
             case .fitted(let round, let s):
                 stderr(String(format: "round %d/%d: held-out MAE %.4f, within-layer correlation %.3f", round, rounds, s.heldOutMAE, s.withinLayerCorrelation))
             case .curve(let done, let total):
-                if show { Progress.report("quality curve", done, total) }
-                if done == total && show { Progress.finish() }
+                Progress.report("quality curve", done, total)
+                if done == total { Progress.finish() }
             }
         }
         let network = router.network, summary = router.header.training

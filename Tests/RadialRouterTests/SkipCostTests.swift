@@ -23,7 +23,7 @@ import Testing
         let path = try TestSupport.writeTinyModel { $0.architecture = architecture }
         let model = try LlamaModel(file: try GGUFFile(path: path))
         let L = model.config.layerCount, V = model.config.vocabSize
-        let probe = SkipCostProbe(candidates: V, layers: LayerSet([1, 2]))
+        let probe = SkipCostProbe(candidates: V, units: LayerSet([1, 2]))
         let trace = try ResidualProfiler(model: model).run(TokenWindows(windows: [window]), keepInputs: true, costs: probe)
         #expect(trace.costs.count == window.count * L)
         let dense = try TestSupport.referenceLogits(model: path, ids: window)
@@ -39,6 +39,22 @@ import Testing
         // Layer 0 was not asked for.
         #expect(trace.costs[0] == SkipCostProbe.unmeasured)
         #expect(trace.costs.enumerated().filter { $0.offset % L != 0 }.allSatisfy { $0.element >= 0 && $0.element.isFinite })
+    }
+
+    /// A block of layers flipped together: the probe of "token t skips layers 1-2" is the reference with both skipped.
+    @Test func blockCostsEqualTheReferenceDivergence() throws {
+        let path = try TestSupport.writeTinyModel { $0.layers = 4 }
+        let model = try LlamaModel(file: try GGUFFile(path: path))
+        let probe = SkipCostProbe(candidates: model.config.vocabSize, block: 2, units: LayerSet([1]))
+        let trace = try ResidualProfiler(model: model).run(TokenWindows(windows: [window]), keepInputs: true, costs: probe)
+        #expect(trace.costs.count == window.count * 2)
+        let dense = try TestSupport.referenceLogits(model: path, ids: window)
+        for t in [1, window.count - 1] {
+            let skipped = try TestSupport.referenceLogits(model: path, ids: Array(window[...t]), skip: [(pos: t, layer: 2), (pos: t, layer: 3)])
+            let want = Self.klFull(dense[t], skipped[t]), got = Double(trace.costs[t * 2 + 1])
+            #expect(want > 1e-5 && abs(got - want) <= 1e-4 + 1e-3 * want, "token \(t): probe \(got), reference \(want)")
+            #expect(trace.costs[t * 2] == SkipCostProbe.unmeasured)
+        }
     }
 
     /// A probe leaves the session's K/V untouched: the dense pass after probing gives the same logits.
