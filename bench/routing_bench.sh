@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Dynamic depth, measured: quality against compute in-process, and hops and speed across processes.
 #   bench/routing_bench.sh [MODEL] [ROUTER]      env: RATES="0.1 0.2 0.3" WORKERS=10 DELAY_MS=2 TOKENS=48 CONC="1 4"
-#                                                     NETNS=1 EVAL_TOKENS=2048 OUT=out/routing
+#                                                     NETNS=1 EVAL_TOKENS=2048 OUT=out/routing HELDOUT=FILE
+#                                                     BUDGETS="2 5" (quality budgets, percent: --max-quality-loss points)
+#                                                     COMPARE="R2 ..." (more routers for the eval table) EVAL=0 skips it
 # 1. `radial eval` on held-out fortunes: dense, the router at each rate, static pruning at equal layers, the oracle
 #    (perplexity, layers skipped, visits per token for WORKERS workers, greedy agreement, batch-1 tok/s), plus the
 #    SVG curve in $OUT/curve.svg.
@@ -17,6 +19,9 @@ OUT=${OUT:-out/routing}
 ROUTER=${2:-$OUT/router.rdrt}
 read -r -a RATES <<<"${RATES:-0.1 0.2 0.3}"
 read -r -a CONC <<<"${CONC:-1 4}"
+read -r -a BUDGETS <<<"${BUDGETS:-}"
+read -r -a COMPARE <<<"${COMPARE:-}"
+HELDOUT=${HELDOUT:-data/fortunes-heldout.txt}
 WORKERS=${WORKERS:-10}
 DELAY_MS=${DELAY_MS:-2}
 TOKENS=${TOKENS:-48}
@@ -32,11 +37,18 @@ if [ ! -f "$ROUTER" ]; then
   "$BIN/radial" train-router --model "$MODEL" --text data/fortunes-train.txt --max-tokens 4096 --out "$ROUTER" >&2
 fi
 
-echo "in-process evaluation on held-out text..." >&2
 rates_csv=$(IFS=,; echo "${RATES[*]}")
-"$BIN/radial" eval --model "$MODEL" --text data/fortunes-heldout.txt --max-tokens "$EVAL_TOKENS" --router "$ROUTER" \
-  --skip-rates "$rates_csv" --workers "$WORKERS" --plot "$OUT/curve.svg" --json | tee "$OUT/eval.txt" >&2
-tail -n 1 "$OUT/eval.txt" > "$OUT/eval.json"
+if [ "${EVAL:-1}" = 1 ]; then
+  echo "in-process evaluation on held-out text..." >&2
+  extra=()
+  for r in "${COMPARE[@]}"; do extra+=(--router "$r"); done
+  [ ${#BUDGETS[@]} -gt 0 ] && extra+=(--max-quality-losses "$(IFS=,; echo "${BUDGETS[*]}")")
+  "$BIN/radial" eval --model "$MODEL" --text "$HELDOUT" --max-tokens "$EVAL_TOKENS" --router "$ROUTER" "${extra[@]}" \
+    --skip-rates "${rates_csv:-none}" --workers "$WORKERS" --plot "$OUT/curve.svg" --json | tee "$OUT/eval.txt" >&2
+  tail -n 1 "$OUT/eval.txt" > "$OUT/eval.json"
+else
+  echo '{"points": [], "comparisons": []}' > "$OUT/eval.json"
+fi
 
 export RADIAL_RUN_DIR="$OUT/cluster-run"
 cleanup() {
@@ -63,8 +75,13 @@ print(json.dumps({'network': '$net', 'point': '$label', 'status': True, 'hops_pe
 
 points=("dense")
 for r in "${RATES[@]}"; do points+=("$r"); done
+for b in "${BUDGETS[@]}"; do points+=("q$b"); done
 for p in "${points[@]}"; do
-  if [ "$p" = dense ]; then args=(); label=dense; else args=(--router "$ROUTER" -- --skip-rate "$p"); label="router@$p"; fi
+  case "$p" in
+    dense) args=(); label=dense ;;
+    q*) args=(--router "$ROUTER" -- --max-quality-loss "${p#q}"); label="router<=${p#q}%" ;;
+    *) args=(--router "$ROUTER" -- --skip-rate "$p"); label="router@$p" ;;
+  esac
   echo "loopback, $WORKERS workers, $label..." >&2
   deploy/local-cluster.sh up --model "$MODEL" --workers "$WORKERS" --port 7400 "${args[@]}" >&2
   run_point loopback "$label" 127.0.0.1:7400
@@ -77,13 +94,14 @@ for p in "${points[@]}"; do
   fi
 done
 
-python3 - "$OUT/eval.json" "$OUT/cluster.jsonl" "$WORKERS" <<'PY' | tee "$OUT/summary.md"
-import json, sys
+python3 - "$OUT/eval.json" "$OUT/cluster.jsonl" "$WORKERS" "$HELDOUT" <<'PY' | tee "$OUT/summary.md"
+import json, os, sys
 ev = json.load(open(sys.argv[1])); rows = [json.loads(l) for l in open(sys.argv[2])]
 workers = sys.argv[3]
-print("### Quality (in-process, held-out fortunes, %d tokens, kv %s)\n" % (ev["tokens"], ev["kv_policy"]))
-print("| mode | perplexity | layers skipped | visits/token (%s workers) | greedy agreement | batch-1 tok/s |" % workers)
-print("|---|---|---|---|---|---|")
+if ev["points"]:
+    print("### Quality (in-process, %s, %d tokens, kv %s)\n" % (os.path.basename(sys.argv[4]), ev["tokens"], ev["kv_policy"]))
+    print("| mode | perplexity | layers skipped | visits/token (%s workers) | greedy agreement | batch-1 tok/s |" % workers)
+    print("|---|---|---|---|---|---|")
 for p in ev["points"]:
     agree = "%.3f" % p["greedyAgreement"] if p.get("greedyAgreement") is not None else "-"
     tps = "%.1f" % p["decodeTokensPerSecond"] if p.get("decodeTokensPerSecond") is not None else "-"
@@ -96,14 +114,15 @@ for c in ev["comparisons"]:
 if "router_microseconds_per_token" in ev:
     print(f"- router cost: {ev['router_microseconds_per_token']:.1f} µs per token (every decision unit scored once)")
 print("\n### Across processes (%s workers, greedy, end-of-generation ignored)\n" % workers)
-print("| network | point | streams | tok/s | p50 ms/tok | hops/token | tok/s vs dense |")
-print("|---|---|---|---|---|---|---|")
+print("| network | point | streams | tok/s | p50 ms/tok | hops/token | layers skipped (Status) | tok/s vs dense |")
+print("|---|---|---|---|---|---|---|---|")
 dense = {(r["network"], r["streams"]): r["tokens_per_s"] for r in rows if not r.get("status") and r["point"] == "dense"}
 hops = {(r["network"], r["point"]): r["hops_per_token"] for r in rows if r.get("status")}
+skips = {(r["network"], r["point"]): r["layer_skip_rate"] for r in rows if r.get("status")}
 for r in rows:
     if r.get("status"): continue
     base = dense.get((r["network"], r["streams"]))
     ratio = f"{r['tokens_per_s'] / base:.2f}x" if base else "-"
     print(f"| {r['network']} | {r['point']} | {r['streams']} | {r['tokens_per_s']:.1f} | {r['token_latency_p50_ms']:.1f} | "
-          f"{hops.get((r['network'], r['point']), 0):.2f} | {ratio} |")
+          f"{hops.get((r['network'], r['point']), 0):.2f} | {skips.get((r['network'], r['point']), 0)*100:.1f}% | {ratio} |")
 PY
