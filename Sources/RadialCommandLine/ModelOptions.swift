@@ -34,14 +34,16 @@ public struct ModelOptions: ParsableArguments {
         return mode
     }
 
-    /// Thread counts and decode arithmetic, process-wide; call before loading.
+    /// Thread counts, process-wide (a resource: no result depends on them); call before loading.
     public func applyThreads() {
         let env = ProcessInfo.processInfo.environment["RADIAL_THREADS"].flatMap(Int.init)
         let n = threads ?? env ?? 2
         BLAS.setThreads(n)
-        QuantizedMatrix.threads = n
-        QuantizedMatrix.activations = (try? resolvedActivations()) ?? .f32
+        ComputePool.configuredThreads = n
     }
+
+    /// The arithmetic the model is loaded to compute in (validated already).
+    public var arithmetic: QuantizedMatrix.Activations { (try? resolvedActivations()) ?? .f32 }
 
     public func openFile() throws -> GGUFFile {
         guard FileManager.default.fileExists(atPath: model) else {
@@ -57,7 +59,7 @@ public struct ModelOptions: ParsableArguments {
         let tokenizer = try Tokenizer(gguf: file)
         let show = progress && isatty(2) != 0
         let name = "loading " + URL(fileURLWithPath: model).lastPathComponent
-        let llama = try LlamaModel(file: file, progress: { done, total in
+        let llama = try LlamaModel(file: file, activations: arithmetic, progress: { done, total in
             if show { Progress.report(name, done, total) }
         })
         if show { Progress.finish() }

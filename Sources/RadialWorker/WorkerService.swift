@@ -89,7 +89,7 @@ public final class WorkerService: Sendable {
         info.weightBytes = UInt64(shard.weightBytes)
         info.counters = s.counters
         info.routerFingerprint = routerFingerprint
-        info.activations = QuantizedMatrix.activations.rawValue
+        info.activations = shard.activations.rawValue
         info.counters.forwardP50ms = s.latency.quantile(0.5) * 1000
         info.counters.forwardP99ms = s.latency.quantile(0.99) * 1000
         return info
@@ -97,7 +97,7 @@ public final class WorkerService: Sendable {
 
     /// What this worker serves, as a coordinator's Forward must expect it.
     public var identity: StageIdentity {
-        StageIdentity(layers: shard.range, activations: QuantizedMatrix.activations.rawValue, routerFingerprint: routerFingerprint)
+        StageIdentity(layers: shard.range, activations: shard.activations.rawValue, routerFingerprint: routerFingerprint)
     }
 
     /// Forward, counted for Prometheus: calls by outcome, rows, layers run and skipped, K/V fills, compute time.

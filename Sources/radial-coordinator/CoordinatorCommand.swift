@@ -106,7 +106,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         do {
             file = try model.openFile()
             config = try LlamaConfig(gguf: file)
-            head = try LlamaHead(file: file, config: config)
+            head = try LlamaHead(file: file, config: config, activations: model.arithmetic)
             tokenizer = try Tokenizer(gguf: file)
         } catch { Serving.fail("\(error)") }
         let handshake = Handshake(modelFingerprint: file.fingerprint)
@@ -125,7 +125,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
                                                 channel: { try workerSecurity.channelConfig(target: $0) },
                                                 timeout: .milliseconds(Int64(connectTimeout * 1000)),
                                                 routerFingerprint: routing?.wire.routerFingerprint,
-                                                activations: QuantizedMatrix.activations.rawValue, log: Serving.log)
+                                                activations: head.activations.rawValue, log: Serving.log)
         } catch { Serving.fail("refusing to serve: \(error)") }
         if let routing, !routing.chooser.aligned(with: cluster.stages.map(\.layers)) {
             let b = routing.chooser.blockSize

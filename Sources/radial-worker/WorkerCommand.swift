@@ -114,7 +114,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let show = isatty(2) != 0
         let loaded: LlamaShard
         do {
-            loaded = try LlamaShard(file: file, config: config, range: range, progress: { done, total in
+            loaded = try LlamaShard(file: file, config: config, range: range, activations: model.arithmetic, progress: { done, total in
                 if show { Progress.report("loading layers \(range)", done, total) }
             })
         } catch { Serving.fail("\(error)") }

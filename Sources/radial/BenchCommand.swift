@@ -192,7 +192,7 @@ struct BenchCommand: AsyncParsableCommand {
             }
         }
         var r = BenchResult(target: label ?? "in-process", streams: streams)
-        r.activations = QuantizedMatrix.activations.rawValue
+        r.activations = model.shard.activations.rawValue
         r.firstStreamIDs = states.first?.generated
         r.seconds = (clock.now - start).seconds
         r.tokens = times.reduce(0) { $0 + $1.count }

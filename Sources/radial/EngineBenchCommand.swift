@@ -93,7 +93,7 @@ struct EngineBenchCommand: ParsableCommand {
         getrusage(RUSAGE_SELF.rawValue, &usage)
         let rssMB = Double(usage.ru_maxrss) / 1024
         var summary: [String: Any] = [
-            "engine": "radial", "threads": BLAS.threads, "activations": QuantizedMatrix.activations.rawValue,
+            "engine": "radial", "threads": BLAS.threads, "activations": llama.shard.activations.rawValue,
             "prefill_tokens": prompt.count, "prefill_tokens_per_s": prefillRate,
             "decode_tokens": decodeTokens, "decode_tokens_per_s": decodeRate,
             "batch": batch, "batch_aggregate_tokens_per_s": batchRate,

@@ -88,14 +88,14 @@ import Testing
                 // The generic switch is per thread: only the calling thread's work is forced.
                 for threads in generic ? [1] : [1, 2] {
                     x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
-                        q.multiply(xp.baseAddress!, inputs: n, into: yp.baseAddress!, threads: threads)
+                        q.multiply(xp.baseAddress!, inputs: n, into: yp.baseAddress!, threads: threads, activations: .f32)
                     } }
                     #expect(TestSupport.maxAbsDiff(y, want) < 1e-4, "\(type) n=\(n) generic=\(generic) threads=\(threads)")
                 }
                 // accumulate into a row slice
                 var z = [Float](repeating: 0.5, count: n * 20)
                 x.withUnsafeBufferPointer { xp in z.withUnsafeMutableBufferPointer { zp in
-                    q.multiply(xp.baseAddress!, inputs: n, into: zp.baseAddress!, accumulate: true, rowStart: 30, rowCount: 20)
+                    q.multiply(xp.baseAddress!, inputs: n, into: zp.baseAddress!, accumulate: true, rowStart: 30, rowCount: 20, activations: .f32)
                 } }
                 for i in 0..<n { for r in 0..<20 {
                     #expect(abs(z[i * 20 + r] - (0.5 + want[i * rows + 30 + r])) < 1e-4)

@@ -11,8 +11,11 @@ import Synchronization
 /// regions of one forward pass reach it with no wake-up, while an idle process (a worker between visits) leaves
 /// the CPUs to others after that window.
 public final class ComputePool: @unchecked Sendable {
-    /// Shared by every model in the process; sized by `QuantizedMatrix.threads` when first used.
-    nonisolated(unsafe) public static var shared = ComputePool(threads: QuantizedMatrix.threads)
+    /// Shared by every model in the process, sized when first used by `configuredThreads`. The thread count is
+    /// a resource, not arithmetic: a row's result is the same however rows are split (see `splitRows`).
+    nonisolated(unsafe) public static var shared = ComputePool(threads: configuredThreads)
+    /// Set once at start-up (`--threads`), before any model computes.
+    nonisolated(unsafe) public static var configuredThreads = 2
 
     /// How long a helper polls for the next region before it parks.
     static let spinWindow: Duration = .microseconds(Int64(ProcessInfo.processInfo.environment["RADIAL_SPIN_US"].flatMap(Int.init) ?? 200))

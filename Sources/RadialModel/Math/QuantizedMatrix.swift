@@ -80,8 +80,8 @@ public final class QuantizedMatrix: @unchecked Sendable {
     /// across `threads` when the matrix is large enough to repay the hand-off.
     public func multiply(_ x: UnsafePointer<Float>, inputs n: Int, ldx: Int? = nil,
                          into y: UnsafeMutablePointer<Float>, ldy: Int? = nil, accumulate: Bool = false,
-                         rowStart: Int = 0, rowCount: Int? = nil, threads: Int = QuantizedMatrix.threads,
-                         activations: Activations = QuantizedMatrix.activations) {
+                         rowStart: Int = 0, rowCount: Int? = nil, threads: Int = ComputePool.shared.threads,
+                         activations: Activations) {
         let count = rowCount ?? rows - rowStart
         precondition(rowStart >= 0 && rowStart + count <= rows)
         let lx = Int32(ldx ?? columns), ly = Int32(ldy ?? count), nb = Int32(blocksPerRow)
@@ -143,10 +143,5 @@ public final class QuantizedMatrix: @unchecked Sendable {
         }
     }
 
-    /// Threads the quantised kernels use (set with BLAS threads by the CLI).
-    nonisolated(unsafe) public static var threads = 2
-
-    /// How the decode kernels multiply: set once at start-up (`--activations`), before any work runs.
-    nonisolated(unsafe) public static var activations = Activations.f32
     public static var usesSIMD: Bool { radial_kernels_simd() != 0 }
 }

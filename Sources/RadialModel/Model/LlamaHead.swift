@@ -2,14 +2,17 @@
 public final class LlamaHead: Sendable {
     public let config: LlamaConfig
     let weights: LlamaHeadWeights
+    /// How the LM head multiplies (`--activations`): fixed when it is made.
+    public let activations: QuantizedMatrix.Activations
 
-    public convenience init(file: GGUFFile, config: LlamaConfig) throws {
-        self.init(config: config, weights: try WeightLoader.head(file, config))
+    public convenience init(file: GGUFFile, config: LlamaConfig, activations: QuantizedMatrix.Activations = .f32) throws {
+        self.init(config: config, weights: try WeightLoader.head(file, config), activations: activations)
     }
 
-    public init(config: LlamaConfig, weights: LlamaHeadWeights) {
+    public init(config: LlamaConfig, weights: LlamaHeadWeights, activations: QuantizedMatrix.Activations = .f32) {
         self.config = config
         self.weights = weights
+        self.activations = activations
     }
 
     public var weightBytes: Int { weights.bytes }
@@ -48,7 +51,7 @@ public final class LlamaHead: Sendable {
         var out = [Float](repeating: 0, count: rows * config.vocabSize)
         normed.withUnsafeBufferPointer { x in
             out.withUnsafeMutableBufferPointer { o in
-                weights.output.apply(x.baseAddress!, rows: rows, into: o.baseAddress!)
+                weights.output.apply(x.baseAddress!, rows: rows, into: o.baseAddress!, activations: activations)
             }
         }
         return out

@@ -11,17 +11,18 @@ public final class LlamaModel: Sendable {
         self.shard = shard
     }
 
-    /// Loads every tensor of the file (or only `layers`, for a partial model).
-    public convenience init(file: GGUFFile, layers: LayerRange? = nil, progress: LoadProgress? = nil) throws {
+    /// Loads every tensor of the file (or only `layers`, for a partial model), to compute in `activations`.
+    public convenience init(file: GGUFFile, layers: LayerRange? = nil, activations: QuantizedMatrix.Activations = .f32,
+                            progress: LoadProgress? = nil) throws {
         let config = try LlamaConfig(gguf: file)
-        let head = try LlamaHead(file: file, config: config)
+        let head = try LlamaHead(file: file, config: config, activations: activations)
         let shard = try LlamaShard(file: file, config: config, range: layers ?? LayerRange(0, config.layerCount),
-                                   progress: progress)
+                                   activations: activations, progress: progress)
         self.init(config: config, head: head, shard: shard)
     }
 
-    public convenience init(path: String, progress: LoadProgress? = nil) throws {
-        try self.init(file: try GGUFFile(path: path), progress: progress)
+    public convenience init(path: String, activations: QuantizedMatrix.Activations = .f32, progress: LoadProgress? = nil) throws {
+        try self.init(file: try GGUFFile(path: path), activations: activations, progress: progress)
     }
 
     public var weightBytes: Int { head.weightBytes + shard.weightBytes }

@@ -43,17 +43,22 @@ public final class LlamaShard: Sendable {
     public let range: LayerRange
     let layers: [LlamaLayerWeights]
     let rope: Rope
+    /// How this shard multiplies (`--activations`): fixed when it is made, reported at the handshake.
+    public let activations: QuantizedMatrix.Activations
 
     /// Loads only the tensors of `range` (memory grows with the shard, not the model).
-    public convenience init(file: GGUFFile, config: LlamaConfig, range: LayerRange, progress: LoadProgress? = nil) throws {
+    public convenience init(file: GGUFFile, config: LlamaConfig, range: LayerRange, activations: QuantizedMatrix.Activations = .f32,
+                            progress: LoadProgress? = nil) throws {
         guard range.lowerBound >= 0, range.upperBound <= config.layerCount else {
             throw ModelError.layerRangeOutOfModel(range, layers: config.layerCount)
         }
-        self.init(config: config, range: range, layers: try WeightLoader.layers(file, config, range, progress: progress))
+        self.init(config: config, range: range, layers: try WeightLoader.layers(file, config, range, progress: progress),
+                  activations: activations)
     }
 
-    public init(config: LlamaConfig, range: LayerRange, layers: [LlamaLayerWeights]) {
+    public init(config: LlamaConfig, range: LayerRange, layers: [LlamaLayerWeights], activations: QuantizedMatrix.Activations = .f32) {
         precondition(layers.count == range.count)
+        self.activations = activations
         self.config = config
         self.range = range
         self.layers = layers
@@ -167,7 +172,7 @@ public final class LlamaShard: Sendable {
             // attention rmsnorm
             for r in 0..<m { Ops.rmsNorm(x + r * dim, weight: w.attnNorm.readOnly, eps: c.rmsEps, count: dim, into: xb + r * dim) }
             // q, k, v in one matmul: (m, dim) · (qkvDim, dim)ᵀ
-            w.wqkv.apply(xb, rows: m, into: qkv)
+            w.wqkv.apply(xb, rows: m, into: qkv, activations: activations)
             if let bias = w.qkvBias { for r in 0..<m { Ops.add(qkv + r * qkvDim, bias.readOnly, count: qkvDim) } }
             // RoPE, then K/V into each session's cache
             for r in 0..<m {
@@ -179,7 +184,7 @@ public final class LlamaShard: Sendable {
             // causal grouped-query attention, row by row (rows may belong to different sessions)
             attendAll(l, qkv: qkv, ldq: qkvDim, tokens: tokens, out: attn, readOnly: readOnly)
             // output projection, residual: x += Wo · attn
-            w.wo.apply(attn, rows: m, into: x, accumulate: true)
+            w.wo.apply(attn, rows: m, into: x, activations: activations, accumulate: true)
             // ffn rmsnorm
             for r in 0..<m { Ops.rmsNorm(x + r * dim, weight: w.ffnNorm.readOnly, eps: c.rmsEps, count: dim, into: xb + r * dim) }
         }}}
@@ -188,9 +193,9 @@ public final class LlamaShard: Sendable {
         s.xb.withUnsafeBufferPointer { xb in
             let gu = gu.baseAddress!, act = act.baseAddress!, f = c.ffnDim
             // gate and up in one matmul, SwiGLU, then down with the residual: x += Wdown · (silu(gate) ⊙ up)
-            w.wGateUp.apply(xb.baseAddress!, rows: m, into: gu)
+            w.wGateUp.apply(xb.baseAddress!, rows: m, into: gu, activations: activations)
             for r in 0..<m { Ops.swiglu(gate: gu + r * 2 * f, up: gu + r * 2 * f + f, count: f, into: act + r * f) }
-            w.wDown.apply(act, rows: m, into: x, accumulate: true)
+            w.wDown.apply(act, rows: m, into: x, activations: activations, accumulate: true)
         }}}
     }
 
@@ -219,7 +224,7 @@ public final class LlamaShard: Sendable {
                               present, scale, scores.baseAddress!, UnsafeMutablePointer<Float>(bitPattern: oAddr)! + r * c.qDim + h * g * hd)
             }
         }
-        let threads = QuantizedMatrix.threads
+        let threads = ComputePool.shared.threads
         if threads > 1 && pairs > 1 && work >= 1 << 15 {
             let per = (pairs + threads - 1) / threads
             ComputePool.shared.run(threads) { i in
@@ -238,7 +243,7 @@ public final class LlamaShard: Sendable {
             let xb = xb.baseAddress!, kv = kv.baseAddress!
             for r in 0..<m { Ops.rmsNorm(x + r * dim, weight: w.attnNorm.readOnly, eps: c.rmsEps, count: dim, into: xb + r * dim) }
             // only the K and V rows of the fused matrix
-            w.wqkv.apply(xb, rows: m, into: kv, rowStart: c.qDim, rowCount: kv2)
+            w.wqkv.apply(xb, rows: m, into: kv, activations: activations, rowStart: c.qDim, rowCount: kv2)
             if let bias = w.qkvBias { for r in 0..<m { Ops.add(kv + r * kv2, bias.readOnly + c.qDim, count: kv2) } }
             for r in 0..<m {
                 let row = kv + r * kv2, t = tokens[r]

@@ -45,7 +45,8 @@ public struct Linear: Sendable {
     /// Largest row count that uses the decode kernels; above it sgemm on dequantised tiles wins (compute-bound).
     /// Up to this many rows a row's result does not depend on the batch it is in (see kernels.c and
     /// gguf_matmul.c); the coordinator's scheduler relies on that to equal the in-process engine bit for bit.
-    nonisolated(unsafe) public static var quantizedMaxRows = 64
+    /// A property of the kernels, the same in every process.
+    public static let quantizedMaxRows = 64
 
     /// Scratch for one dequantised tile: at most 4 MiB (1,024 rows at 1,024 inputs; 117 rows of Qwen2.5-1.5B's
     /// 8,960-wide down projection), never fewer than 64 rows; allocated per call and freed when it returns.
@@ -61,30 +62,31 @@ public struct Linear: Sendable {
         }
     }
 
-    /// y(m, count) = x(m, inputs) · W[rowStart ..< rowStart+count]ᵀ, optionally added to y.
+    /// y(m, count) = x(m, inputs) · W[rowStart ..< rowStart+count]ᵀ, optionally added to y, in the arithmetic
+    /// `activations` names (the shard's or head's, fixed when it was made).
     @inline(__always)
     public func apply(_ x: UnsafePointer<Float>, rows m: Int, into y: UnsafeMutablePointer<Float>,
-                      accumulate: Bool = false, rowStart: Int = 0, rowCount: Int? = nil) {
+                      activations: QuantizedMatrix.Activations, accumulate: Bool = false, rowStart: Int = 0, rowCount: Int? = nil) {
         let n = rowCount ?? outputs - rowStart
         guard m > Self.quantizedMaxRows else {
             switch storage {
             case .repacked(let q):
-                q.multiply(x, inputs: m, into: y, accumulate: accumulate, rowStart: rowStart, rowCount: n)
+                q.multiply(x, inputs: m, into: y, accumulate: accumulate, rowStart: rowStart, rowCount: n, activations: activations)
             case .inPlace(let g):
                 g.multiply(x, inputs: m, into: y, accumulate: accumulate, rowStart: rowStart, rowCount: n,
-                           threads: QuantizedMatrix.threads, activations: QuantizedMatrix.activations)
+                           threads: ComputePool.shared.threads, activations: activations)
             }
             return
         }
         // Under q8 arithmetic the int8 kernels read GGUF blocks faster than dequantising them for sgemm (measured on
         // Qwen2.5-1.5B Q4_K_M: prefill 39 tok/s with tiles, see docs/PERFORMANCE.md), and keep every row in the
         // arithmetic its decode uses: chunks of the kernels' row limit.
-        if case .inPlace(let g) = storage, QuantizedMatrix.activations == .q8 {
+        if case .inPlace(let g) = storage, activations == .q8 {
             var r = 0
             while r < m {
                 let c = min(Self.quantizedMaxRows, m - r)
                 g.multiply(x + r * inputs, inputs: c, into: y + r * n, ldy: n, accumulate: accumulate, rowStart: rowStart,
-                           rowCount: n, threads: QuantizedMatrix.threads, activations: .q8)
+                           rowCount: n, threads: ComputePool.shared.threads, activations: .q8)
                 r += c
             }
             return
@@ -103,7 +105,7 @@ public struct Linear: Sendable {
             case .inPlace(let g): g.dequantize(rowStart: r0, rowCount: r1 - r0, into: o, ld: ld)
             }
         }
-        let t = min(QuantizedMatrix.threads, max(1, rowCount / 16))
+        let t = min(ComputePool.shared.threads, max(1, rowCount / 16))
         guard t > 1 else { part(rowStart, rowStart + rowCount); return }
         let chunk = (rowCount + t - 1) / t
         ComputePool.shared.run(t) { i in
