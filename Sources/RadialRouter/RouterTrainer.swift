@@ -5,6 +5,7 @@ import RadialModel
 public struct TrainingSummary: Codable, Sendable {
     public var trainTokens: Int
     public var heldOutTokens: Int
+    /// The epoch whose parameters were kept (the lowest held-out loss).
     public var epochs: Int
     public var trainLoss: Float
     public var heldOutLoss: Float
@@ -62,6 +63,10 @@ public struct RouterTrainer {
         var rng = SplitMix64(seed: seed &+ 7)
         var order = trainRows
         var trainLoss: Float = 0, heldLoss: Float = 0
+        // Early stopping: the parameters of the epoch with the lowest held-out loss are kept. Skip-cost labels are
+        // noisy (a token's cost depends on the rest of the network, not only on the state the router sees), and
+        // on them the held-out loss turns up after 2-3 epochs while the training loss keeps falling.
+        var best = (loss: Float.infinity, net: net, epoch: 0, trainLoss: Float(0))
         for epoch in 1...epochs {
             for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, rng.below(i + 1)) }
             var sum: Float = 0
@@ -74,7 +79,9 @@ public struct RouterTrainer {
             trainLoss = sum / Float(max(order.count, 1))
             heldLoss = heldRows.isEmpty ? 0 : Self.lossAndGradient(net, rows: heldRows, inputs: features, labels: labels, dim: F, layers: L, wantGradient: false).0
             progress?(Progress(epoch: epoch, epochs: epochs, trainLoss: trainLoss, heldOutLoss: heldLoss))
+            if heldRows.isEmpty || heldLoss < best.loss { best = (heldLoss, net, epoch, trainLoss) }
         }
+        (net, heldLoss, trainLoss) = (best.net, best.loss, best.trainLoss)
 
         // Measure on held-out rows; calibrate thresholds on training rows.
         let predict = { (row: Int) -> Float in
@@ -98,7 +105,7 @@ public struct RouterTrainer {
             let s = v.sorted()
             return (0...100).map { quantile(s, Double($0) / 100) }
         }
-        let summary = TrainingSummary(trainTokens: heldStart, heldOutTokens: heldRows.count / L, epochs: epochs, trainLoss: trainLoss,
+        let summary = TrainingSummary(trainTokens: heldStart, heldOutTokens: heldRows.count / L, epochs: best.epoch, trainLoss: trainLoss,
                                       heldOutLoss: heldLoss, heldOutMAE: mae, heldOutCorrelation: corr,
                                       layerOnlyCorrelation: layerOnly, withinLayerCorrelation: within, seconds: (clock.now - start).seconds)
         return (net, summary, calibration)
