@@ -223,6 +223,7 @@ struct StatusCommand: AsyncParsableCommand {
                 "sessions_queued": s.sessionsQueued, "tokens_generated": s.tokensGenerated, "tokens_per_s": s.tokensPerSecond,
                 "hops_per_token": s.hopsPerToken, "hops_saved_per_token": s.hopsSavedPerToken, "kv_policy": s.kvPolicy.rawValue,
                 "layer_skip_rate": s.layerSkipRate,
+                "layers_skipped": s.layerSkipRate.isEmpty ? 0 : s.layerSkipRate.reduce(0, +) / Double(s.layerSkipRate.count),
                 "routing": s.routing.map { r -> [String: Any] in
                     ["router_fingerprint": r.routerFingerprint, "threshold": Double(r.threshold), "always_run": r.alwaysRun,
                      "min_layers": r.minLayers, "block": s.routerBlock]
@@ -258,7 +259,8 @@ struct StatusCommand: AsyncParsableCommand {
             print("routing: off (every token runs every layer)")
         }
         if s.layerSkipRate.contains(where: { $0 > 0 }) {
-            print("skip rate per layer: " + s.layerSkipRate.enumerated().map { "\($0.offset):\(String(format: "%.0f%%", $0.element * 100))" }.joined(separator: " "))
+            let overall = s.layerSkipRate.reduce(0, +) / Double(s.layerSkipRate.count)
+            print(String(format: "layers skipped: %.1f%% of all layer runs; ", overall * 100) + "per layer: " + s.layerSkipRate.enumerated().map { "\($0.offset):\(String(format: "%.0f%%", $0.element * 100))" }.joined(separator: " "))
         }
         let header = ["worker", "layers", "arith", "health", "sessions", "KV used/budget MiB", "weights MiB", "RSS MiB", "forwards", "tokens", "skipped",
                       "compute p50 ms", "p99 ms", "rtt p50 ms", "overhead p50 ms"]
