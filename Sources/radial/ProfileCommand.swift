@@ -12,15 +12,18 @@ struct TextOptions: ParsableArguments {
     var maxTokens = 2048
     @Option(name: .long, help: "Tokens per window; each window is scored as its own sequence from position 0.")
     var window = 128
+    @Option(name: .customLong("skip-tokens"), help: "Start after this many tokens of the text (to keep apart a part used for calibration, e.g. train-router's --curve-tokens).")
+    var skipTokens = 0
 
     func validate() throws {
         guard maxTokens >= 2 else { throw ValidationError("--max-tokens must be at least 2") }
         guard (2...4096).contains(window) else { throw ValidationError("--window must be between 2 and 4096") }
+        guard skipTokens >= 0 else { throw ValidationError("--skip-tokens must be 0 or more") }
     }
 
     func windows(_ tokenizer: Tokenizer) throws -> TokenWindows {
         guard FileManager.default.fileExists(atPath: text) else { throw CLIError("text file not found: \(text)") }
-        return try TokenWindows(path: text, tokenizer: tokenizer, windowLength: window, maxTokens: maxTokens)
+        return try TokenWindows(path: text, tokenizer: tokenizer, windowLength: window, maxTokens: maxTokens, skipTokens: skipTokens)
     }
 }
 
