@@ -83,3 +83,47 @@ import Testing
         #expect(SkipCostProbe.topKForTesting([0.1, 5, -1, 3, 7][...], 3) == [4, 1, 3])
     }
 }
+
+/// On a real model the divergence over the 64 most likely tokens stands in for the full-vocabulary one: the
+/// router is fitted to its ranking, so what matters is that it ranks (token, layer) skips as the full one does.
+/// RADIAL_QWEN_MODEL points this at another Qwen file (the 1.5B figure in docs/ROUTING.md comes from it).
+@Suite(.serialized) struct SkipCostOnQwenTests {
+    @Test func topCandidateDivergenceTracksTheFullOne() throws {
+        let path = try TestSupport.requireQwenModel()
+        let model = try LlamaModel(path: path)
+        let L = model.config.layerCount, dim = model.config.dim, V = model.config.vocabSize
+        let ids = [785, 3974, 13876, 38835, 34208, 916, 279, 15678, 5562, 13, 576, 4628, 1083, 5110, 264, 14538]
+        let layers = [2, L / 3, L / 2, 2 * L / 3, L - 2]
+        let probe = SkipCostProbe(candidates: 64, units: LayerSet(layers))
+        let trace = try ResidualProfiler(model: model).run(TokenWindows(windows: [ids]), keepInputs: true, costs: probe)
+        // The full divergence: the same probes, then the whole LM head.
+        let cache = model.makeCache(initialCapacity: ids.count)
+        _ = try model.prefill(cache: cache, tokens: ids)
+        let dense = trace.outputs.withUnsafeBufferPointer { model.head.logits($0.baseAddress!, rows: ids.count) }
+        var truncated: [Float] = [], full: [Float] = []
+        for l in layers {
+            var h: [Float] = []
+            for t in 0..<ids.count {
+                let start: Int = (t * L + l) * dim
+                h += trace.inputs[start..<(start + dim)]
+            }
+            var plan = LayerSet.all(LayerRange(0, L)); plan.remove(l)
+            try h.withUnsafeMutableBufferPointer {
+                try model.shard.probe($0.baseAddress!, tokens: (0..<ids.count).map { ShardToken(cache: cache, position: $0, layers: plan) }, from: l)
+            }
+            let skipped = h.withUnsafeBufferPointer { model.head.logits($0.baseAddress!, rows: ids.count) }
+            for t in 0..<ids.count {
+                full.append(SkipCostProbe.divergenceForTesting(Array(dense[(t * V)..<((t + 1) * V)]), Array(skipped[(t * V)..<((t + 1) * V)])))
+                truncated.append(trace.costs[t * L + l])
+            }
+        }
+        func ranks(_ v: [Float]) -> [Float] {
+            var r = [Float](repeating: 0, count: v.count)
+            for (k, i) in v.indices.sorted(by: { v[$0] < v[$1] }).enumerated() { r[i] = Float(k) }
+            return r
+        }
+        let rho = RouterTrainer.correlationForTesting(ranks(truncated), ranks(full))
+        print("skip cost over 64 candidates vs the full vocabulary: Spearman \(rho) over \(full.count) (token, layer) pairs")
+        #expect(rho > 0.9, "rank correlation \(rho)")
+    }
+}
