@@ -17,8 +17,10 @@ public struct RoutingOptions: ParsableArguments {
     public var maxQualityLoss: Double?
     @Option(name: .customLong("always-run"), help: "Layers every token runs, comma-separated, or none (default: the first and the last).")
     public var alwaysRun: String?
-    @Option(name: .customLong("min-layers"), help: "No token runs fewer layers than this.")
-    public var minLayers = 0
+    @Option(name: .customLong("min-layers"), help: "No token runs fewer layers than this: at most (layers − this) skips per token (default: what the router's quality curve was measured with, else 0).")
+    public var minLayers: Int?
+    @Option(name: .customLong("dense-positions"), help: "The first N positions of every sequence run every layer: later tokens attend to them most (default: what the router's quality curve was measured with, else 0).")
+    public var densePositions: Int?
     @Option(name: .customLong("kv-policy"), help: "K/V of a skipped layer: fill (projected from the state entering it) or mask (none).")
     public var kvPolicy: SkippedLayerKV = .fill
 
@@ -29,11 +31,13 @@ public struct RoutingOptions: ParsableArguments {
         if let q = maxQualityLoss, !(q.isFinite && q >= 0) { throw ValidationError("--max-quality-loss must be a percentage, 0 or more") }
         if let t = threshold, !(t.isFinite && t >= 0 && t <= 1) { throw ValidationError("--threshold must be between 0 and 1") }
         if let r = skipRate, !(r >= 0 && r < 1) { throw ValidationError("--skip-rate must be in [0, 1)") }
-        if router == nil && (threshold != nil || skipRate != nil || maxQualityLoss != nil || alwaysRun != nil || minLayers != 0) {
+        if router == nil && (threshold != nil || skipRate != nil || maxQualityLoss != nil || alwaysRun != nil || minLayers != nil) {
             throw ValidationError("--threshold, --skip-rate, --max-quality-loss, --always-run and --min-layers need --router")
         }
         if let a = alwaysRun, Self.parseLayers(a) == nil { throw ValidationError("--always-run must be layer numbers like 0,29, or none") }
-        guard minLayers >= 0 else { throw ValidationError("--min-layers must be at least 0") }
+        if let m = minLayers, m < 0 { throw ValidationError("--min-layers must be at least 0") }
+        if let d = densePositions, d < 0 { throw ValidationError("--dense-positions must be at least 0") }
+        if router == nil && densePositions != nil { throw ValidationError("--dense-positions needs --router") }
     }
 
     static func parseLayers(_ s: String) -> [Int]? {
@@ -53,6 +57,8 @@ public struct RoutingOptions: ParsableArguments {
         let keepList = alwaysRun.flatMap(Self.parseLayers) ?? [0, L - 1]
         if let bad = keepList.first(where: { $0 >= L }) { throw CLIError("--always-run: layer \(bad) is not in the model (0-\(L - 1))") }
         let keep = LayerSet(keepList)
+        let dense = densePositions ?? r.header.qualityCurve?.densePositions ?? 0
+        let least = minLayers ?? r.header.qualityCurve?.minLayers ?? 0
         let t: Float
         if let budget = maxQualityLoss {
             guard let curve = r.header.qualityCurve else {
@@ -61,11 +67,17 @@ public struct RoutingOptions: ParsableArguments {
             guard Set(curve.alwaysRun) == Set(keep.sorted) else {
                 throw CLIError("the router's quality curve was measured with layers \(curve.alwaysRun) always run, not \(keep.sorted): drop --always-run or give --skip-rate")
             }
+            guard least == curve.minLayers ?? 0 else {
+                throw CLIError("the router's quality curve was measured with at least \(curve.minLayers ?? 0) layers per token, not \(least): drop --min-layers or give --skip-rate")
+            }
+            guard dense == curve.densePositions ?? 0 else {
+                throw CLIError("the router's quality curve was measured with the first \(curve.densePositions ?? 0) positions dense, not \(dense): drop --dense-positions or give --skip-rate")
+            }
             t = curve.operatingPoint(maxRisePercent: budget).threshold
         } else {
             t = try threshold ?? r.threshold(forSkipRate: skipRate ?? 0.1, alwaysRun: keep)
         }
-        let policy = RoutingPolicy(threshold: t, alwaysRun: keep, minLayers: minLayers, modelLayers: L)
+        let policy = RoutingPolicy(threshold: t, alwaysRun: keep, minLayers: least, densePositions: dense, modelLayers: L)
         try policy.validate()
         return (r, policy)
     }

@@ -8,6 +8,8 @@ import Synchronization
 /// (`RouterChooser`), or a script in tests.
 public protocol StageRouter: Sendable {
     func visits(_ layers: LayerRange, hidden: UnsafePointer<Float>, runSoFar: Int) -> Bool
+    /// Whether it decides for a token at `position` at all (false: the token visits every stage, runs every layer).
+    func routes(position: Int) -> Bool
 }
 
 extension RouterChooser: StageRouter {}
@@ -69,7 +71,8 @@ public final class Pipeline: Sendable {
         for (si, stage) in stages.enumerated() {
             let visiting = (0..<n).filter { i in
                 hidden.withUnsafeBufferPointer { h in
-                    chooser?.visits(stage.layers, hidden: h.baseAddress! + i * dim, runSoFar: traces[i].layersRun.count) ?? true
+                    guard let chooser, chooser.routes(position: rows[i].position) else { return true }
+                    return chooser.visits(stage.layers, hidden: h.baseAddress! + i * dim, runSoFar: traces[i].layersRun.count)
                 }
             }
             let skipping = n - visiting.count
@@ -103,7 +106,7 @@ public final class Pipeline: Sendable {
             var sent = [Float](repeating: 0, count: visiting.count * dim)
             for (j, i) in visiting.enumerated() { sent[(j * dim)..<((j + 1) * dim)] = hidden[(i * dim)..<((i + 1) * dim)] }
             let tokens = visiting.map {
-                TokenEntry(sessionID: rows[$0].session, position: rows[$0].position, routed: chooser != nil,
+                TokenEntry(sessionID: rows[$0].session, position: rows[$0].position, routed: chooser?.routes(position: rows[$0].position) ?? false,
                            layersBefore: traces[$0].layersRun.count)
             }
             let out = try await stage.forward(StageBatch(tokens: tokens, hidden: sent, fills: fills, fillHidden: fillHidden))

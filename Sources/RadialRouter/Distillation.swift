@@ -10,6 +10,10 @@ public struct RouterDistiller {
     public var onPolicySkipRate = 0.1
     /// Layers always run while tracing on-policy (the serving default: first and last).
     public var alwaysRun: LayerSet?
+    /// Positions at the start of each window that run every layer while tracing on-policy and measuring the curve.
+    public var densePositions = 0
+    /// The fewest layers a token runs while tracing on-policy and measuring the curve (at most L − this skips).
+    public var minLayers = 0
     /// Layers decided together: 1 decides each layer; a worker's range size lets a token skip whole workers.
     public var blockSize = 1
     /// What the router learns: the residual ratio, or the measured skip cost (probed; per layer only).
@@ -67,7 +71,7 @@ public struct RouterDistiller {
         var router = fit(1)
         for round in stride(from: 2, through: rounds, by: 1) {
             let policy = RoutingPolicy(threshold: try router.threshold(forSkipRate: onPolicySkipRate, alwaysRun: keep),
-                                       alwaysRun: keep, modelLayers: L)
+                                       alwaysRun: keep, minLayers: minLayers, densePositions: densePositions, modelLayers: L)
             let routed = try profiler.run(windows, keepInputs: true, chooser: RouterChooser(router: router, policy: policy), costs: probe) {
                 events(.tracing(round: round, done: $0, total: $1))
             }
@@ -77,7 +81,8 @@ public struct RouterDistiller {
         if !curveSkipRates.isEmpty {
             let (curveText, name) = curveWindows ?? (TokenWindows(windows: heldOutWindows(windows)), "held-out windows of the training text")
             router.header.qualityCurve = try QualityCurve.measure(
-                router: router, model: model, windows: curveText, text: name, alwaysRun: keep, skipRates: curveSkipRates) {
+                router: router, model: model, windows: curveText, text: name, alwaysRun: keep, densePositions: densePositions,
+                minLayers: minLayers, skipRates: curveSkipRates) {
                 events(.curve(done: $0, total: $1))
             }
         }

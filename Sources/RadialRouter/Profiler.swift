@@ -100,7 +100,7 @@ public struct ResidualProfiler {
                 }
                 if let chooser {
                     for r in 0..<n {
-                        let runs = before.withUnsafeBufferPointer {
+                        let runs = !chooser.routes(position: r) || before.withUnsafeBufferPointer {
                             chooser.runs(layer: l, hidden: $0.baseAddress! + r * dim, runSoFar: runSoFar[r], ran: ran[r])
                         }
                         if runs { runSoFar[r] += 1; ran[r].insert(l) } else { for d in (r * dim)..<((r + 1) * dim) { hidden[d] = before[d] } }

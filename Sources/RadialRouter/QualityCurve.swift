@@ -23,6 +23,10 @@ public struct QualityCurve: Codable, Sendable, Equatable {
     public var tokens: Int
     public var text: String
     public var alwaysRun: [Int]
+    /// Positions at the start of each sequence that ran every layer (absent in older files: none).
+    public var densePositions: Int?
+    /// The fewest layers a token ran (`--min-layers`: at most L − this skips per token; absent: no minimum).
+    public var minLayers: Int?
     /// In increasing threshold order.
     public var points: [Point]
 
@@ -45,7 +49,7 @@ public struct QualityCurve: Codable, Sendable, Equatable {
     /// Measures the curve: held-out perplexity at the thresholds that skip each of `skipRates` of the layers on the
     /// router's training tokens.
     public static func measure(router: Router, model: LlamaModel, windows: TokenWindows, text: String, alwaysRun: LayerSet,
-                               skipRates: [Double], kvPolicy: SkippedLayerKV = .fill,
+                               densePositions: Int = 0, minLayers: Int = 0, skipRates: [Double], kvPolicy: SkippedLayerKV = .fill,
                                progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> QualityCurve {
         let eval = Evaluator(model: model, kvPolicy: kvPolicy, workers: 1)
         let L = model.config.layerCount
@@ -54,12 +58,15 @@ public struct QualityCurve: Codable, Sendable, Equatable {
         for (i, rate) in skipRates.enumerated() {
             progress?(i, skipRates.count)
             let t = try router.threshold(forSkipRate: rate, alwaysRun: alwaysRun)
-            let policy = RoutingPolicy(threshold: t, alwaysRun: alwaysRun, modelLayers: L)
+            let policy = RoutingPolicy(threshold: t, alwaysRun: alwaysRun, minLayers: minLayers, densePositions: densePositions, modelLayers: L)
             let r = try eval.perplexity(windows, mode: .router(RouterChooser(router: router, policy: policy)))
             let skipped = eval.point(name: "", perplexity: r.perplexity, runs: r.runs).skipRate
             points.append(Point(threshold: t, skipRate: skipped, perplexity: r.perplexity, risePercent: (r.perplexity / dense - 1) * 100))
         }
         progress?(skipRates.count, skipRates.count)
-        return QualityCurve(densePerplexity: dense, tokens: windows.tokenCount, text: text, alwaysRun: alwaysRun.sorted, points: points)
+        var curve = QualityCurve(densePerplexity: dense, tokens: windows.tokenCount, text: text, alwaysRun: alwaysRun.sorted, points: points)
+        curve.densePositions = densePositions
+        curve.minLayers = minLayers
+        return curve
     }
 }

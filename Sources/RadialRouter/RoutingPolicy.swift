@@ -8,12 +8,17 @@ public struct RoutingPolicy: Sendable, Equatable, CustomStringConvertible {
     public var threshold: Float
     public var alwaysRun: LayerSet
     public var minLayers: Int
+    /// The first positions of every sequence run every layer. Later tokens attend to them most (Qwen2.5 parks
+    /// much of its attention on the first token), so a skip there costs every later token, far more than the
+    /// skip-cost probe (which measures the token's own prediction) sees.
+    public var densePositions: Int
     public let modelLayers: Int
 
-    public init(threshold: Float, alwaysRun: LayerSet, minLayers: Int = 0, modelLayers: Int) {
+    public init(threshold: Float, alwaysRun: LayerSet, minLayers: Int = 0, densePositions: Int = 0, modelLayers: Int) {
         self.threshold = threshold
         self.alwaysRun = alwaysRun
         self.minLayers = minLayers
+        self.densePositions = densePositions
         self.modelLayers = modelLayers
     }
 
@@ -39,7 +44,7 @@ public struct RoutingPolicy: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String {
-        "threshold \(threshold), always run \(alwaysRun), at least \(minLayers) layers"
+        "threshold \(threshold), always run \(alwaysRun), at least \(minLayers) layers" + (densePositions > 0 ? ", first \(densePositions) positions dense" : "")
     }
 }
 
@@ -74,6 +79,8 @@ public struct RouterChooser: LayerChooser {
     @inline(__always) func forced(_ layers: Range<Int>, runSoFar: Int) -> Bool {
         layers.contains { policy.alwaysRun.contains($0) } || policy.forced(layer: layers.lowerBound, runSoFar: runSoFar)
     }
+
+    public func routes(position: Int) -> Bool { policy.threshold > 0 && position >= policy.densePositions }
 
     public func runs(layer: Int, hidden: UnsafePointer<Float>, runSoFar: Int, ran: LayerSet) -> Bool {
         let (u, layers) = unit(of: layer)

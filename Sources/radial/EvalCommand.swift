@@ -33,8 +33,10 @@ struct EvalCommand: ParsableCommand {
     var maxQualityLosses: String?
     @Option(name: .customLong("always-run"), help: "Layers every token runs, comma-separated (default: first and last).")
     var alwaysRun: String?
-    @Option(name: .customLong("min-layers"), help: "No token runs fewer layers than this.")
-    var minLayers = 0
+    @Option(name: .customLong("min-layers"), help: "No token runs fewer layers than this (default: what the first router's quality curve was measured with, else 0).")
+    var minLayers: Int?
+    @Option(name: .customLong("dense-positions"), help: "The first N positions of each window run every layer (default: what the first router's quality curve was measured with, else 0).")
+    var densePositions: Int?
     @Option(name: .customLong("kv-policy"), help: "K/V for skipped layers: fill or mask.")
     var kvPolicy: SkippedLayerKV = .fill
     @Option(name: .long, help: "Split the layers evenly over this many workers to count visits per token.")
@@ -79,7 +81,7 @@ struct EvalCommand: ParsableCommand {
         let (model, tokenizer) = try modelOptions.load()
         let L = model.config.layerCount
         let keep = try alwaysRun.map { LayerSet(try parseIDs($0)) } ?? LayerSet([0, L - 1])
-        let policyTemplate = RoutingPolicy(threshold: 0, alwaysRun: keep, minLayers: minLayers, modelLayers: L)
+        var policyTemplate = RoutingPolicy(threshold: 0, alwaysRun: keep, minLayers: minLayers ?? 0, modelLayers: L)
         try policyTemplate.validate()
         let routers = try router.map { path -> Router in
             let r = try Router(path: path)
@@ -87,6 +89,8 @@ struct EvalCommand: ParsableCommand {
             return r
         }
         let loaded = routers.first
+        policyTemplate.densePositions = densePositions ?? loaded?.header.qualityCurve?.densePositions ?? 0
+        policyTemplate.minLayers = minLayers ?? loaded?.header.qualityCurve?.minLayers ?? 0
         guard Set(routers.map(\.header.block)).count <= 1 else { throw CLIError("compare routers of one block size at a time") }
         // Routers are named by what they learned, and by position when two learned the same.
         let labelNames = routers.map { $0.header.labels ?? .ratio }

@@ -23,7 +23,7 @@ struct Radial: AsyncParsableCommand {
             """,
         version: RadialRelease.description,
         subcommands: [RunCommand.self, TokenizeCommand.self, EngineBenchCommand.self,
-                      ProfileCommand.self, TrainRouterCommand.self, EvalCommand.self,
+                      ProfileCommand.self, TrainRouterCommand.self, CalibrateRouterCommand.self, EvalCommand.self,
                       GenerateCommand.self, ChatCommand.self, StatusCommand.self, BenchCommand.self,
                       HealthCommand.self, ServeEchoCommand.self, RPCBenchCommand.self])
 }

@@ -49,6 +49,10 @@ struct TrainRouterCommand: ParsableCommand {
     var curveTokens = 1024
     @Option(name: .customLong("curve-skip-rates"), help: "Skip rates at which the curve is measured, comma-separated; none to skip the curve.")
     var curveSkipRates = "0.025,0.05,0.075,0.1,0.125,0.15,0.2,0.25,0.3"
+    @Option(name: .customLong("dense-positions"), help: "The first N positions of each window run every layer while tracing with the router and measuring the quality curve (serving then defaults to the same).")
+    var densePositions = 0
+    @Option(name: .customLong("min-layers"), help: "The fewest layers a token runs while tracing with the router and measuring the quality curve: at most (layers − this) skips per token. Skips compound: on Qwen2.5-1.5B a cap of 2 per token is what lets routing beat static pruning (docs/ROUTING.md). Serving then defaults to the same.")
+    var minLayers = 0
     @Flag(name: .long, help: "End with one JSON object on the last line.")
     var json = false
 
@@ -68,6 +72,7 @@ struct TrainRouterCommand: ParsableCommand {
         guard (2...4096).contains(costCandidates) else { throw ValidationError("--cost-candidates must be between 2 and 4096") }
         guard parsedCurveRates != nil else { throw ValidationError("--curve-skip-rates must be rates in (0, 0.9), comma-separated, or none") }
         guard curveTokens >= 16 else { throw ValidationError("--curve-tokens must be at least 16") }
+        guard densePositions >= 0, minLayers >= 0 else { throw ValidationError("--dense-positions and --min-layers must be at least 0") }
     }
 
     func run() throws {
@@ -87,6 +92,8 @@ struct TrainRouterCommand: ParsableCommand {
         distiller.blockSize = block
         distiller.onPolicySkipRate = onPolicySkipRate
         distiller.labels = labels
+        distiller.densePositions = densePositions
+        distiller.minLayers = minLayers
         distiller.costCandidates = costCandidates
         distiller.curveSkipRates = parsedCurveRates ?? []
         if let curveText {

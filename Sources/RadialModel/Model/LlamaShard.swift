@@ -30,6 +30,12 @@ public protocol LayerChooser: Sendable {
     /// `runSoFar` counts the layers this token has already run, in earlier shards too; `ran` holds the layers it
     /// ran in this shard so far (a router deciding whole blocks of layers repeats its block's first decision).
     func runs(layer: Int, hidden: UnsafePointer<Float>, runSoFar: Int, ran: LayerSet) -> Bool
+    /// Whether it decides for a token at `position` at all (false: the token runs every layer of its plan).
+    func routes(position: Int) -> Bool
+}
+
+extension LayerChooser {
+    public func routes(position: Int) -> Bool { true }
 }
 
 /// A contiguous range of transformer blocks: what a worker hosts, or the whole stack in-process.
@@ -96,7 +102,7 @@ public final class LlamaShard: Sendable {
             var run: [Int] = [], skip: [Int] = []
             for i in 0..<n {
                 var runs = tokens[i].layers?.contains(l) ?? true
-                if runs, tokens[i].routed, let chooser {
+                if runs, tokens[i].routed, let chooser, chooser.routes(position: tokens[i].position) {
                     runs = chooser.runs(layer: l, hidden: hidden + i * dim, runSoFar: runSoFar[i], ran: ran[i])
                 }
                 if runs { run.append(i); ran[i].insert(l); runSoFar[i] += 1 } else { skip.append(i) }
