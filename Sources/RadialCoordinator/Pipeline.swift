@@ -12,6 +12,10 @@ public protocol StageRouter: Sendable {
     func routes(position: Int) -> Bool
 }
 
+extension StageRouter {
+    public func routes(position: Int) -> Bool { true }
+}
+
 extension RouterChooser: StageRouter {}
 
 /// The heart of Radial: a batch of rows walks the stages in layer order. With a router, a row visits a stage

@@ -61,4 +61,33 @@ import Testing
         #expect(throws: (any Error).self) { try other.load(modelFingerprint: file.fingerprint, config: model.config) }
         #expect(throws: (any Error).self) { try RoutingOptions.parse(["--router", "x", "--max-quality-loss", "5", "--skip-rate", "0.1"]) }
     }
+
+    /// The policy a curve was measured with travels with it: serving defaults to its skip cap, and refuses another.
+    @Test func curveCarriesItsSkipCapAndDensePositions() throws {
+        let (model, router0) = try TinyRouter.distil(modelPath: try TestSupport.writeTinyModel { $0.layers = 4 })
+        var router = router0
+        let windows = TokenWindows(windows: [Array(3..<35)])
+        router.header.qualityCurve = try QualityCurve.measure(router: router, model: model, windows: windows, text: "t",
+                                                               alwaysRun: LayerSet([0, 3]), densePositions: 2, minLayers: 3, skipRates: [0.2, 0.4])
+        let dir = try TestSupport.tempDir()
+        try router.write(to: dir + "/r.rdrt")
+        let fp = router.header.modelFingerprint
+        let policy = try #require(try RoutingOptions.parse(["--router", dir + "/r.rdrt", "--max-quality-loss", "1000"])
+            .load(modelFingerprint: fp, config: model.config)).1
+        #expect(policy.minLayers == 3 && policy.densePositions == 2)
+        #expect(throws: (any Error).self) {
+            try RoutingOptions.parse(["--router", dir + "/r.rdrt", "--max-quality-loss", "5", "--min-layers", "2"]).load(modelFingerprint: fp, config: model.config)
+        }
+        // With a threshold that skips everything it may, the first two positions still run every layer and the
+        // rest run exactly the always-run layers plus what the cap forces (at most one skip: 3 of 4 layers).
+        let chooser = RouterChooser(router: router, policy: RoutingPolicy(threshold: 2, alwaysRun: LayerSet([0, 3]), minLayers: 3,
+                                                                            densePositions: 2, modelLayers: 4))
+        let cache = model.makeCache()
+        var hidden = try model.head.embed(Array(3..<9))
+        let ran = try hidden.withUnsafeMutableBufferPointer {
+            try model.shard.forward($0.baseAddress!, tokens: (0..<6).map { ShardToken(cache: cache, position: $0) }, chooser: chooser)
+        }
+        #expect(ran[0].count == 4 && ran[1].count == 4)
+        #expect(ran[2...].allSatisfy { $0.count == 3 && $0.contains(0) && $0.contains(3) })
+    }
 }
