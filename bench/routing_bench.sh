@@ -57,16 +57,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-run_point() {  # network label coordinator-address [router flags...]
+run_point() {  # network label coordinator-address [client flags...]
   local net="$1" label="$2" addr="$3"; shift 3
   for c in "${CONC[@]}"; do
-    "$BIN/radial" bench --coordinator "$addr" --max-tokens "$TOKENS" --concurrency "$c" --label "$label" --json \
+    "$BIN/radial" bench --coordinator "$addr" "$@" --max-tokens "$TOKENS" --concurrency "$c" --label "$label" --json \
       | python3 -c "
 import json, sys
 for line in sys.stdin:
     r = json.loads(line); r['network'] = '$net'; r['point'] = '$label'; print(json.dumps(r))" >> "$OUT/cluster.jsonl"
   done
-  "$BIN/radial" status --coordinator "$addr" --json | python3 -c "
+  "$BIN/radial" status --coordinator "$addr" "$@" --json | python3 -c "
 import json, sys
 s = json.loads(sys.stdin.read().strip().splitlines()[-1])
 print(json.dumps({'network': '$net', 'point': '$label', 'status': True, 'hops_per_token': s['hops_per_token'],
@@ -89,7 +89,8 @@ for p in "${points[@]}"; do
   if [ "${NETNS:-1}" = 1 ] && [ "$(id -u)" -eq 0 ]; then
     echo "network namespaces, $WORKERS workers, +$DELAY_MS ms per link, $label..." >&2
     RADIAL_RUN_DIR="$OUT/netns-run" deploy/netns-cluster.sh up --model "$MODEL" --workers "$WORKERS" --delay-ms "$DELAY_MS" "${args[@]}" >&2
-    run_point "netns+${DELAY_MS}ms" "$label" 10.77.250.2:7100
+    # The namespace cluster listens beyond loopback, so it requires the token it wrote.
+    run_point "netns+${DELAY_MS}ms" "$label" 10.77.250.2:7100 --auth-token-file "$OUT/netns-run/token"
     RADIAL_RUN_DIR="$OUT/netns-run" deploy/netns-cluster.sh down >&2
   fi
 done
