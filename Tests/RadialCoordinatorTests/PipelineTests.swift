@@ -51,6 +51,28 @@ import Testing
         #expect(traces.allSatisfy { $0.hops == 3 && $0.layersRun == Array(0..<6) })
     }
 
+    /// The first positions of a sequence run every layer on every stage (`--dense-positions`), the rest are routed;
+    /// the pipeline and the in-process shard agree on both.
+    @Test func densePositionsVisitEveryStage() async throws {
+        let path = try Self.tinyModel()
+        let (model, router) = try await blocking { try TinyRouter.distil(modelPath: path) }
+        let policy = RoutingPolicy(threshold: 2, alwaysRun: LayerSet(), densePositions: 2, modelLayers: 6)  // skips all it may
+        let chooser = RouterChooser(router: router, policy: policy)
+        let pipeline = Pipeline(stages: try Self.stages(path, Self.ranges, chooser: chooser), dim: model.config.dim, chooser: chooser)
+        let ids = [5, 9, 30, 41]
+        var hidden = try model.head.embed(ids)
+        let traces = try await pipeline.forward(ids.indices.map { Pipeline.Row(session: 1, position: $0) }, hidden: &hidden)
+        #expect(traces[0].layersRun == Array(0..<6) && traces[1].layersRun == Array(0..<6))
+        #expect(traces[2].hops == 0 && traces[3].hops == 0, "later positions skip everything")
+        var local = try model.head.embed(ids)
+        let cache = model.makeCache()
+        let ran = try local.withUnsafeMutableBufferPointer {
+            try model.shard.forward($0.baseAddress!, tokens: ids.indices.map { ShardToken(cache: cache, position: $0) }, chooser: chooser)
+        }
+        #expect(ran.map(\.sorted) == traces.map(\.layersRun))
+        #expect(hidden == local)
+    }
+
     /// Generations through the scheduler over routed local stages equal the in-process routed engine: tokens and
     /// the layers each token ran, with whole stages skipped and their K/V filled later (or masked).
     @Test(arguments: [SkippedLayerKV.fill, .mask])
