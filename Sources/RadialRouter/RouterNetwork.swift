@@ -79,8 +79,9 @@ public struct RouterNetwork: Sendable {
     }
 
     /// One row of the first matrix against the features, 16 lanes at a time in a fixed order: the same bits
-    /// in every process and at any thread count, and ~10x faster than sgemv for a 64-row matrix, whose call
-    /// and thread hand-off cost more than the 100k multiply-adds (measured in `radial eval`'s router cost).
+    /// in every process and at any thread count. For a 64-row matrix this beat sgemv, whose call and thread
+    /// hand-off outweigh the 100k multiply-adds: `radial eval`'s router cost on Qwen2.5-1.5B fell from 2.1-4.9 ms
+    /// to 0.17 ms per token for 28 layers (runs on a shared machine; the factor is approximate).
     @inline(__always)
     static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count n: Int) -> Float {
         var acc = SIMD16<Float>(repeating: 0)
