@@ -288,22 +288,13 @@ public final class Scheduler: Sendable {
         let clock = ContinuousClock()
         let stepStart = clock.now
         for r in rows where r.session.startedAt == nil { r.session.startedAt = stepStart }
-        let dim = head.config.dim
         do {
             var final = try head.embed(rows.map(\.token))
             let traces = try await pipeline.forward(rows.map { Pipeline.Row(session: $0.session.id, position: $0.position) }, hidden: &final)
             let ran = traces.map(\.layersRun), hops = traces.map(\.hops)
             let picked = rows.indices.filter { rows[$0].wantsLogits }
-            var selected = [Float](repeating: 0, count: picked.count * dim)
-            for (j, i) in picked.enumerated() {
-                selected.withUnsafeMutableBufferPointer { out in
-                    final.withUnsafeBufferPointer { src in
-                        (out.baseAddress! + j * dim).update(from: src.baseAddress! + i * dim, count: dim)
-                    }
-                }
-            }
             let othersRunning = shared.withLock { $0.running } > running.count
-            let logits = await lmHead(selected, rows: picked.count, offThread: othersRunning)
+            let logits = await lmHead(final, picked: picked, offThread: othersRunning)
             // Every session in the batch consumed its rows.
             var consumed: [ObjectIdentifier: Int] = [:]
             for r in rows { consumed[ObjectIdentifier(r.session), default: 0] += 1 }
@@ -351,8 +342,8 @@ public final class Scheduler: Sendable {
     /// The LM head. While only this lane has sessions, the loop computes it on the thread that received the last
     /// worker's reply (no thread wake-up); while other lanes run too (`offThread`), that thread must stay free to
     /// receive their replies meanwhile.
-    private func lmHead(_ hidden: [Float], rows: Int, offThread: Bool) async -> [Float] {
-        let compute = { hidden.withUnsafeBufferPointer { self.head.logits($0.baseAddress!, rows: rows) } }
+    private func lmHead(_ hidden: [Float], picked: [Int], offThread: Bool) async -> [Float] {
+        let compute = { hidden.withUnsafeBufferPointer { self.head.logits($0.baseAddress!, picked: picked) } }
         if !offThread { return compute() }
         return await withTaskExecutorPreference(globalConcurrentExecutor) { compute() }
     }

@@ -57,6 +57,17 @@ public final class LlamaHead: Sendable {
         return out
     }
 
+    /// Logits (picked.count, vocab) for the rows `picked` of `hidden` (row-major, dim floats each), in that
+    /// order: the rows of a batch that want a next token (a prompt's last row, every decode row).
+    public func logits(_ hidden: UnsafePointer<Float>, picked: [Int]) -> [Float] {
+        let dim = config.dim
+        var selected = [Float](repeating: 0, count: picked.count * dim)
+        selected.withUnsafeMutableBufferPointer { out in
+            for (j, i) in picked.enumerated() { (out.baseAddress! + j * dim).update(from: hidden + i * dim, count: dim) }
+        }
+        return selected.withUnsafeBufferPointer { logits($0.baseAddress!, rows: picked.count) }
+    }
+
     /// The LM head's rows for `ids` (ids.count rows of dim, dequantised): logits over a few candidate tokens are
     /// dot products with these and the final-normed state, far cheaper than the whole vocabulary.
     public func outputRows(_ ids: [Int]) -> [Float] {

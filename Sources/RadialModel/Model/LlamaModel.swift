@@ -41,18 +41,13 @@ public final class LlamaModel: Sendable {
     public func stepTracing(_ rows: [(cache: KVCache, position: Int, token: Int, layers: LayerSet?)],
                             wantLogits: [Bool]? = nil, kvPolicy: SkippedLayerKV = .fill,
                             chooser: (any LayerChooser)? = nil) throws -> (logits: [[Float]], layersRun: [LayerSet]) {
-        let dim = config.dim
         var hidden = try head.embed(rows.map(\.token))
         let ran = try hidden.withUnsafeMutableBufferPointer { h in
             try shard.forward(h.baseAddress!, tokens: rows.map { ShardToken(cache: $0.cache, position: $0.position, layers: $0.layers) },
                               kvPolicy: kvPolicy, chooser: chooser)
         }
         let picked = (0..<rows.count).filter { wantLogits?[$0] ?? true }
-        var selected = [Float](repeating: 0, count: picked.count * dim)
-        for (j, i) in picked.enumerated() {
-            for d in 0..<dim { selected[j * dim + d] = hidden[i * dim + d] }
-        }
-        let logits = selected.withUnsafeBufferPointer { head.logits($0.baseAddress!, rows: picked.count) }
+        let logits = hidden.withUnsafeBufferPointer { head.logits($0.baseAddress!, picked: picked) }
         let v = config.vocabSize
         return ((0..<picked.count).map { Array(logits[$0 * v..<($0 + 1) * v]) }, ran)
     }
