@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 MODEL=${1:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 OUT=${OUT:-out/routing}
 ROUTER=${2:-$OUT/router.rdrt}
-read -r -a RATES <<<"${RATES:-0.1 0.2 0.3}"
+read -r -a RATES <<<"${RATES-0.1 0.2 0.3}"    # RATES="" for none
 read -r -a CONC <<<"${CONC:-1 4}"
 read -r -a BUDGETS <<<"${BUDGETS:-}"
 read -r -a COMPARE <<<"${COMPARE:-}"
@@ -119,7 +119,7 @@ print("| network | point | streams | tok/s | p50 ms/tok | hops/token | layers sk
 print("|---|---|---|---|---|---|---|---|")
 dense = {(r["network"], r["streams"]): r["tokens_per_s"] for r in rows if not r.get("status") and r["point"] == "dense"}
 hops = {(r["network"], r["point"]): r["hops_per_token"] for r in rows if r.get("status")}
-skips = {(r["network"], r["point"]): r["layer_skip_rate"] for r in rows if r.get("status")}
+skips = {(r["network"], r["point"]): sum(r["layer_skip_rate"]) / max(len(r["layer_skip_rate"]), 1) for r in rows if r.get("status")}
 for r in rows:
     if r.get("status"): continue
     base = dense.get((r["network"], r["streams"]))
