@@ -40,13 +40,7 @@ struct CalibrateRouterCommand: ParsableCommand {
         _ = try rates()
     }
 
-    func rates() throws -> [Double] {
-        let v = skipRates.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
-        guard !v.isEmpty, v.allSatisfy({ $0 != nil && $0! > 0 && $0! < 0.9 }) else {
-            throw ValidationError("--skip-rates must be rates in (0, 0.9), comma-separated")
-        }
-        return v.map { $0! }
-    }
+    func rates() throws -> [Double] { try parseSkipRates(skipRates, option: "--skip-rates", below: 0.9) }
 
     func run() throws {
         let (model, tokenizer) = try modelOptions.load()

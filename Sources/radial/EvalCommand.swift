@@ -68,14 +68,7 @@ struct EvalCommand: ParsableCommand {
         return parts.map { $0! }
     }
 
-    func rates() throws -> [Double] {
-        if skipRates == "none" { return [] }
-        let parts = skipRates.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
-        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil && $0! > 0 && $0! < 1 }) else {
-            throw ValidationError("--skip-rates must be fractions between 0 and 1, e.g. 0.05,0.1")
-        }
-        return parts.map { $0! }
-    }
+    func rates() throws -> [Double] { try parseSkipRates(skipRates, option: "--skip-rates", allowNone: true) }
 
     func run() throws {
         let (model, tokenizer) = try modelOptions.load()

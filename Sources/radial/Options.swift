@@ -87,3 +87,13 @@ extension Array {
     /// The numbers of a list option, however they were written (`--sizes 1,2` or `--sizes 1 2`).
     func joined<Number>() -> [Number] where Element == NumberList<Number> { flatMap(\.values) }
 }
+
+/// A list of skip rates ("0.05,0.1"), each in (0, `below`); "none" is the empty list where `allowNone`.
+func parseSkipRates(_ s: String, option: String, below: Double = 1, allowNone: Bool = false) throws -> [Double] {
+    if allowNone && s == "none" { return [] }
+    let v = s.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
+    guard !v.isEmpty, v.allSatisfy({ $0 != nil && $0! > 0 && $0! < below }) else {
+        throw ValidationError("\(option) must be fractions in (0, \(below)), comma-separated, e.g. 0.05,0.1" + (allowNone ? ", or none" : ""))
+    }
+    return v.map { $0! }
+}

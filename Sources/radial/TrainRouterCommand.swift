@@ -56,11 +56,7 @@ struct TrainRouterCommand: ParsableCommand {
     @Flag(name: .long, help: "End with one JSON object on the last line.")
     var json = false
 
-    var parsedCurveRates: [Double]? {
-        if curveSkipRates == "none" { return [] }
-        let v = curveSkipRates.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
-        return v.allSatisfy { $0 != nil && $0! > 0 && $0! < 0.9 } && !v.isEmpty ? v.map { $0! } : nil
-    }
+    var parsedCurveRates: [Double]? { try? parseSkipRates(curveSkipRates, option: "--curve-skip-rates", below: 0.9, allowNone: true) }
 
     func validate() throws {
         guard (1...4096).contains(width) else { throw ValidationError("--width must be between 1 and 4096") }
@@ -70,7 +66,7 @@ struct TrainRouterCommand: ParsableCommand {
         guard (1...10).contains(rounds) else { throw ValidationError("--rounds must be between 1 and 10") }
         guard onPolicySkipRate > 0, onPolicySkipRate < 0.9 else { throw ValidationError("--on-policy-skip-rate must be in (0, 0.9)") }
         guard (2...4096).contains(costCandidates) else { throw ValidationError("--cost-candidates must be between 2 and 4096") }
-        guard parsedCurveRates != nil else { throw ValidationError("--curve-skip-rates must be rates in (0, 0.9), comma-separated, or none") }
+        _ = try parseSkipRates(curveSkipRates, option: "--curve-skip-rates", below: 0.9, allowNone: true)
         guard curveTokens >= 16 else { throw ValidationError("--curve-tokens must be at least 16") }
         guard densePositions >= 0, minLayers >= 0 else { throw ValidationError("--dense-positions and --min-layers must be at least 0") }
     }
