@@ -8,6 +8,7 @@ struct CalibrateRouterCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "calibrate-router",
         abstract: "Measure a router's quality curve again, on your text and with your policy, and save it in the router.",
+        usage: "radial calibrate-router --model <m> --router <r> --text <t> [<options>]",
         discussion: """
             The quality curve (held-out perplexity against threshold) is what `--max-quality-loss` reads. \
             `radial train-router` measures one at the end of training; this measures it again on another text \
@@ -16,8 +17,10 @@ struct CalibrateRouterCommand: ParsableCommand {
             check, do not change.
 
             Example:
-              radial calibrate-router --model models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf \\
-                --router out/router.rdrt --text data/code-heldout.txt --max-tokens 512 --min-layers 26
+              radial calibrate-router \\
+                --model models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf \\
+                --router out/router.rdrt --text data/code-heldout.txt \\
+                --max-tokens 512 --min-layers 26
             """)
 
     @OptionGroup var modelOptions: ModelOptions

@@ -242,7 +242,8 @@ import Testing
             guard let modelHere else { return stopsAtTheModel() }
             set("--model", modelHere)
             return Plan(arguments: subcommand + args) { r in r.status == 0 && r.stdout.contains("\t") ? nil : "expected token ids" }
-        case "radial eval", "radial train-router", "radial profile", "radial engine-bench", "radial-worker", "radial-coordinator":
+        case "radial eval", "radial train-router", "radial calibrate-router", "radial profile", "radial engine-bench", "radial-worker",
+             "radial-coordinator":
             return stopsAtTheModel()
         case "radial bench" where modelHere == nil:
             return findsNoCoordinator("bench against")
