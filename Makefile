@@ -5,7 +5,7 @@
 #   make test   installs what is missing, builds, and runs every test (the numpy reference's own tests first)
 MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 PROMPT ?= What is the capital of France? Answer in one sentence.
-# The demo's router: distilled from the model over 4096 tokens of fortunes on first use (~1.5 min), then reused.
+# The demo's router: distilled from the model over 2048 tokens of fortunes on first use (~3 min), then reused.
 ROUTER ?= $(MODEL:.gguf=.router)
 SKIP_RATE ?= 0.1
 WORKERS ?= 6
@@ -34,7 +34,7 @@ demo:
 
 $(ROUTER):
 	scripts/setup.sh corpus
-	.build/release/radial train-router --model $(MODEL) --text data/fortunes-train.txt --max-tokens 4096 --out $@.tmp
+	.build/release/radial train-router --model $(MODEL) --text data/fortunes-train.txt --max-tokens 2048 --out $@.tmp
 	mv $@.tmp $@
 
 # The same model in this one process (no cluster).
