@@ -21,16 +21,11 @@ import Testing
     @Test func costLabelledRouterCarriesItsCurveThroughTheFileAndTheFlags() throws {
         let path = try TestSupport.writeTinyModel()
         let file = try GGUFFile(path: path)
-        let model = try LlamaModel(file: file)
-        let windows = TokenWindows(windows: (0..<8).map { w in (0..<32).map { 3 + ($0 * 31 + w * 17 + $0 * $0) % 250 } })
-        var distiller = RouterDistiller()
-        distiller.trainer.width = 16
-        distiller.trainer.epochs = 4
-        distiller.rounds = 2
-        distiller.alwaysRun = LayerSet([0])
-        distiller.labels = .cost
-        distiller.curveSkipRates = [0.1, 0.3, 0.5]
-        let router = try distiller.distil(model: model, modelFingerprint: file.fingerprint, windows: windows, windowLength: 32)
+        let (model, router) = try TinyRouter.distil(modelPath: path) { d in
+            d.alwaysRun = LayerSet([0])
+            d.labels = .cost
+            d.curveSkipRates = [0.1, 0.3, 0.5]
+        }
         let h = router.header
         #expect(h.labels == .cost)
         #expect((h.costScale ?? 0) > 0)
