@@ -33,16 +33,14 @@ public struct SkipCostProbe: Sendable {
                         ran: [LayerSet]) throws -> [Float] {
         let n = ran.count, L = model.config.layerCount, dim = model.config.dim, V = model.config.vocabSize
         let K = min(candidates, V)
-        // The trace's own distribution: its top-K tokens and their logits.
+        // The trace's own distribution: its top-K tokens (from the whole head), and their logits computed the way
+        // the probes' are (fp32 dot products with the dequantised rows), so that under q8 arithmetic a flip that
+        // changes nothing costs exactly 0.
         let full = model.head.logits(outputs, rows: n)
-        var top = [[Int]](), reference = [[Float]]()
-        for t in 0..<n {
-            let row = full[(t * V)..<((t + 1) * V)]
-            let ids = Self.topK(row, K)
-            top.append(ids)
-            reference.append(ids.map { row[t * V + $0] })
-        }
+        let top = (0..<n).map { t in Self.topK(full[(t * V)..<((t + 1) * V)], K) }
         let rows = top.map { model.head.outputRows($0) }
+        let normedOutputs = model.head.finalNorm(outputs, rows: n)
+        let reference = (0..<n).map { t in Self.candidateLogits(normedOutputs, row: t, dim: dim, weights: rows[t], count: K) }
         let U = (L + block - 1) / block
         var costs = [Float](repeating: Self.unmeasured, count: n * U)
         var probed = [Float](repeating: 0, count: n * dim)
@@ -61,15 +59,21 @@ public struct SkipCostProbe: Sendable {
             try probed.withUnsafeMutableBufferPointer { try model.shard.probe($0.baseAddress!, tokens: tokens, from: l) }
             let normed = probed.withUnsafeBufferPointer { model.head.finalNorm($0.baseAddress!, rows: n) }
             for t in 0..<n {
-                var logits = [Float](repeating: 0, count: K)
-                normed.withUnsafeBufferPointer { x in rows[t].withUnsafeBufferPointer { w in logits.withUnsafeMutableBufferPointer { y in
-                    BLAS.linear(x.baseAddress! + t * dim, rows: 1, inputs: dim, weight: w.baseAddress!, outputs: K, into: y.baseAddress!)
-                }}}
+                let logits = Self.candidateLogits(normed, row: t, dim: dim, weights: rows[t], count: K)
                 let (with, without) = ran[t].contains(l) ? (reference[t], logits) : (logits, reference[t])
                 costs[t * U + u] = Self.divergence(with, without)
             }
         }
         return costs
+    }
+
+    /// Logits of `count` candidate tokens (their LM-head rows in `weights`) for row `row` of final-normed states.
+    static func candidateLogits(_ normed: [Float], row: Int, dim: Int, weights: [Float], count: Int) -> [Float] {
+        var logits = [Float](repeating: 0, count: count)
+        normed.withUnsafeBufferPointer { x in weights.withUnsafeBufferPointer { w in logits.withUnsafeMutableBufferPointer { y in
+            BLAS.linear(x.baseAddress! + row * dim, rows: 1, inputs: dim, weight: w.baseAddress!, outputs: count, into: y.baseAddress!)
+        }}}
+        return logits
     }
 
     /// The indices of the `k` largest values, largest first.
