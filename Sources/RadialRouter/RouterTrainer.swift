@@ -258,7 +258,3 @@ struct Adam {
         var b2 = [net.b2]; update(&b2); net.b2 = b2[0]
     }
 }
-
-extension RouterTrainer {
-    public static func correlationForTesting(_ a: [Float], _ b: [Float]) -> Float { correlation(a, b) }
-}

@@ -102,8 +102,3 @@ public struct SkipCostProbe: Sendable {
         return z.map { Double($0) - lse }
     }
 }
-
-extension SkipCostProbe {
-    public static func divergenceForTesting(_ p: [Float], _ q: [Float]) -> Float { divergence(p, q) }
-    public static func topKForTesting(_ row: ArraySlice<Float>, _ k: Int) -> [Int] { topK(row, k) }
-}

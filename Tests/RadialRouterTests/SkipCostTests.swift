@@ -1,5 +1,5 @@
 import Foundation
-import RadialRouter
+@testable import RadialRouter
 import RadialTestSupport
 import Testing
 @testable import RadialModel
@@ -78,9 +78,9 @@ import Testing
     @Test func truncatedDivergenceOverTopCandidates() {
         // Over the same tokens, the truncated divergence is the full one renormalised; identical inputs cost 0.
         let p: [Float] = [3, 1, 0.5, -2], q: [Float] = [2.5, 1.2, 0.1, -1]
-        #expect(abs(Double(SkipCostProbe.divergenceForTesting(p, q)) - Self.klFull(p, q)) < 1e-6)
-        #expect(SkipCostProbe.divergenceForTesting(p, p) == 0)
-        #expect(SkipCostProbe.topKForTesting([0.1, 5, -1, 3, 7][...], 3) == [4, 1, 3])
+        #expect(abs(Double(SkipCostProbe.divergence(p, q)) - Self.klFull(p, q)) < 1e-6)
+        #expect(SkipCostProbe.divergence(p, p) == 0)
+        #expect(SkipCostProbe.topK([0.1, 5, -1, 3, 7][...], 3) == [4, 1, 3])
     }
 }
 
@@ -113,7 +113,7 @@ import Testing
             }
             let skipped = h.withUnsafeBufferPointer { model.head.logits($0.baseAddress!, rows: ids.count) }
             for t in 0..<ids.count {
-                full.append(SkipCostProbe.divergenceForTesting(Array(dense[(t * V)..<((t + 1) * V)]), Array(skipped[(t * V)..<((t + 1) * V)])))
+                full.append(SkipCostProbe.divergence(Array(dense[(t * V)..<((t + 1) * V)]), Array(skipped[(t * V)..<((t + 1) * V)])))
                 truncated.append(trace.costs[t * L + l])
             }
         }
@@ -122,7 +122,7 @@ import Testing
             for (k, i) in v.indices.sorted(by: { v[$0] < v[$1] }).enumerated() { r[i] = Float(k) }
             return r
         }
-        let rho = RouterTrainer.correlationForTesting(ranks(truncated), ranks(full))
+        let rho = RouterTrainer.correlation(ranks(truncated), ranks(full))
         print("skip cost over 64 candidates vs the full vocabulary: Spearman \(rho) over \(full.count) (token, layer) pairs")
         #expect(rho > 0.9, "rank correlation \(rho)")
     }
