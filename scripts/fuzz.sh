@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Seeded mutational fuzzing of every request decoder, the worker's Forward and RestoreSession handlers, and the GGUF
+# Seeded mutational fuzzing of every request decoder, the worker's Forward, Configure and RestoreSession handlers, and the GGUF
 # reader (Tests/RadialClusterTests/FuzzTests.swift), at a count CI does not afford.
 #   scripts/fuzz.sh [ITERATIONS]     default 100000 per target (the GGUF target runs a third of them)
 set -euo pipefail

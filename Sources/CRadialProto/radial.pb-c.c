@@ -727,6 +727,141 @@ void   radial__restore_session_reply__free_unpacked
   assert(message->base.descriptor == &radial__restore_session_reply__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   radial__stage_policy__init
+                     (Radial__StagePolicy         *message)
+{
+  static const Radial__StagePolicy init_value = RADIAL__STAGE_POLICY__INIT;
+  *message = init_value;
+}
+size_t radial__stage_policy__get_packed_size
+                     (const Radial__StagePolicy *message)
+{
+  assert(message->base.descriptor == &radial__stage_policy__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t radial__stage_policy__pack
+                     (const Radial__StagePolicy *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &radial__stage_policy__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t radial__stage_policy__pack_to_buffer
+                     (const Radial__StagePolicy *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &radial__stage_policy__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Radial__StagePolicy *
+       radial__stage_policy__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Radial__StagePolicy *)
+     protobuf_c_message_unpack (&radial__stage_policy__descriptor,
+                                allocator, len, data);
+}
+void   radial__stage_policy__free_unpacked
+                     (Radial__StagePolicy *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &radial__stage_policy__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   radial__configure_request__init
+                     (Radial__ConfigureRequest         *message)
+{
+  static const Radial__ConfigureRequest init_value = RADIAL__CONFIGURE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t radial__configure_request__get_packed_size
+                     (const Radial__ConfigureRequest *message)
+{
+  assert(message->base.descriptor == &radial__configure_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t radial__configure_request__pack
+                     (const Radial__ConfigureRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &radial__configure_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t radial__configure_request__pack_to_buffer
+                     (const Radial__ConfigureRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &radial__configure_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Radial__ConfigureRequest *
+       radial__configure_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Radial__ConfigureRequest *)
+     protobuf_c_message_unpack (&radial__configure_request__descriptor,
+                                allocator, len, data);
+}
+void   radial__configure_request__free_unpacked
+                     (Radial__ConfigureRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &radial__configure_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   radial__configure_reply__init
+                     (Radial__ConfigureReply         *message)
+{
+  static const Radial__ConfigureReply init_value = RADIAL__CONFIGURE_REPLY__INIT;
+  *message = init_value;
+}
+size_t radial__configure_reply__get_packed_size
+                     (const Radial__ConfigureReply *message)
+{
+  assert(message->base.descriptor == &radial__configure_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t radial__configure_reply__pack
+                     (const Radial__ConfigureReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &radial__configure_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t radial__configure_reply__pack_to_buffer
+                     (const Radial__ConfigureReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &radial__configure_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Radial__ConfigureReply *
+       radial__configure_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Radial__ConfigureReply *)
+     protobuf_c_message_unpack (&radial__configure_reply__descriptor,
+                                allocator, len, data);
+}
+void   radial__configure_reply__free_unpacked
+                     (Radial__ConfigureReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &radial__configure_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   radial__adopt_session_request__init
                      (Radial__AdoptSessionRequest         *message)
 {
@@ -2128,7 +2263,7 @@ const ProtobufCMessageDescriptor radial__kvfill_entry__descriptor =
   (ProtobufCMessageInit) radial__kvfill_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor radial__forward_request__field_descriptors[8] =
+static const ProtobufCFieldDescriptor radial__forward_request__field_descriptors[7] =
 {
   {
     "handshake",
@@ -2191,30 +2326,6 @@ static const ProtobufCFieldDescriptor radial__forward_request__field_descriptors
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "kv_policy",
-    6,
-    PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_ENUM,
-    0,   /* quantifier_offset */
-    offsetof(Radial__ForwardRequest, kv_policy),
-    &radial__kvpolicy__descriptor,
-    NULL,
-    0,             /* flags */
-    0,NULL,NULL    /* reserved1,reserved2, etc */
-  },
-  {
-    "routing",
-    7,
-    PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_MESSAGE,
-    0,   /* quantifier_offset */
-    offsetof(Radial__ForwardRequest, routing),
-    &radial__routing_policy__descriptor,
-    NULL,
-    0,             /* flags */
-    0,NULL,NULL    /* reserved1,reserved2, etc */
-  },
-  {
     "expect",
     8,
     PROTOBUF_C_LABEL_NONE,
@@ -2226,21 +2337,33 @@ static const ProtobufCFieldDescriptor radial__forward_request__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "policy_id",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Radial__ForwardRequest, policy_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned radial__forward_request__field_indices_by_name[] = {
-  7,   /* field[7] = expect */
+  5,   /* field[5] = expect */
   4,   /* field[4] = fill_hidden */
   3,   /* field[3] = fills */
   0,   /* field[0] = handshake */
   2,   /* field[2] = hidden */
-  5,   /* field[5] = kv_policy */
-  6,   /* field[6] = routing */
+  6,   /* field[6] = policy_id */
   1,   /* field[1] = tokens */
 };
-static const ProtobufCIntRange radial__forward_request__number_ranges[1 + 1] =
+static const ProtobufCIntRange radial__forward_request__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 8, 5 },
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor radial__forward_request__descriptor =
 {
@@ -2250,10 +2373,10 @@ const ProtobufCMessageDescriptor radial__forward_request__descriptor =
   "Radial__ForwardRequest",
   "radial",
   sizeof(Radial__ForwardRequest),
-  8,
+  7,
   radial__forward_request__field_descriptors,
   radial__forward_request__field_indices_by_name,
-  1,  radial__forward_request__number_ranges,
+  2,  radial__forward_request__number_ranges,
   (ProtobufCMessageInit) radial__forward_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
@@ -2500,7 +2623,7 @@ const ProtobufCMessageDescriptor radial__close_session_reply__descriptor =
   (ProtobufCMessageInit) radial__close_session_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor radial__restore_session_request__field_descriptors[6] =
+static const ProtobufCFieldDescriptor radial__restore_session_request__field_descriptors[5] =
 {
   {
     "handshake",
@@ -2510,18 +2633,6 @@ static const ProtobufCFieldDescriptor radial__restore_session_request__field_des
     0,   /* quantifier_offset */
     offsetof(Radial__RestoreSessionRequest, handshake),
     &radial__handshake__descriptor,
-    NULL,
-    0,             /* flags */
-    0,NULL,NULL    /* reserved1,reserved2, etc */
-  },
-  {
-    "session_id",
-    2,
-    PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_UINT64,
-    0,   /* quantifier_offset */
-    offsetof(Radial__RestoreSessionRequest, session_id),
-    NULL,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
@@ -2576,17 +2687,17 @@ static const ProtobufCFieldDescriptor radial__restore_session_request__field_des
   },
 };
 static const unsigned radial__restore_session_request__field_indices_by_name[] = {
-  5,   /* field[5] = group_sizes */
+  4,   /* field[4] = group_sizes */
   0,   /* field[0] = handshake */
-  3,   /* field[3] = hidden */
-  2,   /* field[2] = history */
-  4,   /* field[4] = kv_policy */
-  1,   /* field[1] = session_id */
+  2,   /* field[2] = hidden */
+  1,   /* field[1] = history */
+  3,   /* field[3] = kv_policy */
 };
-static const ProtobufCIntRange radial__restore_session_request__number_ranges[1 + 1] =
+static const ProtobufCIntRange radial__restore_session_request__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 3, 1 },
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor radial__restore_session_request__descriptor =
 {
@@ -2596,14 +2707,14 @@ const ProtobufCMessageDescriptor radial__restore_session_request__descriptor =
   "Radial__RestoreSessionRequest",
   "radial",
   sizeof(Radial__RestoreSessionRequest),
-  6,
+  5,
   radial__restore_session_request__field_descriptors,
   radial__restore_session_request__field_indices_by_name,
-  1,  radial__restore_session_request__number_ranges,
+  2,  radial__restore_session_request__number_ranges,
   (ProtobufCMessageInit) radial__restore_session_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor radial__restore_session_reply__field_descriptors[2] =
+static const ProtobufCFieldDescriptor radial__restore_session_reply__field_descriptors[3] =
 {
   {
     "positions",
@@ -2629,15 +2740,28 @@ static const ProtobufCFieldDescriptor radial__restore_session_reply__field_descr
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "sessions",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Radial__RestoreSessionReply, sessions),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned radial__restore_session_reply__field_indices_by_name[] = {
   1,   /* field[1] = kv_bytes */
   0,   /* field[0] = positions */
+  2,   /* field[2] = sessions */
 };
 static const ProtobufCIntRange radial__restore_session_reply__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor radial__restore_session_reply__descriptor =
 {
@@ -2647,11 +2771,164 @@ const ProtobufCMessageDescriptor radial__restore_session_reply__descriptor =
   "Radial__RestoreSessionReply",
   "radial",
   sizeof(Radial__RestoreSessionReply),
-  2,
+  3,
   radial__restore_session_reply__field_descriptors,
   radial__restore_session_reply__field_indices_by_name,
   1,  radial__restore_session_reply__number_ranges,
   (ProtobufCMessageInit) radial__restore_session_reply__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor radial__stage_policy__field_descriptors[2] =
+{
+  {
+    "kv_policy",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Radial__StagePolicy, kv_policy),
+    &radial__kvpolicy__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "routing",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Radial__StagePolicy, routing),
+    &radial__routing_policy__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned radial__stage_policy__field_indices_by_name[] = {
+  0,   /* field[0] = kv_policy */
+  1,   /* field[1] = routing */
+};
+static const ProtobufCIntRange radial__stage_policy__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor radial__stage_policy__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "radial.StagePolicy",
+  "StagePolicy",
+  "Radial__StagePolicy",
+  "radial",
+  sizeof(Radial__StagePolicy),
+  2,
+  radial__stage_policy__field_descriptors,
+  radial__stage_policy__field_indices_by_name,
+  1,  radial__stage_policy__number_ranges,
+  (ProtobufCMessageInit) radial__stage_policy__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor radial__configure_request__field_descriptors[3] =
+{
+  {
+    "handshake",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Radial__ConfigureRequest, handshake),
+    &radial__handshake__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "expect",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Radial__ConfigureRequest, expect),
+    &radial__stage_identity__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "policy",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Radial__ConfigureRequest, policy),
+    &radial__stage_policy__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned radial__configure_request__field_indices_by_name[] = {
+  1,   /* field[1] = expect */
+  0,   /* field[0] = handshake */
+  2,   /* field[2] = policy */
+};
+static const ProtobufCIntRange radial__configure_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor radial__configure_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "radial.ConfigureRequest",
+  "ConfigureRequest",
+  "Radial__ConfigureRequest",
+  "radial",
+  sizeof(Radial__ConfigureRequest),
+  3,
+  radial__configure_request__field_descriptors,
+  radial__configure_request__field_indices_by_name,
+  1,  radial__configure_request__number_ranges,
+  (ProtobufCMessageInit) radial__configure_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor radial__configure_reply__field_descriptors[1] =
+{
+  {
+    "policy_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Radial__ConfigureReply, policy_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned radial__configure_reply__field_indices_by_name[] = {
+  0,   /* field[0] = policy_id */
+};
+static const ProtobufCIntRange radial__configure_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor radial__configure_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "radial.ConfigureReply",
+  "ConfigureReply",
+  "Radial__ConfigureReply",
+  "radial",
+  sizeof(Radial__ConfigureReply),
+  1,
+  radial__configure_reply__field_descriptors,
+  radial__configure_reply__field_indices_by_name,
+  1,  radial__configure_reply__number_ranges,
+  (ProtobufCMessageInit) radial__configure_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor radial__adopt_session_request__field_descriptors[3] =
@@ -4029,17 +4306,19 @@ const ProtobufCEnumDescriptor radial__finish_reason__descriptor =
   radial__finish_reason__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor radial__worker__method_descriptors[5] =
+static const ProtobufCMethodDescriptor radial__worker__method_descriptors[6] =
 {
   { "Info", &radial__info_request__descriptor, &radial__worker_info__descriptor },
   { "Forward", &radial__forward_request__descriptor, &radial__forward_reply__descriptor },
   { "CloseSession", &radial__close_session_request__descriptor, &radial__close_session_reply__descriptor },
   { "RestoreSession", &radial__restore_session_request__descriptor, &radial__restore_session_reply__descriptor },
   { "AdoptSession", &radial__adopt_session_request__descriptor, &radial__adopt_session_reply__descriptor },
+  { "Configure", &radial__configure_request__descriptor, &radial__configure_reply__descriptor },
 };
 const unsigned radial__worker__method_indices_by_name[] = {
   4,        /* AdoptSession */
   2,        /* CloseSession */
+  5,        /* Configure */
   1,        /* Forward */
   0,        /* Info */
   3         /* RestoreSession */
@@ -4051,7 +4330,7 @@ const ProtobufCServiceDescriptor radial__worker__descriptor =
   "Worker",
   "Radial__Worker",
   "radial",
-  5,
+  6,
   radial__worker__method_descriptors,
   radial__worker__method_indices_by_name
 };
@@ -4094,6 +4373,14 @@ void radial__worker__adopt_session(ProtobufCService *service,
 {
   assert(service->descriptor == &radial__worker__descriptor);
   service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void radial__worker__configure(ProtobufCService *service,
+                               const Radial__ConfigureRequest *input,
+                               Radial__ConfigureReply_Closure closure,
+                               void *closure_data)
+{
+  assert(service->descriptor == &radial__worker__descriptor);
+  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void radial__worker__init (Radial__Worker_Service *service,
                            Radial__Worker_ServiceDestroy destroy)

@@ -107,20 +107,95 @@ public final class Pipeline: Sendable {
                 }
             }
             if visiting.isEmpty && fills.isEmpty { continue }
-            var sent = [Float](repeating: 0, count: visiting.count * dim)
-            for (j, i) in visiting.enumerated() { sent[(j * dim)..<((j + 1) * dim)] = hidden[(i * dim)..<((i + 1) * dim)] }
+            // Every row visiting (no routing, or none skips): the batch shares `hidden` and its result replaces it,
+            // with no gather or scatter copy.
+            let everyRow = visiting.count == n
+            let sent = everyRow ? hidden : Self.gather(hidden, visiting, dim)
             let tokens = visiting.map {
                 TokenEntry(sessionID: rows[$0].session, position: rows[$0].position, routed: chooser?.routes(position: rows[$0].position) ?? false,
                            layersBefore: traces[$0].layersRun.count)
             }
-            let out = try await stage.forward(StageBatch(tokens: tokens, hidden: sent, fills: fills, fillHidden: fillHidden))
+            let out = try await send(StageBatch(tokens: tokens, hidden: sent, fills: fills, fillHidden: fillHidden), to: stage)
+            if everyRow { hidden = out.hidden }
             for (j, i) in visiting.enumerated() {
-                hidden[(i * dim)..<((i + 1) * dim)] = out.hidden[(j * dim)..<((j + 1) * dim)]
+                if !everyRow { hidden[(i * dim)..<((i + 1) * dim)] = out.hidden[(j * dim)..<((j + 1) * dim)] }
                 traces[i].layersRun += out.layersRun[j]
                 traces[i].hops += 1
             }
         }
         return traces
+    }
+
+    /// Agrees the K/V and routing policy with every stage (remote workers' Configure) before serving.
+    public func settle() async throws {
+        for stage in stages { try await stage.settle() }
+    }
+
+    /// Sends a stage its batch. A batch over the decode kernels' row limit runs sgemm, and a row's bits then depend
+    /// on the rest of the batch: such a batch must hold one session only, or that session could not be replayed
+    /// alone (failover) to the same bits. So a wide batch that mixes sessions goes as several calls at once: each
+    /// session over the limit alone, the others packed into calls of at most the limit (where every row is
+    /// computed as it would be alone).
+    private func send(_ batch: StageBatch, to stage: any Stage) async throws -> StageOutput {
+        let parts = Self.parts(of: batch)
+        if parts.count == 1 { return try await stage.forward(batch) }
+        let dim = dim
+        let outputs = try await withThrowingTaskGroup(of: (Int, StageOutput).self) { group in
+            for (k, p) in parts.enumerated() {
+                let part = StageBatch(tokens: p.tokens.map { batch.tokens[$0] }, hidden: Self.gather(batch.hidden, p.tokens, dim),
+                                      fills: p.fills.map { batch.fills[$0] }, fillHidden: Self.gather(batch.fillHidden, p.fills, dim))
+                group.addTask { (k, try await stage.forward(part)) }
+            }
+            var out: [Int: StageOutput] = [:]
+            for try await (k, o) in group { out[k] = o }
+            return out
+        }
+        var merged = StageOutput(hidden: [Float](repeating: 0, count: batch.tokens.count * dim),
+                                 layersRun: Array(repeating: [], count: batch.tokens.count))
+        for (k, p) in parts.enumerated() {
+            let o = outputs[k]!
+            for (j, t) in p.tokens.enumerated() {
+                merged.hidden[(t * dim)..<((t + 1) * dim)] = o.hidden[(j * dim)..<((j + 1) * dim)]
+                merged.layersRun[t] = o.layersRun[j]
+            }
+        }
+        return merged
+    }
+
+    /// How `send` cuts a batch: per call, the indices of its tokens and fills. One call when the batch is within
+    /// `limit` rows or holds one session.
+    static func parts(of batch: StageBatch, limit: Int = Linear.quantizedMaxRows) -> [(tokens: [Int], fills: [Int])] {
+        var order: [UInt64] = [], bySession: [UInt64: (tokens: [Int], fills: [Int])] = [:]
+        for (i, t) in batch.tokens.enumerated() {
+            if bySession[t.sessionID] == nil { order.append(t.sessionID) }
+            bySession[t.sessionID, default: ([], [])].tokens.append(i)
+        }
+        for (i, f) in batch.fills.enumerated() {
+            if bySession[f.sessionID] == nil { order.append(f.sessionID) }
+            bySession[f.sessionID, default: ([], [])].fills.append(i)
+        }
+        guard batch.tokens.count + batch.fills.count > limit, order.count > 1 else {
+            return [(Array(batch.tokens.indices), Array(batch.fills.indices))]
+        }
+        var parts: [(tokens: [Int], fills: [Int])] = [], packed: (tokens: [Int], fills: [Int]) = ([], [])
+        for id in order {
+            let mine = bySession[id]!, rows = mine.tokens.count + mine.fills.count
+            if rows > limit { parts.append(mine); continue }
+            if packed.tokens.count + packed.fills.count + rows > limit {
+                parts.append(packed)
+                packed = ([], [])
+            }
+            packed.tokens += mine.tokens
+            packed.fills += mine.fills
+        }
+        if !packed.tokens.isEmpty || !packed.fills.isEmpty { parts.append(packed) }
+        return parts
+    }
+
+    static func gather(_ values: [Float], _ rows: [Int], _ dim: Int) -> [Float] {
+        var out = [Float](); out.reserveCapacity(rows.count * dim)
+        for i in rows { out += values[(i * dim)..<((i + 1) * dim)] }
+        return out
     }
 
     /// Forgets finished sessions: drops their pending fills and frees their K/V on every stage (and on `extra`

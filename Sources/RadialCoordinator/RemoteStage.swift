@@ -16,20 +16,20 @@ public struct FailoverPolicy: Sendable {
     public init() {}
 }
 
-/// A layer range served by one or more workers (replicas) over gRPC, with the handshake, K/V policy and routing
-/// policy this coordinator settled with them at connection time.
+/// A layer range served by one or more workers (replicas) over gRPC, with the handshake this coordinator made with
+/// them and the K/V and routing policy it settles with each (Configure, once per worker lifetime: a Forward names
+/// the policy by the id the worker answered).
 ///
 /// Each session lives on one replica (new sessions go to the one holding the fewest). The stage keeps, per
 /// session, the rows it sent (hidden state in, layers run) in the groups they were computed in. When a call fails
 /// because its worker is gone, timed out, restarted and lost the session, or was replaced by something else,
 /// the stage rebuilds each of the call's sessions on a live replica — or on the same worker once it answers
-/// again, waiting up to `FailoverPolicy.wait` — with RestoreSession, and sends the call again. Replay computes
-/// every row exactly as it first was, so the output equals a fault-free run.
+/// again, waiting up to `FailoverPolicy.wait` — with one RestoreSession for all of them, and sends the call again.
+/// Replay computes every row exactly as it first was, so the output equals a fault-free run.
 public final class RemoteStage: Stage {
     public let clients: [WorkerClient]
     let handshake: Handshake
-    let kvPolicy: SkippedLayerKV
-    let routing: WireRouting?
+    let policy: StagePolicy
     let timeout: Duration
     let failover: FailoverPolicy
     let expect: StageIdentity
@@ -52,15 +52,16 @@ public final class RemoteStage: Stage {
         /// Sessions whose history was dropped (over the budget): they cannot fail over.
         var unrecoverable: Set<UInt64> = []
         var failovers = 0
+        /// Per replica: the id its worker gave this stage's policy (Configure).
+        var policyIDs: [Int: UInt64] = [:]
     }
 
-    public init(clients: [WorkerClient], handshake: Handshake, kvPolicy: SkippedLayerKV, routing: WireRouting?,
-                timeout: Duration, failover: FailoverPolicy = FailoverPolicy()) {
+    public init(clients: [WorkerClient], handshake: Handshake, policy: StagePolicy, timeout: Duration,
+                failover: FailoverPolicy = FailoverPolicy()) {
         precondition(!clients.isEmpty && clients.allSatisfy { $0.layers == clients[0].layers }, "replicas serve one range")
         self.clients = clients
         self.handshake = handshake
-        self.kvPolicy = kvPolicy
-        self.routing = routing
+        self.policy = policy
         self.timeout = timeout
         self.failover = failover
         let info = clients[0].info
@@ -75,6 +76,21 @@ public final class RemoteStage: Stage {
     /// Failovers so far, and the bytes of history kept (Status).
     public var failoverCount: Int { state.withLock { $0.failovers } }
     public var historyBytes: Int { state.withLock { $0.historyBytes } }
+
+    /// Settles the policy with every worker of the range now (at start-up, so a refusal stops the coordinator
+    /// before it serves); later a worker that restarted is settled again as part of its failover.
+    public func settle() async throws {
+        for c in clients.indices { _ = try await policyID(c) }
+    }
+
+    /// The id `clients[c]` gave this stage's policy, settling it first when it has none (or `again`).
+    private func policyID(_ c: Int, again: Bool = false) async throws -> UInt64 {
+        if !again, let id = state.withLock({ $0.policyIDs[c] }) { return id }
+        let reply = try await clients[c].channel.unary(Method.workerConfigure, ConfigureRequest(handshake: handshake, expect: expect, policy: policy),
+                                                      response: ConfigureReply.self, options: CallOptions(timeout: .seconds(10)))
+        state.withLock { $0.policyIDs[c] = reply.policyID }
+        return reply.policyID
+    }
 
     /// Asks each replica in turn whether it holds the session; the one that does keeps it. Its history before now
     /// is not here, so it cannot fail over (like a session over the history budget).
@@ -113,8 +129,8 @@ public final class RemoteStage: Stage {
         for r in replicas.sorted() {
             let tokens = batch.tokens.indices.filter { placed[batch.tokens[$0].sessionID] == r }
             let fills = batch.fills.indices.filter { placed[batch.fills[$0].sessionID] == r }
-            parts.append((r, tokens, StageBatch(tokens: tokens.map { batch.tokens[$0] }, hidden: rows(batch.hidden, tokens),
-                                                fills: fills.map { batch.fills[$0] }, fillHidden: rows(batch.fillHidden, fills))))
+            parts.append((r, tokens, StageBatch(tokens: tokens.map { batch.tokens[$0] }, hidden: Pipeline.gather(batch.hidden, tokens, dim),
+                                                fills: fills.map { batch.fills[$0] }, fillHidden: Pipeline.gather(batch.fillHidden, fills, dim))))
         }
         let outputs = try await withThrowingTaskGroup(of: (Int, StageOutput).self) { group in
             for (i, p) in parts.enumerated() { group.addTask { (i, try await self.send(p.batch, from: p.replica)) } }
@@ -140,7 +156,7 @@ public final class RemoteStage: Stage {
         var current = replica, attempt = 0
         while true {
             do {
-                let out = try await call(clients[current], batch)
+                let out = try await call(current, batch)
                 record(batch, out)
                 return out
             } catch let error as RPCError where attempt < 4 && isWorkerFailure(error) {
@@ -151,10 +167,11 @@ public final class RemoteStage: Stage {
         }
     }
 
-    private func call(_ client: WorkerClient, _ batch: StageBatch) async throws -> StageOutput {
+    private func call(_ replica: Int, _ batch: StageBatch) async throws -> StageOutput {
+        let client = clients[replica]
         let request = ForwardRequest(handshake: handshake, tokens: batch.tokens, hidden: WireTensor(batch.hidden, shape: [batch.tokens.count, dim]),
                                      fills: batch.fills, fillHidden: WireTensor(batch.fillHidden, shape: [batch.fills.count, dim]),
-                                     kvPolicy: kvPolicy, routing: routing, expect: expect)
+                                     policyID: try await policyID(replica), expect: expect)
         let reply = try await client.forward(request, timeout: timeout)
         guard reply.hidden.shape == [batch.tokens.count, dim] else {
             throw RPCError(.internal, "worker \(client.address) answered \(reply.hidden.shape) for \(batch.tokens.count) rows of \(dim)")
@@ -167,15 +184,16 @@ public final class RemoteStage: Stage {
                            layersRun: reply.layersRun.isEmpty ? Array(repeating: all, count: batch.tokens.count) : reply.layersRun)
     }
 
-    /// A failure that moving the sessions can cure: the worker is gone or slow, restarted without them, or now
-    /// serves something else.
+    /// A failure that moving the sessions can cure: the worker is gone or slow, restarted without them (or without
+    /// this stage's policy), or now serves something else.
     private func isWorkerFailure(_ e: RPCError) -> Bool {
         switch e.code {
         case .unavailable, .deadlineExceeded, .notFound: return true
         case .failedPrecondition:
             // A worker that now serves something else is only worth failing over from when a replica can take over;
             // alone, it is refused by name at once.
-            return e.message.hasPrefix("session not held here") || (e.message.hasPrefix("this worker serves") && clients.count > 1)
+            return e.message.hasPrefix("session not held here") || e.message.hasPrefix("policy ")
+                || (e.message.hasPrefix("this worker serves") && clients.count > 1)
         default: return false
         }
     }
@@ -197,7 +215,8 @@ public final class RemoteStage: Stage {
                 switch await check(clients[c]) {
                 case .usable:
                     let started = clock.now
-                    for id in sessions.sorted() { try await restore(id, on: clients[c]) }
+                    _ = try await policyID(c, again: true)
+                    try await restore(sessions, on: clients[c])
                     failover.log("worker \(clients[failed].address) failed (\(error.code): \(error.message)); \(sessions.count) sessions rebuilt on \(clients[c].address) in \(Int(((clock.now - started).seconds * 1000).rounded())) ms")
                     state.withLock { s in
                         for id in sessions { s.assignment[id] = c }
@@ -231,23 +250,49 @@ public final class RemoteStage: Stage {
         return identity == expect && info.handshake.modelFingerprint == handshake.modelFingerprint ? .usable : .serves(identity)
     }
 
-    /// Replays a session's history on `client`, in the groups its rows were first computed in.
-    private func restore(_ session: UInt64, on client: WorkerClient) async throws {
-        let history = state.withLock { $0.histories[session] } ?? History()
-        var groups: [Int] = [], narrow = 0
-        for c in history.calls {
-            if c.wide {
-                if narrow > 0 { groups.append(narrow); narrow = 0 }
-                groups.append(c.rows)
-            } else {
-                if narrow + c.rows > Linear.quantizedMaxRows { groups.append(narrow); narrow = 0 }
-                narrow += c.rows
+    /// Replays the sessions' histories on `client` in one call. A session's rows keep their order; calls of up to
+    /// the decode kernels' row limit are batch-invariant, so the sessions' narrow calls are packed together into
+    /// batches of up to that many rows (a rebuild of many sessions then runs as few, full batches), while a wider
+    /// call — one session's alone, the pipeline never mixes them — is replayed as exactly that group.
+    private func restore(_ sessions: Set<UInt64>, on client: WorkerClient) async throws {
+        let limit = Linear.quantizedMaxRows
+        let histories = state.withLock { s in sessions.sorted().map { s.histories[$0] ?? History() } }
+        // Per session: its rows cut into segments (merged narrow calls up to the limit, or one wide call).
+        var queues: [[(start: Int, rows: Int, wide: Bool)]] = histories.map { h in
+            var segments: [(start: Int, rows: Int, wide: Bool)] = [], at = 0
+            for c in h.calls {
+                if !c.wide, let last = segments.last, !last.wide, last.rows + c.rows <= limit {
+                    segments[segments.count - 1].rows += c.rows
+                } else {
+                    segments.append((at, c.rows, c.wide))
+                }
+                at += c.rows
             }
+            return segments
         }
-        if narrow > 0 { groups.append(narrow) }
-        let request = RestoreSessionRequest(handshake: handshake, sessionID: session, history: history.rows,
-                                            hidden: WireTensor(history.hidden, shape: [history.rows.count, dim]),
-                                            kvPolicy: kvPolicy, groupSizes: groups)
+        var rows: [TokenEntry] = [], hidden: [Float] = [], groups: [Int] = []
+        func take(_ k: Int) {
+            let seg = queues[k].removeFirst(), h = histories[k]
+            rows += h.rows[seg.start..<(seg.start + seg.rows)]
+            hidden += h.hidden[(seg.start * dim)..<((seg.start + seg.rows) * dim)]
+        }
+        while queues.contains(where: { !$0.isEmpty }) {
+            var size = 0
+            for k in queues.indices {
+                while let seg = queues[k].first, !seg.wide, size + seg.rows <= limit {
+                    take(k)
+                    size += seg.rows
+                }
+            }
+            if size == 0, let k = queues.firstIndex(where: { !$0.isEmpty }) {
+                size = queues[k][0].rows
+                take(k)
+            }
+            groups.append(size)
+        }
+        if rows.isEmpty { return }
+        let request = RestoreSessionRequest(handshake: handshake, history: rows, hidden: WireTensor(hidden, shape: [rows.count, dim]),
+                                            kvPolicy: policy.kvPolicy, groupSizes: groups)
         _ = try await client.channel.unary(Method.workerRestoreSession, request, response: RestoreSessionReply.self,
                                            options: CallOptions(timeout: timeout))
     }
@@ -296,10 +341,4 @@ public final class RemoteStage: Stage {
     }
 
     public func countSkipped(_ rows: Int) { clients[0].countSkipped(rows) }
-
-    private func rows(_ values: [Float], _ indices: [Int]) -> [Float] {
-        var out = [Float](); out.reserveCapacity(indices.count * dim)
-        for i in indices { out += values[(i * dim)..<((i + 1) * dim)] }
-        return out
-    }
 }

@@ -2,6 +2,7 @@ import RadialModel
 import RadialProtocol
 import RadialRouter
 import RadialRPC
+import RadialWorker
 import Synchronization
 
 /// Per-token depth: the router the coordinator consults to decide which workers a token visits, and the same
@@ -118,12 +119,30 @@ public final class Scheduler: Sendable {
                             routing: RoutingSetup? = nil, kvPolicy: SkippedLayerKV = .fill, failover: FailoverPolicy = FailoverPolicy()) {
         let stages = cluster.stages.map { primary in
             RemoteStage(clients: [primary] + cluster.replicas.filter { $0.layers == primary.layers }, handshake: handshake,
-                        kvPolicy: kvPolicy, routing: routing?.wire, timeout: limits.forwardTimeout, failover: failover)
+                        policy: StagePolicy(kvPolicy: kvPolicy, routing: routing?.wire), timeout: limits.forwardTimeout, failover: failover)
         }
         let pipeline = Pipeline(stages: stages, dim: head.config.dim, chooser: routing?.chooser, kvPolicy: kvPolicy,
                                 maxPendingFills: limits.maxPendingFills)
         self.init(head: head, tokenizer: tokenizer, pipeline: pipeline, cluster: cluster, handshake: handshake, limits: limits,
                   routing: routing)
+    }
+
+    /// A scheduler over one in-process stage holding the whole model (`radial run`): generation goes down exactly
+    /// the path the coordinator serves with — admission, the pipeline, the LM head, sampling, stop strings — with
+    /// the shard in this process instead of behind workers. One session at a time, one lane, and each prompt in
+    /// one batch (of up to `maxPromptRows`), as the in-process engine computes it.
+    public convenience init(model: LlamaModel, tokenizer: Tokenizer, maxPromptRows: Int, routing: RoutingSetup? = nil,
+                            kvPolicy: SkippedLayerKV = .fill) {
+        var limits = SchedulerLimits()
+        limits.maxSessions = 1
+        limits.lanes = 1
+        limits.maxBatchTokens = max(maxPromptRows, 1)
+        let host = ShardHost(shard: model.shard, kvBudgetBytes: Int.max / 4, sessionTTL: .seconds(86_400), maxBatchTokens: limits.maxBatchTokens,
+                             maxSessionBytes: Int.max / 4)
+        let stage = LocalStage(host: host, kvPolicy: kvPolicy, chooser: routing?.chooser, name: "this process")
+        let pipeline = Pipeline(stages: [stage], dim: model.config.dim, chooser: routing?.chooser, kvPolicy: kvPolicy,
+                                maxPendingFills: limits.maxPendingFills)
+        self.init(head: model.head, tokenizer: tokenizer, pipeline: pipeline, limits: limits, routing: routing)
     }
 
     /// A scheduler over any pipeline (in-process stages in tests).

@@ -10,12 +10,24 @@ public struct StageBatch: Sendable {
     public var hidden: [Float]
     public var fills: [KVFillEntry]
     public var fillHidden: [Float]
+
+    public init(tokens: [TokenEntry], hidden: [Float], fills: [KVFillEntry] = [], fillHidden: [Float] = []) {
+        self.tokens = tokens
+        self.hidden = hidden
+        self.fills = fills
+        self.fillHidden = fillHidden
+    }
 }
 
 /// What a stage answers: the hidden states leaving it, and per row the layers it ran (absolute indices).
 public struct StageOutput: Sendable {
     public var hidden: [Float]
     public var layersRun: [[Int]]
+
+    public init(hidden: [Float], layersRun: [[Int]]) {
+        self.hidden = hidden
+        self.layersRun = layersRun
+    }
 }
 
 /// Something that holds layers [a, b) of the model and a K/V cache per session: a worker over gRPC
@@ -25,6 +37,9 @@ public protocol Stage: AnyObject, Sendable {
     var layers: LayerRange { get }
     /// How logs and errors name the stage (a worker's address).
     var name: String { get }
+    /// Agrees the K/V and routing policy with whatever computes the stage (a remote worker's Configure), so a
+    /// refusal shows before serving.
+    func settle() async throws
     func forward(_ batch: StageBatch) async throws -> StageOutput
     /// Frees these sessions' K/V (best effort).
     func closeSessions(_ ids: [UInt64]) async
@@ -33,6 +48,11 @@ public protocol Stage: AnyObject, Sendable {
     func adopt(session: UInt64, positions: Int) async -> Bool
     /// Rows of a batch that did not need this stage (routing), for Status.
     func countSkipped(_ rows: Int)
+}
+
+extension Stage {
+    /// Nothing to agree by default: an in-process stage is given its policy and chooser at construction.
+    public func settle() async throws {}
 }
 
 /// A shard in this process as a stage: the pipeline runs exactly the worker's code (`ShardHost`), without the

@@ -49,20 +49,17 @@ public final class WorkerClient: Sendable {
 
     public var layers: LayerRange { info.layers }
 
-    /// One Forward round trip; records its latency and the exact message bytes both ways.
+    /// One Forward round trip; records its latency and the exact message bytes both ways (as gRPC got them: the
+    /// request is encoded once, straight into gRPC's buffer).
     func forward(_ request: ForwardRequest, timeout: Duration) async throws -> ForwardReply {
         let clock = ContinuousClock(), start = clock.now
-        let bytes = request.wireBytes()
-        let replyBytes: [UInt8]
+        let (reply, sent, received): (ForwardReply, Int, Int)
         do {
-            replyBytes = try await channel.unary(Method.workerForward, request: bytes, options: CallOptions(timeout: timeout))
+            (reply, sent, received) = try await channel.unaryCountingBytes(Method.workerForward, request, response: ForwardReply.self,
+                                                                           options: CallOptions(timeout: timeout))
         } catch let error as RPCError {
             if error.code == .unavailable || error.code == .deadlineExceeded { stats.withLock { $0.healthy = false } }
             throw error
-        }
-        let reply: ForwardReply
-        do { reply = try ForwardReply(wire: replyBytes) } catch {
-            throw RPCError(.internal, "worker \(address) sent a Forward reply that does not decode: \(error)")
         }
         let elapsed = (clock.now - start).seconds
         stats.withLock { s in
@@ -70,14 +67,14 @@ public final class WorkerClient: Sendable {
             s.tokenVisits += UInt64(request.tokens.count)
             s.latency.add(elapsed)
             s.healthy = true
-            s.bytesSent += UInt64(bytes.count)
-            s.bytesReceived += UInt64(replyBytes.count)
+            s.bytesSent += UInt64(sent)
+            s.bytesReceived += UInt64(received)
             s.overhead.add(max(0, elapsed - reply.computeSeconds))
         }
         meters.rtt.recordSeconds(elapsed)
         meters.compute.recordSeconds(reply.computeSeconds)
-        meters.sent.increment(by: Int64(bytes.count))
-        meters.received.increment(by: Int64(replyBytes.count))
+        meters.sent.increment(by: Int64(sent))
+        meters.received.increment(by: Int64(received))
         meters.rows.increment(by: Int64(request.tokens.count))
         return reply
     }

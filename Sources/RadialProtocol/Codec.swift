@@ -72,6 +72,12 @@ func borrowed(_ buffer: UnsafeBufferPointer<UInt8>) -> ProtobufCBinaryData {
     return ProtobufCBinaryData(len: buffer.count, data: UnsafeMutablePointer(mutating: base))
 }
 
+/// Raw memory of any element type (f32 values) as a bytes field, borrowed: protobuf-c only copies out of it.
+func borrowed(_ raw: UnsafeRawBufferPointer) -> ProtobufCBinaryData {
+    guard let base = raw.baseAddress, raw.count > 0 else { return ProtobufCBinaryData(len: 0, data: nil) }
+    return ProtobufCBinaryData(len: raw.count, data: UnsafeMutablePointer(mutating: base.assumingMemoryBound(to: UInt8.self)))
+}
+
 /// Unpacks with the generated `_unpack` (garbage gives NULL: INVALID_ARGUMENT), converts, frees.
 func unpack<T, R>(_ bytes: [UInt8], _ name: String,
                   _ unpackFn: (UnsafeMutablePointer<ProtobufCAllocator>?, Int, UnsafePointer<UInt8>?) -> UnsafeMutablePointer<T>?,

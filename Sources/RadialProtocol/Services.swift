@@ -9,6 +9,7 @@ public enum Method {
     public static let workerCloseSession = "/radial.Worker/CloseSession"
     public static let workerRestoreSession = "/radial.Worker/RestoreSession"
     public static let workerAdoptSession = "/radial.Worker/AdoptSession"
+    public static let workerConfigure = "/radial.Worker/Configure"
     public static let generate = "/radial.Coordinator/Generate"
     public static let status = "/radial.Coordinator/Status"
     public static let tokenize = "/radial.Coordinator/Tokenize"

@@ -3,7 +3,7 @@ import RadialRPC
 
 /// The wire protocol's version. Bump it when a message changes meaning (adding fields does not).
 public enum ProtocolVersion {
-    public static let current: UInt32 = 2
+    public static let current: UInt32 = 3
 }
 
 /// Carried by every request that depends on the model or on the protocol's meaning.

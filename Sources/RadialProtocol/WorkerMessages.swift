@@ -198,23 +198,20 @@ public struct ForwardRequest: WireMessage, Equatable {
     public var fills: [KVFillEntry]
     /// [fills, hidden].
     public var fillHidden: WireTensor
-    public var kvPolicy: SkippedLayerKV
-    /// How routed tokens choose their layers; required when any token is routed.
-    public var routing: WireRouting?
+    /// The K/V and routing policy settled with Configure; 0: K/V fill, no routing.
+    public var policyID: UInt64
     /// What the coordinator believes the worker serves; nil: no check.
     public var expect: StageIdentity?
 
     public init(handshake: Handshake, tokens: [TokenEntry], hidden: WireTensor,
-                fills: [KVFillEntry] = [], fillHidden: WireTensor? = nil, kvPolicy: SkippedLayerKV = .fill,
-                routing: WireRouting? = nil, expect: StageIdentity? = nil) {
-        self.routing = routing
-        self.expect = expect
+                fills: [KVFillEntry] = [], fillHidden: WireTensor? = nil, policyID: UInt64 = 0, expect: StageIdentity? = nil) {
         self.handshake = handshake
         self.tokens = tokens
         self.hidden = hidden
         self.fills = fills
-        self.fillHidden = fillHidden ?? WireTensor(unchecked: .f32, shape: [0, hidden.shape.last ?? 0], data: [])
-        self.kvPolicy = kvPolicy
+        self.fillHidden = fillHidden ?? .empty(width: hidden.shape.last ?? 0)
+        self.policyID = policyID
+        self.expect = expect
     }
 
     public init(wire: [UInt8]) throws {
@@ -231,14 +228,12 @@ public struct ForwardRequest: WireMessage, Equatable {
                 throw invalid("ForwardRequest.fill_hidden", "width \(fillHidden.shape[1]) differs from hidden's \(hidden.shape[1])")
             }
             if tokens.isEmpty && fills.isEmpty { throw invalid("ForwardRequest.tokens", "empty (nothing to run)") }
-            let routing = m.routing.map { WireRouting($0.pointee) }
-            if routing == nil, let i = tokens.firstIndex(where: \.routed) {
-                throw invalid("ForwardRequest.routing", "missing, but tokens[\(i)] is routed")
+            if m.policy_id == 0, let i = tokens.firstIndex(where: \.routed) {
+                throw invalid("ForwardRequest.policy_id", "0 (the default policy routes nothing), but tokens[\(i)] is routed")
             }
             let expect = try m.expect.map { try StageIdentity($0.pointee, field: "ForwardRequest.expect") }
             return ForwardRequest(handshake: handshake, tokens: tokens, hidden: hidden, fills: fills,
-                                  fillHidden: fillHidden, kvPolicy: try kvPolicyFrom(m.kv_policy, field: "ForwardRequest.kv_policy"),
-                                  routing: routing, expect: expect)
+                                  fillHidden: fillHidden, policyID: m.policy_id, expect: expect)
         }
     }
 
@@ -259,8 +254,7 @@ public struct ForwardRequest: WireMessage, Equatable {
             e.position = UInt32(f.position)
             return e
         })
-        m.kv_policy = kvPolicy == .fill ? RADIAL__KVPOLICY__KV_FILL : RADIAL__KVPOLICY__KV_MASK
-        if let routing { m.routing = routing.c(arena) }
+        m.policy_id = policyID
         if let expect { m.expect = expect.c(arena) }
         // The hidden states are borrowed, not copied: pack inside both closures.
         return hidden.withC(arena) { hidden in
@@ -273,75 +267,7 @@ public struct ForwardRequest: WireMessage, Equatable {
     }
 }
 
-/// What a coordinator believes a worker serves, checked by the worker on every Forward.
-public struct StageIdentity: Sendable, Equatable, CustomStringConvertible {
-    public var layers: LayerRange
-    public var activations: String
-    public var routerFingerprint: String
 
-    public init(layers: LayerRange, activations: String, routerFingerprint: String) {
-        self.layers = layers
-        self.activations = activations
-        self.routerFingerprint = routerFingerprint
-    }
-
-    init(_ m: Radial__StageIdentity, field: String) throws {
-        guard let range = m.layers?.pointee, range.first <= range.last else { throw invalid(field + ".layers", "missing or reversed") }
-        layers = LayerRange(Int(range.first), Int(range.last) + 1)
-        activations = text(m.activations)
-        routerFingerprint = text(m.router_fingerprint)
-    }
-
-    func c(_ arena: Arena) -> UnsafeMutablePointer<Radial__StageIdentity> {
-        var m = Radial__StageIdentity()
-        radial__stage_identity__init(&m)
-        var range = Radial__LayerRange()
-        radial__layer_range__init(&range)
-        range.first = UInt32(layers.lowerBound)
-        range.last = UInt32(max(layers.lowerBound, layers.upperBound - 1))
-        m.layers = arena.message(range)
-        m.activations = arena.string(activations)
-        m.router_fingerprint = arena.string(routerFingerprint)
-        return arena.message(m)
-    }
-
-    public var description: String {
-        "layers \(layers), --activations \(activations)" + (routerFingerprint.isEmpty ? ", no router" : ", router \(routerFingerprint.prefix(12))…")
-    }
-}
-
-/// The routing policy as sent with a Forward (RoutingPolicy on the wire).
-public struct WireRouting: Sendable, Equatable {
-    public var routerFingerprint: String
-    public var threshold: Float
-    public var alwaysRun: [Int]
-    public var minLayers: Int
-
-    public init(routerFingerprint: String, threshold: Float, alwaysRun: [Int], minLayers: Int) {
-        self.routerFingerprint = routerFingerprint
-        self.threshold = threshold
-        self.alwaysRun = alwaysRun
-        self.minLayers = minLayers
-    }
-
-    init(_ m: Radial__RoutingPolicy) {
-        routerFingerprint = text(m.router_fingerprint)
-        threshold = m.threshold
-        alwaysRun = list(m.n_always_run, m.always_run).map { Int($0) }
-        minLayers = Int(m.min_layers)
-    }
-
-    func c(_ arena: Arena) -> UnsafeMutablePointer<Radial__RoutingPolicy> {
-        var m = Radial__RoutingPolicy()
-        radial__routing_policy__init(&m)
-        m.router_fingerprint = arena.string(routerFingerprint)
-        m.threshold = threshold
-        m.n_always_run = alwaysRun.count
-        m.always_run = arena.array(alwaysRun.map { UInt32($0) })
-        m.min_layers = UInt32(minLayers)
-        return arena.message(m)
-    }
-}
 
 func kvPolicyFrom(_ p: Radial__KVPolicy, field: String) throws -> SkippedLayerKV {
     switch p {
@@ -449,19 +375,17 @@ public struct CloseSessionReply: WireMessage, Equatable {
     }
 }
 
+/// Rebuilds one or more sessions from their histories (each entry names its session).
 public struct RestoreSessionRequest: WireMessage, Equatable {
     public var handshake: Handshake
-    public var sessionID: UInt64
     public var history: [TokenEntry]
     public var hidden: WireTensor
     public var kvPolicy: SkippedLayerKV
     /// Rows per replayed batch (empty: groups of at most the decode kernels' row limit).
     public var groupSizes: [Int]
 
-    public init(handshake: Handshake, sessionID: UInt64, history: [TokenEntry], hidden: WireTensor, kvPolicy: SkippedLayerKV,
-                groupSizes: [Int] = []) {
+    public init(handshake: Handshake, history: [TokenEntry], hidden: WireTensor, kvPolicy: SkippedLayerKV, groupSizes: [Int] = []) {
         self.handshake = handshake
-        self.sessionID = sessionID
         self.history = history
         self.hidden = hidden
         self.kvPolicy = kvPolicy
@@ -480,7 +404,7 @@ public struct RestoreSessionRequest: WireMessage, Equatable {
             }
             return RestoreSessionRequest(
                 handshake: try Handshake.from(m.handshake, field: "RestoreSessionRequest.handshake"),
-                sessionID: m.session_id, history: history,
+                history: history,
                 hidden: try WireTensor.matrix(m.hidden, field: "RestoreSessionRequest.hidden", rows: history.count),
                 kvPolicy: try kvPolicyFrom(m.kv_policy, field: "RestoreSessionRequest.kv_policy"), groupSizes: groups)
         }
@@ -493,7 +417,6 @@ public struct RestoreSessionRequest: WireMessage, Equatable {
         var m = Radial__RestoreSessionRequest()
         radial__restore_session_request__init(&m)
         m.handshake = handshake.c(arena)
-        m.session_id = sessionID
         m.n_history = history.count
         m.history = arena.messages(history.map { $0.c(arena) })
         m.kv_policy = kvPolicy == .fill ? RADIAL__KVPOLICY__KV_FILL : RADIAL__KVPOLICY__KV_MASK
@@ -507,17 +430,21 @@ public struct RestoreSessionRequest: WireMessage, Equatable {
 }
 
 public struct RestoreSessionReply: WireMessage, Equatable {
+    /// History rows replayed.
     public var positions: Int
+    /// K/V the restored sessions hold now.
     public var kvBytes: UInt64
+    public var sessions: Int
 
-    public init(positions: Int, kvBytes: UInt64) {
+    public init(positions: Int, kvBytes: UInt64, sessions: Int = 1) {
         self.positions = positions
         self.kvBytes = kvBytes
+        self.sessions = sessions
     }
 
     public init(wire: [UInt8]) throws {
         self = try unpack(wire, "RestoreSessionReply", radial__restore_session_reply__unpack, radial__restore_session_reply__free_unpacked) { m in
-            RestoreSessionReply(positions: Int(m.positions), kvBytes: m.kv_bytes)
+            RestoreSessionReply(positions: Int(m.positions), kvBytes: m.kv_bytes, sessions: Int(m.sessions))
         }
     }
 
@@ -526,6 +453,7 @@ public struct RestoreSessionReply: WireMessage, Equatable {
         radial__restore_session_reply__init(&m)
         m.positions = UInt32(positions)
         m.kv_bytes = kvBytes
+        m.sessions = UInt32(sessions)
         return pack(m)
     }
 }

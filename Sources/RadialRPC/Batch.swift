@@ -31,17 +31,20 @@ func readByteBuffer(_ buffer: UnsafeMutablePointer<grpc_byte_buffer>) -> [UInt8]
 final class OutgoingMessage: @unchecked Sendable {
     // Touched by one thread at a time: built, then handed to one batch.
     private var buffer: UnsafeMutablePointer<grpc_byte_buffer>?
+    /// The message's wire size in bytes.
+    let size: Int
 
     init(bytes: [UInt8]) {
         buffer = bytes.withUnsafeBytes { rgs_byte_buffer_create($0.baseAddress, $0.count)! }
+        size = bytes.count
     }
 
     init<Message: WireMessage>(_ message: Message) {
-        buffer = message.withWireWriter { size, write in
+        (buffer, size) = message.withWireWriter { size, write in
             var data: UnsafeMutablePointer<UInt8>?
             let buffer = rgs_byte_buffer_allocate(size, &data)!
             if size > 0, let data { write(UnsafeMutableRawPointer(data)) }
-            return buffer
+            return (buffer, size)
         }
     }
 

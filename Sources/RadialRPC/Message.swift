@@ -93,6 +93,19 @@ extension RPCChannel {
         }
     }
 
+    /// A typed unary call that also says how many bytes went each way. The request is encoded straight into gRPC's
+    /// buffer, as by `unary`: counting costs no second encode.
+    public func unaryCountingBytes<Request: WireMessage, Response: WireMessage>(
+        _ path: String, _ request: Request, response: Response.Type = Response.self, options: CallOptions = CallOptions()
+    ) async throws -> (response: Response, sent: Int, received: Int) {
+        let message = OutgoingMessage(request)
+        let sent = message.size
+        let bytes = try await unary(path, message: message, options: options)
+        do { return (try Response(wire: bytes), sent, bytes.count) } catch let error as RPCError {
+            throw RPCError(.internal, "bad response from \(config.target) for \(path): \(error.message)")
+        }
+    }
+
     /// A typed server-streaming call.
     public func serverStreaming<Request: WireMessage, Response: WireMessage>(
         _ path: String, _ request: Request, response: Response.Type = Response.self, options: CallOptions = CallOptions()

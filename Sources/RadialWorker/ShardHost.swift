@@ -61,30 +61,30 @@ public final class ShardHost: Sendable {
                 throw RPCError.invalidArgument("ForwardRequest.\(name): row \(i / dim) holds \(values[i]) (hidden states must be finite)")
             }
         }
-        var plans: [LayerSet?] = Array(repeating: LayerSet(), count: fills.count)
+        // One row per fill, then per token: fills are earlier positions of their sessions, which later rows attend
+        // to. A fill runs no layer (empty set), only writes K/V under `kvPolicy`.
+        var rowKeys = fills.map { (session: $0.sessionID, position: $0.position) }
+        var plans: [(layers: LayerSet?, layersBefore: Int, routed: Bool)] = Array(repeating: (LayerSet(), 0, false), count: fills.count)
         for (i, t) in tokens.enumerated() {
-            if let layers = t.layers {
-                if let outside = layers.first(where: { !shard.range.contains($0) }) {
-                    throw RPCError.invalidArgument("ForwardRequest.tokens[\(i)]: layer \(outside) is not on this worker (it holds \(shard.range))")
-                }
-                plans.append(LayerSet(layers))
-            } else {
-                plans.append(nil)
+            if let outside = t.layers?.first(where: { !shard.range.contains($0) }) {
+                throw RPCError.invalidArgument("ForwardRequest.tokens[\(i)]: layer \(outside) is not on this worker (it holds \(shard.range))")
             }
+            rowKeys.append((t.sessionID, t.position))
+            plans.append((t.layers.map { LayerSet($0) }, t.layersBefore, t.routed))
         }
-        // Fills first: they are earlier positions of their sessions, which later rows attend to.
-        let keys = fills.map { (session: $0.sessionID, position: $0.position) } + tokens.map { (session: $0.sessionID, position: $0.position) }
-        let routed = Array(repeating: false, count: fills.count) + tokens.map(\.routed)
-        let before = Array(repeating: 0, count: fills.count) + tokens.map(\.layersBefore)
+        let keys = rowKeys, rowPlans = plans
         let fillRows = fills.count
         let clock = ContinuousClock()
         let (seconds, ran, out) = try locked { () throws -> (Double, [LayerSet], [Float]) in
             let start = clock.now
             let caches = try store.caches(for: keys, contiguous: kvPolicy == .fill)
             let shardTokens = (0..<rows).map {
-                ShardToken(cache: caches[$0], position: keys[$0].position, layers: plans[$0], layersBefore: before[$0], routed: routed[$0])
+                ShardToken(cache: caches[$0], position: keys[$0].position, layers: rowPlans[$0].layers, layersBefore: rowPlans[$0].layersBefore,
+                           routed: rowPlans[$0].routed)
             }
-            var all = fillHidden + hidden
+            // Fills and tokens in one buffer, computed in place (no fills: the request's own array, copied only
+            // because the decoded request still shares it).
+            var all = fills.isEmpty ? hidden : fillHidden + hidden
             let ran: [LayerSet]
             do {
                 ran = try all.withUnsafeMutableBufferPointer {
@@ -94,7 +94,7 @@ public final class ShardHost: Sendable {
                 throw RPCError.invalidArgument(error.description)
             }
             publishStore()
-            return ((clock.now - start).seconds, Array(ran[fillRows...]), Array(all[(fillRows * dim)...]))
+            return ((clock.now - start).seconds, Array(ran[fillRows...]), fillRows == 0 ? all : Array(all[(fillRows * dim)...]))
         }
         let runs = ran.reduce(0) { $0 + $1.count }
         stats.withLock { s in
@@ -127,12 +127,26 @@ public final class ShardHost: Sendable {
         }
     }
 
-    /// Rebuilds a session from the hidden states that entered this shard at each of its positions (`history`
-    /// in increasing position order, each with the layers it ran here: nil for all, empty for a deferred fill),
-    /// replayed in batches of `groups` rows (empty: at most `Linear.quantizedMaxRows` each), so every row is
-    /// computed as it first was and the K/V come out bit for bit the same.
-    public func restore(session: UInt64, history: [(position: Int, layers: [Int]?)], hidden: [Float],
-                        kvPolicy: SkippedLayerKV, groups: [Int] = []) throws -> Int {
+    /// One row of a session's history at this shard: the position, and the layers it ran here (nil: all, empty: a
+    /// deferred fill).
+    public struct HistoryRow: Sendable {
+        public var session: UInt64
+        public var position: Int
+        public var layers: [Int]?
+        public init(session: UInt64, position: Int, layers: [Int]?) {
+            self.session = session
+            self.position = position
+            self.layers = layers
+        }
+    }
+
+    /// Rebuilds sessions from the hidden states that entered this shard at each of their positions (`history`,
+    /// each session's rows in increasing position order), replayed in batches of `groups` rows (empty: at most
+    /// `Linear.quantizedMaxRows` each). Up to that limit a row's result does not depend on its batch, so rows of
+    /// several sessions may share a batch; a wider batch must be the very group first computed. Every row is then
+    /// computed as it first was and the K/V come out bit for bit the same. Every session named is emptied first;
+    /// on an error all of them are dropped. Returns the K/V bytes they hold.
+    public func restore(history: [HistoryRow], hidden: [Float], kvPolicy: SkippedLayerKV, groups: [Int] = []) throws -> Int {
         let dim = shard.config.dim
         var sizes = groups
         if sizes.isEmpty {
@@ -145,23 +159,27 @@ public final class ShardHost: Sendable {
         if let bad = hidden.firstIndex(where: { !$0.isFinite }) {
             throw RPCError.invalidArgument("RestoreSessionRequest.hidden: row \(bad / dim) holds \(hidden[bad]) (hidden states must be finite)")
         }
+        var order: [UInt64] = []
+        for r in history where !order.contains(r.session) { order.append(r.session) }
         return try locked { () throws -> Int in
-            let cache = store.reset(session)
+            var caches: [UInt64: KVCache] = [:]
+            for id in order { caches[id] = store.reset(id) }
             var start = 0
             for size in sizes {
                 let part = history[start..<(start + size)]
                 var rows = Array(hidden[(start * dim)..<((start + size) * dim)])
-                let tokens = part.map { ShardToken(cache: cache, position: $0.position, layers: $0.layers.map { LayerSet($0) }) }
+                let tokens = part.map { ShardToken(cache: caches[$0.session]!, position: $0.position, layers: $0.layers.map { LayerSet($0) }) }
                 do {
                     _ = try rows.withUnsafeMutableBufferPointer { try shard.forward($0.baseAddress!, tokens: tokens, kvPolicy: kvPolicy) }
                 } catch let error as ModelError {
-                    _ = store.close([session])
+                    _ = store.close(order)
+                    publishStore()
                     throw RPCError.invalidArgument(error.description)
                 }
                 start += size
             }
             publishStore()
-            return cache.bytes
+            return caches.values.reduce(0) { $0 + $1.bytes }
         }
     }
 

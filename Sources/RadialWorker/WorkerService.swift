@@ -26,8 +26,8 @@ public struct WorkerConfig: Sendable {
     }
 }
 
-/// radial.Worker: a `ShardHost` behind the wire. Checks each call's handshake, decodes the routing policy, and
-/// reports Info.
+/// radial.Worker: a `ShardHost` behind the wire. Checks each call's handshake, settles coordinators' policies
+/// (Configure), and reports Info.
 ///
 /// Forward runs inline on the server's completion-queue thread as the call arrives (no Task): a worker computes one
 /// batch at a time anyway (its matmuls already use every core), and each hand-off costs a thread wake-up on the
@@ -41,6 +41,7 @@ public final class WorkerService: Sendable {
     /// The router routed tokens consult, layer by layer (nil: this worker refuses routed tokens).
     public let router: Router?
     private let routerFingerprint: String
+    private let policies = SettledPolicies()
 
     public init(shard: LlamaShard, fingerprint: String, config: WorkerConfig, router: Router? = nil) {
         self.config = config
@@ -59,6 +60,7 @@ public final class WorkerService: Sendable {
             try request.handshake.check(against: handshake, peer: "the coordinator")
             return AdoptSessionReply(positions: try host.adopt(session: request.sessionID, positions: request.positions))
         }
+        server.addUnarySync(Method.workerConfigure, ConfigureRequest.self) { [self] request, _ in try configure(request) }
         // A restore replays a whole history: long, and rare; off the I/O thread.
         server.addUnary(Method.workerRestoreSession, RestoreSessionRequest.self, offloaded: true) { [self] request, _ in
             try restore(request)
@@ -136,45 +138,41 @@ public final class WorkerService: Sendable {
         Gauge(label: "radial_worker_layers").record(shard.range.count)
     }
 
-    func forward(_ request: ForwardRequest) throws -> ForwardReply {
+    /// Settles a coordinator's policy after checking that this worker is what the coordinator expects.
+    func configure(_ request: ConfigureRequest) throws -> ConfigureReply {
         try request.handshake.check(against: handshake, peer: "the coordinator")
-        if let expect = request.expect, expect != identity {
+        try check(request.expect)
+        return ConfigureReply(policyID: try policies.settle(request.policy, router: router, modelLayers: shard.config.layerCount))
+    }
+
+    private func check(_ expect: StageIdentity) throws {
+        if expect != identity {
             throw RPCError.failedPrecondition("this worker serves \(identity); the coordinator expects \(expect) (it was restarted or replaced: the coordinator must handshake again)")
         }
+    }
+
+    func forward(_ request: ForwardRequest) throws -> ForwardReply {
+        try request.handshake.check(against: handshake, peer: "the coordinator")
+        if let expect = request.expect { try check(expect) }
+        let policy = try policies.lookup(request.policyID)
         let dim = shard.config.dim
         for (name, tensor) in [("hidden", request.hidden), ("fill_hidden", request.fillHidden)] where tensor.shape[0] > 0 {
             guard tensor.shape[1] == dim else {
                 throw RPCError.invalidArgument("ForwardRequest.\(name): rows are \(tensor.shape[1]) wide, this model's hidden size is \(dim)")
             }
         }
+        let routed = request.tokens.contains(where: \.routed)
+        if routed && policy.chooser == nil {
+            throw RPCError.invalidArgument("ForwardRequest.policy_id: policy \(request.policyID) routes nothing, but a token is routed")
+        }
         let out = try host.forward(tokens: request.tokens, hidden: request.hidden.floats(), fills: request.fills,
-                                   fillHidden: request.fillHidden.floats(), kvPolicy: request.kvPolicy,
-                                   chooser: try chooser(for: request))
+                                   fillHidden: request.fillHidden.floats(), kvPolicy: policy.kvPolicy,
+                                   chooser: routed ? policy.chooser : nil)
         return ForwardReply(hidden: WireTensor(out.hidden, shape: [request.tokens.count, dim], dtype: request.hidden.dtype),
                             computeSeconds: out.computeSeconds,
                             // Only when some token could skip: an empty list means "all of this worker's layers".
                             layersRun: request.tokens.contains { $0.routed || $0.layers != nil }
                                 ? out.layersRun.map { shard.range.indices.filter($0.contains) } : [])
-    }
-    /// The router under the request's policy, when any token is routed. The coordinator must route with the very
-    /// router this worker holds: it decides whether a token visits at all, and the two must agree.
-    private func chooser(for request: ForwardRequest) throws -> RouterChooser? {
-        guard request.tokens.contains(where: \.routed) else { return nil }
-        guard let routing = request.routing else { throw RPCError.invalidArgument("ForwardRequest.routing: missing for routed tokens") }
-        guard let router else {
-            throw RPCError.failedPrecondition("this worker has no router (start it with --router); the coordinator routes with \(routing.routerFingerprint.prefix(16))")
-        }
-        guard routing.routerFingerprint == routerFingerprint else {
-            throw RPCError.failedPrecondition("the coordinator routes with router \(routing.routerFingerprint.prefix(16)), this worker holds \(routerFingerprint.prefix(16))")
-        }
-        let layers = shard.config.layerCount
-        if let bad = routing.alwaysRun.first(where: { $0 >= layers }) {
-            throw RPCError.invalidArgument("ForwardRequest.routing.always_run: layer \(bad) is not in the model (0-\(layers - 1))")
-        }
-        let policy = RoutingPolicy(threshold: routing.threshold, alwaysRun: LayerSet(routing.alwaysRun), minLayers: routing.minLayers,
-                                   modelLayers: shard.config.layerCount)
-        do { try policy.validate() } catch { throw RPCError.invalidArgument("ForwardRequest.routing: \(error)") }
-        return RouterChooser(router: router, policy: policy)
     }
 
     func closeSessions(_ request: CloseSessionRequest) throws -> CloseSessionReply {
@@ -183,19 +181,22 @@ public final class WorkerService: Sendable {
         return CloseSessionReply(closed: closed, freedBytes: UInt64(freed))
     }
 
-    /// Rebuilds a session from the hidden states that entered this worker at each of its positions.
+    /// Rebuilds sessions from the hidden states that entered this worker at each of their positions.
     func restore(_ request: RestoreSessionRequest) throws -> RestoreSessionReply {
         try request.handshake.check(against: handshake, peer: "the coordinator")
         let dim = shard.config.dim
         guard request.hidden.shape[0] == 0 || request.hidden.shape[1] == dim else {
             throw RPCError.invalidArgument("RestoreSessionRequest.hidden: rows are \(request.hidden.shape[1]) wide, this model's hidden size is \(dim)")
         }
-        let positions = request.history.map(\.position)
-        guard zip(positions, positions.dropFirst()).allSatisfy({ $0 < $1 }) else {
-            throw RPCError.invalidArgument("RestoreSessionRequest.history: positions must increase")
+        var last: [UInt64: Int] = [:]
+        for (i, row) in request.history.enumerated() {
+            if let before = last[row.sessionID], before >= row.position {
+                throw RPCError.invalidArgument("RestoreSessionRequest.history[\(i)]: session \(row.sessionID)'s positions must increase (\(row.position) after \(before))")
+            }
+            last[row.sessionID] = row.position
         }
-        let bytes = try host.restore(session: request.sessionID, history: request.history.map { ($0.position, $0.layers) },
+        let bytes = try host.restore(history: request.history.map { .init(session: $0.sessionID, position: $0.position, layers: $0.layers) },
                                      hidden: request.hidden.floats(), kvPolicy: request.kvPolicy, groups: request.groupSizes)
-        return RestoreSessionReply(positions: request.history.count, kvBytes: UInt64(bytes))
+        return RestoreSessionReply(positions: request.history.count, kvBytes: UInt64(bytes), sessions: last.count)
     }
 }

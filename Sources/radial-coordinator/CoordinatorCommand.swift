@@ -147,6 +147,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
         failover.log = { Serving.log($0) }
         let scheduler = Scheduler(head: head, tokenizer: tokenizer, cluster: cluster, handshake: handshake, limits: limits,
                                   routing: routing, kvPolicy: routingOptions.kvPolicy, failover: failover)
+        do { try await scheduler.pipeline.settle() } catch {
+            Serving.fail("refusing to serve: a worker refused this coordinator's K/V and routing policy: \(error)")
+        }
         let name = (try? file.string("general.name")) ?? URL(fileURLWithPath: model.model).lastPathComponent
         let service = CoordinatorService(scheduler: scheduler, tokenizer: tokenizer, config: config, modelName: name,
                                          defaultMaxTokens: defaultMaxTokens, maxPromptTokens: maxPromptTokens)

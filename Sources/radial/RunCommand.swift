@@ -1,15 +1,19 @@
 import ArgumentParser
 import RadialCommandLine
 import Foundation
+import RadialCoordinator
 import RadialModel
 import RadialProtocol
 import RadialRouter
 
-struct RunCommand: ParsableCommand {
+struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Generate text with a model in this process, streaming it to stdout.",
         discussion: """
+            The generation takes the coordinator's path (scheduler, pipeline, LM head, sampling) with every layer \
+            in this process: the text equals what a cluster serving the same file returns.
+
             The prompt is tokenized as-is (special tokens such as <|im_start|> written in it are recognised), or \
             wrapped in the model's chat format with --chat.
 
@@ -30,7 +34,7 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Print memory (weights, K/V cache, scratch bound, peak RSS) and speed to stderr at the end.")
     var verbose = false
 
-    func run() throws {
+    func run() async throws {
         let (llama, tokenizer) = try model.load()
         let ids: [Int]
         switch try prompt.input() {
@@ -48,10 +52,15 @@ struct RunCommand: ParsableCommand {
             ids = tokenizer.encode(text)
         }
         let routed = try routing.load(modelFingerprint: try model.openFile().fingerprint, config: llama.config)
-        let chooser = routed.map { RouterChooser(router: $0.0, policy: $0.1) }
-        let generator = LocalGenerator(model: llama, tokenizer: tokenizer, chooser: chooser, kvPolicy: routing.kvPolicy)
+        let setup = routed.map { RoutingSetup(router: $0.0, policy: $0.1) }
+        let scheduler = Scheduler(model: llama, tokenizer: tokenizer, maxPromptRows: ids.count, routing: setup, kvPolicy: routing.kvPolicy)
+        let loop = Task { await scheduler.run() }
+        defer { scheduler.stopAccepting(); loop.cancel() }
+        let state = try GenerationState(promptIDs: ids, sampling: sampling.parameters, stop: sampling.stopConditions,
+                                        contextLength: llama.config.contextLength)
         let out = FileHandle.standardOutput
-        let result = try generator.generate(promptIDs: ids, sampling: sampling.parameters, stop: sampling.stopConditions) { text in
+        let stage = scheduler.pipeline.stages[0] as! LocalStage
+        let result = try await Self.collect(scheduler.submit(state).events, promptIDs: ids, kvBytes: { stage.host.snapshot.kvUsedBytes }) { text in
             if !prompt.quiet { out.write(text.data(using: .utf8)!) }
         }
         if !prompt.quiet { print("") }
@@ -87,5 +96,33 @@ struct RunCommand: ParsableCommand {
                 "layers_per_token": result.layersRun.isEmpty ? 0 : Double(result.layersRun.reduce(0) { $0 + $1.count }) / Double(result.layersRun.count),
             ])
         }
+    }
+
+    /// Streams a generation's text to `onText` and gathers what `--json` and `--verbose` report.
+    /// `kvBytes` reads the K/V the session holds (its largest value is reported).
+    static func collect(_ events: AsyncStream<SessionEvent>, promptIDs: [Int], kvBytes: () -> Int,
+                        onText: (String) -> Void) async throws -> GenerationResult {
+        var result = GenerationResult(promptIDs: promptIDs, generatedIDs: [], text: "", finishReason: .maxTokens,
+                                      prefillSeconds: 0, decodeSeconds: 0)
+        for await event in events {
+            switch event {
+            case .token(let trace, let text):
+                result.generatedIDs.append(trace.tokenID)
+                result.layersRun.append(trace.layersRun)
+                result.text += text
+                result.kvBytes = max(result.kvBytes, kvBytes())
+                if !text.isEmpty { onText(text) }
+            case .text(let text):
+                result.text += text
+                onText(text)
+            case .finished(let reason, let prefill, let decode):
+                result.finishReason = reason
+                result.prefillSeconds = prefill > 0 ? Double(promptIDs.count) / prefill : 0
+                result.decodeSeconds = decode > 0 ? Double(max(result.generatedIDs.count - 1, 0)) / decode : 0
+            case .failed(let error):
+                throw CLIError(error.message)
+            }
+        }
+        return result
     }
 }

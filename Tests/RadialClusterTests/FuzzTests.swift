@@ -53,12 +53,13 @@ import Testing
             let corpus: [[UInt8]] = [
                 ForwardRequest(handshake: h, tokens: [TokenEntry(sessionID: 1, position: 0), TokenEntry(sessionID: 1, position: 1, layers: [1, 2], routed: true, layersBefore: 1)],
                                hidden: hidden, fills: [KVFillEntry(sessionID: 2, position: 3)],
-                               fillHidden: WireTensor([Float](repeating: 1, count: dim), shape: [1, dim]), kvPolicy: .mask,
-                               routing: WireRouting(routerFingerprint: "r", threshold: 0.5, alwaysRun: [0], minLayers: 1),
+                               fillHidden: WireTensor([Float](repeating: 1, count: dim), shape: [1, dim]), policyID: 77,
                                expect: StageIdentity(layers: LayerRange(0, 3), activations: "f32", routerFingerprint: "")).wireBytes(),
+                ConfigureRequest(handshake: h, expect: StageIdentity(layers: LayerRange(0, 3), activations: "q8", routerFingerprint: "r"),
+                                 policy: StagePolicy(kvPolicy: .mask, routing: WireRouting(routerFingerprint: "r", threshold: 0.5, alwaysRun: [0], minLayers: 1))).wireBytes(),
                 GenerateRequest(input: .chat([ChatMessage(role: "user", content: "hi")]), maxTokens: 9, stop: ["x"], continueAfter: [5, 6]).wireBytes(),
                 GenerateRequest(input: .ids([1, 2, 3])).wireBytes(),
-                RestoreSessionRequest(handshake: h, sessionID: 4, history: [TokenEntry(sessionID: 4, position: 0), TokenEntry(sessionID: 4, position: 1, layers: [])],
+                RestoreSessionRequest(handshake: h, history: [TokenEntry(sessionID: 4, position: 0), TokenEntry(sessionID: 4, position: 1, layers: [])],
                                       hidden: hidden, kvPolicy: .fill, groupSizes: [1, 1]).wireBytes(),
                 CloseSessionRequest(handshake: h, sessionIDs: [1, 2, 3]).wireBytes(),
                 InfoRequest(handshake: h).wireBytes(),
@@ -70,6 +71,7 @@ import Testing
                 if (try? ForwardRequest(wire: bytes)) != nil { decoded += 1 }
                 if (try? GenerateRequest(wire: bytes)) != nil { decoded += 1 }
                 if (try? RestoreSessionRequest(wire: bytes)) != nil { decoded += 1 }
+                if (try? ConfigureRequest(wire: bytes)) != nil { decoded += 1 }
                 _ = try? CloseSessionRequest(wire: bytes)
                 _ = try? InfoRequest(wire: bytes)
                 _ = try? EchoRequest(wire: bytes)
@@ -81,7 +83,7 @@ import Testing
         }
     }
 
-    /// Mutated Forward and RestoreSession requests through a worker's handlers (tiny model): each is a reply or
+    /// Mutated Forward, Configure and RestoreSession requests through a worker's handlers (tiny model): each is a reply or
     /// an RPCError, and the worker still computes correctly afterwards.
     @Test func workerHandlersAnswerEveryMutant() async throws {
         // Child processes / seconds of CPU: off the cooperative pool (see `blocking`).
@@ -99,13 +101,17 @@ import Testing
                                hidden: WireTensor(embedded, shape: [3, dim]), expect: service.identity).wireBytes(),
                 ForwardRequest(handshake: h, tokens: [TokenEntry(sessionID: 8, position: 0, layers: [0, 2])],
                                hidden: WireTensor(Array(embedded.prefix(dim)), shape: [1, dim])).wireBytes(),
-                RestoreSessionRequest(handshake: h, sessionID: 7, history: (0..<3).map { TokenEntry(sessionID: 7, position: $0) },
+                RestoreSessionRequest(handshake: h, history: (0..<3).map { TokenEntry(sessionID: 7 + UInt64($0 % 2), position: $0) },
                                       hidden: WireTensor(embedded, shape: [3, dim]), kvPolicy: .fill, groupSizes: [2, 1]).wireBytes(),
+                ConfigureRequest(handshake: h, expect: service.identity, policy: StagePolicy(kvPolicy: .mask)).wireBytes(),
             ]
             var answered = 0, refused = 0
             fuzz(corpus, seed: 2) { bytes in
                 if let r = try? ForwardRequest(wire: bytes) {
                     do { _ = try service.forward(r); answered += 1 } catch is RPCError { refused += 1 } catch { Issue.record("not an RPCError: \(error)") }
+                }
+                if let r = try? ConfigureRequest(wire: bytes) {
+                    do { _ = try service.configure(r); answered += 1 } catch is RPCError { refused += 1 } catch { Issue.record("not an RPCError: \(error)") }
                 }
                 if let r = try? RestoreSessionRequest(wire: bytes) {
                     do { _ = try service.restore(r); answered += 1 } catch is RPCError { refused += 1 } catch { Issue.record("not an RPCError: \(error)") }

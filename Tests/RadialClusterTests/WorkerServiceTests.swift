@@ -158,12 +158,20 @@ extension WorkerServiceTests {
         let ids = [5, 9, 30, 41, 77, 12, 3, 200]
         try await withWorker(path: path, router: router) { s in
             let dim = s.model.config.dim
-            func request(_ tokens: [TokenEntry], routing: WireRouting?) throws -> ForwardRequest {
-                ForwardRequest(handshake: s.handshake, tokens: tokens, hidden: WireTensor(try s.model.head.embed(ids.prefix(tokens.count).map { $0 }), shape: [tokens.count, dim]),
-                               routing: routing)
+            let identity = StageIdentity(layers: LayerRange(0, 4), activations: "f32", routerFingerprint: router.fingerprint)
+            func settle(_ routing: WireRouting?) async throws -> UInt64 {
+                try await s.channel.unary(Method.workerConfigure, ConfigureRequest(handshake: s.handshake, expect: identity,
+                                                                                   policy: StagePolicy(routing: routing)),
+                                          response: ConfigureReply.self).policyID
             }
+            func request(_ tokens: [TokenEntry], policy: UInt64) throws -> ForwardRequest {
+                ForwardRequest(handshake: s.handshake, tokens: tokens, hidden: WireTensor(try s.model.head.embed(ids.prefix(tokens.count).map { $0 }), shape: [tokens.count, dim]),
+                               policyID: policy, expect: identity)
+            }
+            let routedPolicy = try await settle(wire)
+            #expect(try await settle(wire) == routedPolicy, "one policy, one id")
             let entries = ids.indices.map { TokenEntry(sessionID: 1, position: $0, routed: true) }
-            let reply = try await s.channel.unary(Method.workerForward, try request(entries, routing: wire), response: ForwardReply.self)
+            let reply = try await s.channel.unary(Method.workerForward, try request(entries, policy: routedPolicy), response: ForwardReply.self)
             var local = try s.model.head.embed(ids)
             let cache = s.model.makeCache()
             let ran = try local.withUnsafeMutableBufferPointer {
@@ -176,32 +184,47 @@ extension WorkerServiceTests {
             let info = try await s.channel.unary(Method.workerInfo, InfoRequest(handshake: s.handshake), response: WorkerInfo.self)
             #expect(info.routerFingerprint == router.fingerprint && info.counters.layerSkips > 0)
 
-            let one = [TokenEntry(sessionID: 2, position: 0, routed: true)]
+            // Every way of getting the policy wrong is refused when it is settled, with its code.
             var other = wire
             other.routerFingerprint = "feed"
-            let wrongRouter = await ClusterTestSupport.rpcError { _ = try await s.channel.unary(Method.workerForward, try request(one, routing: other), response: ForwardReply.self) }
+            let wrongRouter = await ClusterTestSupport.rpcError { _ = try await settle(other) }
             #expect(wrongRouter?.code == .failedPrecondition && wrongRouter?.message.contains("router") == true)
-            let noPolicy = await ClusterTestSupport.rpcError { _ = try await s.channel.unary(Method.workerForward, try request(one, routing: nil), response: ForwardReply.self) }
-            #expect(noPolicy?.code == .invalidArgument && noPolicy?.message.contains("routing") == true)
             var badLayer = wire
             badLayer.alwaysRun = [4_000_000_000]
-            let outside = await ClusterTestSupport.rpcError { _ = try await s.channel.unary(Method.workerForward, try request(one, routing: badLayer), response: ForwardReply.self) }
+            let outside = await ClusterTestSupport.rpcError { _ = try await settle(badLayer) }
             #expect(outside?.code == .invalidArgument)
             var nan = wire
             nan.threshold = .nan
-            let notANumber = await ClusterTestSupport.rpcError { _ = try await s.channel.unary(Method.workerForward, try request(one, routing: nan), response: ForwardReply.self) }
+            let notANumber = await ClusterTestSupport.rpcError { _ = try await settle(nan) }
             #expect(notANumber?.code == .invalidArgument)
+            var elsewhere = identity
+            elsewhere.layers = LayerRange(0, 2)
+            let wrongRange = await ClusterTestSupport.rpcError {
+                _ = try await s.channel.unary(Method.workerConfigure, ConfigureRequest(handshake: s.handshake, expect: elsewhere, policy: StagePolicy()),
+                                              response: ConfigureReply.self)
+            }
+            #expect(wrongRange?.code == .failedPrecondition && wrongRange?.message.contains("this worker serves") == true)
+
+            // And when a Forward names a policy that cannot route its tokens, or none this worker settled.
+            let one = [TokenEntry(sessionID: 2, position: 0, routed: true)]
+            let noPolicy = await ClusterTestSupport.rpcError { _ = try await s.channel.unary(Method.workerForward, try request(one, policy: 0), response: ForwardReply.self) }
+            #expect(noPolicy?.code == .invalidArgument && noPolicy?.message.contains("policy_id") == true)
+            let plainPolicy = try await settle(nil)
+            let unrouted = await ClusterTestSupport.rpcError { _ = try await s.channel.unary(Method.workerForward, try request(one, policy: plainPolicy), response: ForwardReply.self) }
+            #expect(unrouted?.code == .invalidArgument && unrouted?.message.contains("routes nothing") == true)
+            let unknown = await ClusterTestSupport.rpcError { _ = try await s.channel.unary(Method.workerForward, try request(one, policy: plainPolicy ^ 1), response: ForwardReply.self) }
+            #expect(unknown?.code == .failedPrecondition && unknown?.message.contains("not settled here") == true)
             let twice = await ClusterTestSupport.rpcError {
-                _ = try await s.channel.unary(Method.workerForward, try request([TokenEntry(sessionID: 3, position: 0), TokenEntry(sessionID: 3, position: 0)], routing: nil),
+                _ = try await s.channel.unary(Method.workerForward, try request([TokenEntry(sessionID: 3, position: 0), TokenEntry(sessionID: 3, position: 0)], policy: 0),
                                               response: ForwardReply.self)
             }
             #expect(twice?.code == .failedPrecondition && twice?.message.contains("twice") == true)
         }
-        // A worker without a router refuses routed tokens by name.
+        // A worker without a router refuses a routing policy by name.
         try await withWorker(path: path) { s in
-            let r = ForwardRequest(handshake: s.handshake, tokens: [TokenEntry(sessionID: 1, position: 0, routed: true)],
-                                   hidden: WireTensor(try s.model.head.embed([5]), shape: [1, s.model.config.dim]), routing: wire)
-            let none = await ClusterTestSupport.rpcError { _ = try await s.channel.unary(Method.workerForward, r, response: ForwardReply.self) }
+            let request = ConfigureRequest(handshake: s.handshake, expect: StageIdentity(layers: LayerRange(0, 4), activations: "f32", routerFingerprint: ""),
+                                           policy: StagePolicy(routing: wire))
+            let none = await ClusterTestSupport.rpcError { _ = try await s.channel.unary(Method.workerConfigure, request, response: ConfigureReply.self) }
             #expect(none?.code == .failedPrecondition && none?.message.contains("no router") == true)
         }
     }

@@ -1,5 +1,5 @@
 import Foundation
-import RadialCoordinator
+@testable import RadialCoordinator
 import RadialModel
 import RadialProtocol
 import RadialRouter
@@ -49,6 +49,41 @@ import Testing
         }
         #expect(hidden == local, "three stages equal one shard of all layers, bit for bit")
         #expect(traces.allSatisfy { $0.hops == 3 && $0.layersRun == Array(0..<6) })
+    }
+
+    /// A batch over the decode kernels' row limit runs sgemm, where a row's bits depend on the rest of the batch.
+    /// The pipeline never mixes sessions in such a call, so each session's rows come out as they would alone — and
+    /// replaying one session alone on a replica (failover) gives the same K/V.
+    @Test func aWideBatchComputesEachSessionAsAlone() async throws {
+        var spec = TinyModelSpec()
+        spec.layers = 2
+        spec.weightType = .f16
+        let path = try TestPaths.tempDir() + "/wide.gguf"
+        try spec.write(to: path)
+        let model = try LlamaModel(file: try GGUFFile(path: path))
+        let dim = model.config.dim, limit = Linear.quantizedMaxRows
+        let long = (0..<(limit + 9)).map { 3 + ($0 * 11) % 200 }, short = [7, 8, 9]
+        // Session 1's long prompt with session 2's short one: one batch, wider than the limit.
+        let pipeline = Pipeline(stages: try Self.stages(path, [LayerRange(0, 2)]), dim: dim)
+        var both = try model.head.embed(long + short)
+        _ = try await pipeline.forward(long.indices.map { Pipeline.Row(session: 1, position: $0) }
+                                       + short.indices.map { Pipeline.Row(session: 2, position: $0) }, hidden: &both)
+        for (session, ids, offset) in [(UInt64(1), long, 0), (2, short, long.count)] {
+            let alone = Pipeline(stages: try Self.stages(path, [LayerRange(0, 2)]), dim: dim)
+            var hidden = try model.head.embed(ids)
+            _ = try await alone.forward(ids.indices.map { Pipeline.Row(session: session, position: $0) }, hidden: &hidden)
+            let same = Array(both[(offset * dim)..<((offset + ids.count) * dim)]) == hidden
+            #expect(same, "session \(session) as alone, bit for bit")
+        }
+        // How a mixed wide batch is cut: the wide session alone, the narrow ones packed up to the limit.
+        let tokens = (0..<70).map { TokenEntry(sessionID: 1, position: $0) } + (0..<40).map { TokenEntry(sessionID: 2, position: $0) }
+            + (0..<30).map { TokenEntry(sessionID: 3, position: $0) } + [TokenEntry(sessionID: 4, position: 9)]
+        let batch = StageBatch(tokens: tokens, hidden: [], fills: [KVFillEntry(sessionID: 4, position: 8)], fillHidden: [])
+        let parts = Pipeline.parts(of: batch, limit: 64)
+        #expect(parts.map { Set($0.tokens.map { tokens[$0].sessionID }) } == [[1], [2], [3, 4]])
+        #expect(parts[2].fills == [0] && parts.map(\.tokens.count) == [70, 40, 31])
+        #expect(Pipeline.parts(of: StageBatch(tokens: Array(tokens.prefix(70)), hidden: [], fills: [], fillHidden: []), limit: 64).count == 1,
+                "one session: one call however wide")
     }
 
     /// The first positions of a sequence run every layer on every stage (`--dense-positions`), the rest are routed;

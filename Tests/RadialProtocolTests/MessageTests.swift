@@ -57,22 +57,41 @@ import Testing
 
     @Test func forwardRequestKeepsRowsAndIdentity() throws {
         let tokens = [TokenEntry(sessionID: 1, position: 0), TokenEntry(sessionID: 1, position: 1, layers: [2, 3], routed: true, layersBefore: 2)]
-        let routing = WireRouting(routerFingerprint: "r", threshold: 0.25, alwaysRun: [0], minLayers: 1)
         let request = ForwardRequest(handshake: handshake, tokens: tokens, hidden: WireTensor([1, 2, 3, 4, 5, 6], shape: [2, 3]),
-                                     routing: routing,
+                                     policyID: 0xfeed_beef_0000_0001,
                                      expect: StageIdentity(layers: LayerRange(0, 4), activations: "q8", routerFingerprint: "r"))
         let back = try ForwardRequest(wire: request.wireBytes())
         #expect(back.tokens == tokens)
         #expect(back.hidden.floats() == [1, 2, 3, 4, 5, 6])
         #expect(back.expect == request.expect)
-        #expect(back.routing == routing)
-        // A routed row with no policy to route by is refused, naming the field.
+        #expect(back.policyID == request.policyID)
+        // A routed row under the default policy (which routes nothing) is refused, naming the field.
         let unrouted = ForwardRequest(handshake: handshake, tokens: tokens, hidden: WireTensor([1, 2, 3, 4, 5, 6], shape: [2, 3]))
         do {
             _ = try ForwardRequest(wire: unrouted.wireBytes())
-            Issue.record("a routed token without a routing policy decoded")
+            Issue.record("a routed token under the default policy decoded")
         } catch let error as RPCError {
-            #expect(error.code == .invalidArgument && error.message.contains("ForwardRequest.routing"))
+            #expect(error.code == .invalidArgument && error.message.contains("ForwardRequest.policy_id"))
         }
+    }
+
+    @Test func configureCarriesThePolicy() throws {
+        let routing = WireRouting(routerFingerprint: "r", threshold: 0.25, alwaysRun: [0], minLayers: 1)
+        let request = ConfigureRequest(handshake: handshake, expect: StageIdentity(layers: LayerRange(2, 5), activations: "f32", routerFingerprint: "r"),
+                                       policy: StagePolicy(kvPolicy: .mask, routing: routing))
+        #expect(try ConfigureRequest(wire: request.wireBytes()) == request)
+        let plain = ConfigureRequest(handshake: handshake, expect: request.expect, policy: StagePolicy())
+        #expect(try ConfigureRequest(wire: plain.wireBytes()).policy.routing == nil)
+        #expect(try ConfigureReply(wire: ConfigureReply(policyID: 42).wireBytes()).policyID == 42)
+    }
+
+    @Test func restoreNamesEachRowsSession() throws {
+        let history = [TokenEntry(sessionID: 7, position: 0), TokenEntry(sessionID: 9, position: 0, layers: []),
+                       TokenEntry(sessionID: 7, position: 1, layers: [1])]
+        let request = RestoreSessionRequest(handshake: handshake, history: history, hidden: WireTensor([1, 2, 3, 4, 5, 6], shape: [3, 2]),
+                                            kvPolicy: .fill, groupSizes: [2, 1])
+        let back = try RestoreSessionRequest(wire: request.wireBytes())
+        #expect(back == request)
+        #expect(back.history.map(\.sessionID) == [7, 9, 7])
     }
 }

@@ -31,6 +31,9 @@ typedef struct Radial__CloseSessionRequest Radial__CloseSessionRequest;
 typedef struct Radial__CloseSessionReply Radial__CloseSessionReply;
 typedef struct Radial__RestoreSessionRequest Radial__RestoreSessionRequest;
 typedef struct Radial__RestoreSessionReply Radial__RestoreSessionReply;
+typedef struct Radial__StagePolicy Radial__StagePolicy;
+typedef struct Radial__ConfigureRequest Radial__ConfigureRequest;
+typedef struct Radial__ConfigureReply Radial__ConfigureReply;
 typedef struct Radial__AdoptSessionRequest Radial__AdoptSessionRequest;
 typedef struct Radial__AdoptSessionReply Radial__AdoptSessionReply;
 typedef struct Radial__ChatMessage Radial__ChatMessage;
@@ -227,7 +230,8 @@ struct  Radial__TokenEntry
   size_t n_layers;
   uint32_t *layers;
   /*
-   * The worker's router chooses, layer by layer, which of the layers above it runs (ForwardRequest.routing).
+   * The worker's router chooses, layer by layer, which of the layers above it runs (under the routing policy the
+   * Forward's policy_id names).
    */
   protobuf_c_boolean routed;
   /*
@@ -293,11 +297,11 @@ struct  Radial__ForwardRequest
    * [fills, hidden_size]
    */
   Radial__Tensor *fill_hidden;
-  Radial__KVPolicy kv_policy;
   /*
-   * required when any token is routed
+   * The policy settled with Configure. 0: the default one, K/V fill and no routing (then no token may be routed).
+   * A worker that does not know the id (it restarted) refuses FAILED_PRECONDITION "policy ... not settled here".
    */
-  Radial__RoutingPolicy *routing;
+  uint64_t policy_id;
   /*
    * What the coordinator believes this worker serves (from the handshake). The worker refuses a Forward whose
    * belief differs from what it serves (FAILED_PRECONDITION), so a worker restarted with another range, arithmetic
@@ -307,7 +311,7 @@ struct  Radial__ForwardRequest
 };
 #define RADIAL__FORWARD_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&radial__forward_request__descriptor) \
-    , NULL, 0,NULL, NULL, 0,NULL, NULL, RADIAL__KVPOLICY__KV_FILL, NULL, NULL }
+    , NULL, 0,NULL, NULL, 0,NULL, NULL, 0, NULL }
 
 
 struct  Radial__StageIdentity
@@ -380,10 +384,10 @@ struct  Radial__RestoreSessionRequest
 {
   ProtobufCMessage base;
   Radial__Handshake *handshake;
-  uint64_t session_id;
   /*
-   * The session's history at this worker: per position, the hidden state that entered the worker's first layer
-   * and the layers that ran there (as in TokenEntry); replay rebuilds the KV cache exactly.
+   * The history at this worker of one or more sessions: per position, the session, the hidden state that entered
+   * the worker's first layer and the layers that ran there (as in TokenEntry; none: a deferred fill). Each
+   * session named is emptied first; replay rebuilds its K/V exactly. A session's positions must increase.
    */
   size_t n_history;
   Radial__TokenEntry **history;
@@ -393,27 +397,81 @@ struct  Radial__RestoreSessionRequest
   Radial__Tensor *hidden;
   Radial__KVPolicy kv_policy;
   /*
-   * Rows per replayed batch, in order (they sum to the history's length): the groups the rows were first computed
-   * in where that matters (a batch over the decode kernels' row limit ran sgemm), so the K/V come out bit for bit
-   * the same. Empty: groups of at most the kernels' row limit.
+   * Rows per replayed batch, in order (they sum to the history's length). Up to the decode kernels' row limit a
+   * row's result does not depend on the others in its batch, so any grouping that keeps a session's rows in order
+   * works; a batch over the limit ran sgemm and must be replayed as exactly that group (the coordinator never
+   * mixes sessions in such a batch). Empty: groups of at most the kernels' row limit.
    */
   size_t n_group_sizes;
   uint32_t *group_sizes;
 };
 #define RADIAL__RESTORE_SESSION_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&radial__restore_session_request__descriptor) \
-    , NULL, 0, 0,NULL, NULL, RADIAL__KVPOLICY__KV_FILL, 0,NULL }
+    , NULL, 0,NULL, NULL, RADIAL__KVPOLICY__KV_FILL, 0,NULL }
 
 
 struct  Radial__RestoreSessionReply
 {
   ProtobufCMessage base;
+  /*
+   * history rows replayed
+   */
   uint32_t positions;
+  /*
+   * K/V the restored sessions hold now
+   */
   uint64_t kv_bytes;
+  uint32_t sessions;
 };
 #define RADIAL__RESTORE_SESSION_REPLY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&radial__restore_session_reply__descriptor) \
-    , 0, 0 }
+    , 0, 0, 0 }
+
+
+/*
+ * How a coordinator runs its tokens on a worker: what skipped layers keep, and how routed tokens choose.
+ */
+struct  Radial__StagePolicy
+{
+  ProtobufCMessage base;
+  Radial__KVPolicy kv_policy;
+  /*
+   * absent: no token is routed
+   */
+  Radial__RoutingPolicy *routing;
+};
+#define RADIAL__STAGE_POLICY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&radial__stage_policy__descriptor) \
+    , RADIAL__KVPOLICY__KV_FILL, NULL }
+
+
+struct  Radial__ConfigureRequest
+{
+  ProtobufCMessage base;
+  Radial__Handshake *handshake;
+  /*
+   * refused FAILED_PRECONDITION when the worker serves something else
+   */
+  Radial__StageIdentity *expect;
+  Radial__StagePolicy *policy;
+};
+#define RADIAL__CONFIGURE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&radial__configure_request__descriptor) \
+    , NULL, NULL, NULL }
+
+
+struct  Radial__ConfigureReply
+{
+  ProtobufCMessage base;
+  /*
+   * Names the policy in Forward. The same policy gets the same id for the worker's lifetime, another after a
+   * restart (so a Forward from before a restart is refused, not misread).
+   */
+  uint64_t policy_id;
+};
+#define RADIAL__CONFIGURE_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&radial__configure_reply__descriptor) \
+    , 0 }
 
 
 struct  Radial__AdoptSessionRequest
@@ -1026,6 +1084,63 @@ Radial__RestoreSessionReply *
 void   radial__restore_session_reply__free_unpacked
                      (Radial__RestoreSessionReply *message,
                       ProtobufCAllocator *allocator);
+/* Radial__StagePolicy methods */
+void   radial__stage_policy__init
+                     (Radial__StagePolicy         *message);
+size_t radial__stage_policy__get_packed_size
+                     (const Radial__StagePolicy   *message);
+size_t radial__stage_policy__pack
+                     (const Radial__StagePolicy   *message,
+                      uint8_t             *out);
+size_t radial__stage_policy__pack_to_buffer
+                     (const Radial__StagePolicy   *message,
+                      ProtobufCBuffer     *buffer);
+Radial__StagePolicy *
+       radial__stage_policy__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   radial__stage_policy__free_unpacked
+                     (Radial__StagePolicy *message,
+                      ProtobufCAllocator *allocator);
+/* Radial__ConfigureRequest methods */
+void   radial__configure_request__init
+                     (Radial__ConfigureRequest         *message);
+size_t radial__configure_request__get_packed_size
+                     (const Radial__ConfigureRequest   *message);
+size_t radial__configure_request__pack
+                     (const Radial__ConfigureRequest   *message,
+                      uint8_t             *out);
+size_t radial__configure_request__pack_to_buffer
+                     (const Radial__ConfigureRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Radial__ConfigureRequest *
+       radial__configure_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   radial__configure_request__free_unpacked
+                     (Radial__ConfigureRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Radial__ConfigureReply methods */
+void   radial__configure_reply__init
+                     (Radial__ConfigureReply         *message);
+size_t radial__configure_reply__get_packed_size
+                     (const Radial__ConfigureReply   *message);
+size_t radial__configure_reply__pack
+                     (const Radial__ConfigureReply   *message,
+                      uint8_t             *out);
+size_t radial__configure_reply__pack_to_buffer
+                     (const Radial__ConfigureReply   *message,
+                      ProtobufCBuffer     *buffer);
+Radial__ConfigureReply *
+       radial__configure_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   radial__configure_reply__free_unpacked
+                     (Radial__ConfigureReply *message,
+                      ProtobufCAllocator *allocator);
 /* Radial__AdoptSessionRequest methods */
 void   radial__adopt_session_request__init
                      (Radial__AdoptSessionRequest         *message);
@@ -1342,6 +1457,15 @@ typedef void (*Radial__RestoreSessionRequest_Closure)
 typedef void (*Radial__RestoreSessionReply_Closure)
                  (const Radial__RestoreSessionReply *message,
                   void *closure_data);
+typedef void (*Radial__StagePolicy_Closure)
+                 (const Radial__StagePolicy *message,
+                  void *closure_data);
+typedef void (*Radial__ConfigureRequest_Closure)
+                 (const Radial__ConfigureRequest *message,
+                  void *closure_data);
+typedef void (*Radial__ConfigureReply_Closure)
+                 (const Radial__ConfigureReply *message,
+                  void *closure_data);
 typedef void (*Radial__AdoptSessionRequest_Closure)
                  (const Radial__AdoptSessionRequest *message,
                   void *closure_data);
@@ -1411,6 +1535,10 @@ struct Radial__Worker_Service
                         const Radial__AdoptSessionRequest *input,
                         Radial__AdoptSessionReply_Closure closure,
                         void *closure_data);
+  void (*configure)(Radial__Worker_Service *service,
+                    const Radial__ConfigureRequest *input,
+                    Radial__ConfigureReply_Closure closure,
+                    void *closure_data);
 };
 typedef void (*Radial__Worker_ServiceDestroy)(Radial__Worker_Service *);
 void radial__worker__init (Radial__Worker_Service *service,
@@ -1423,7 +1551,8 @@ void radial__worker__init (Radial__Worker_Service *service,
       function_prefix__ ## forward,\
       function_prefix__ ## close_session,\
       function_prefix__ ## restore_session,\
-      function_prefix__ ## adopt_session  }
+      function_prefix__ ## adopt_session,\
+      function_prefix__ ## configure  }
 void radial__worker__info(ProtobufCService *service,
                           const Radial__InfoRequest *input,
                           Radial__WorkerInfo_Closure closure,
@@ -1444,6 +1573,10 @@ void radial__worker__adopt_session(ProtobufCService *service,
                                    const Radial__AdoptSessionRequest *input,
                                    Radial__AdoptSessionReply_Closure closure,
                                    void *closure_data);
+void radial__worker__configure(ProtobufCService *service,
+                               const Radial__ConfigureRequest *input,
+                               Radial__ConfigureReply_Closure closure,
+                               void *closure_data);
 typedef struct Radial__Coordinator_Service Radial__Coordinator_Service;
 struct Radial__Coordinator_Service
 {
@@ -1535,6 +1668,9 @@ extern const ProtobufCMessageDescriptor radial__close_session_request__descripto
 extern const ProtobufCMessageDescriptor radial__close_session_reply__descriptor;
 extern const ProtobufCMessageDescriptor radial__restore_session_request__descriptor;
 extern const ProtobufCMessageDescriptor radial__restore_session_reply__descriptor;
+extern const ProtobufCMessageDescriptor radial__stage_policy__descriptor;
+extern const ProtobufCMessageDescriptor radial__configure_request__descriptor;
+extern const ProtobufCMessageDescriptor radial__configure_reply__descriptor;
 extern const ProtobufCMessageDescriptor radial__adopt_session_request__descriptor;
 extern const ProtobufCMessageDescriptor radial__adopt_session_reply__descriptor;
 extern const ProtobufCMessageDescriptor radial__chat_message__descriptor;

@@ -11,6 +11,18 @@ public struct GenerationResult: Sendable, Codable {
     /// Bytes of the K/V cache the generation allocated.
     public var kvBytes = 0
 
+    public init(promptIDs: [Int], generatedIDs: [Int], text: String, finishReason: FinishReason, prefillSeconds: Double,
+                decodeSeconds: Double, layersRun: [[Int]] = [], kvBytes: Int = 0) {
+        self.promptIDs = promptIDs
+        self.generatedIDs = generatedIDs
+        self.text = text
+        self.finishReason = finishReason
+        self.prefillSeconds = prefillSeconds
+        self.decodeSeconds = decodeSeconds
+        self.layersRun = layersRun
+        self.kvBytes = kvBytes
+    }
+
     public var prefillTokensPerSecond: Double { prefillSeconds > 0 ? Double(promptIDs.count) / prefillSeconds : 0 }
     /// Tokens after the first (the first comes from the prefill's logits) over the decode time.
     public var decodeTokensPerSecond: Double {
