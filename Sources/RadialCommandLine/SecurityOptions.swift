@@ -18,6 +18,12 @@ public func resolveToken(_ flag: String?, file: String?, env: String, what: Stri
     return value?.isEmpty == false ? value : nil
 }
 
+/// Every non-empty line of a token file (the first is the one `resolveToken` reads).
+func tokenLines(_ file: String) throws -> [String] {
+    guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw ValidationError("cannot read token file \(file)") }
+    return text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+}
+
 /// Whether HOST:PORT names this machine only (127.0.0.0/8, ::1, localhost).
 public func isLoopback(_ address: String) -> Bool {
     var host = address
@@ -38,7 +44,7 @@ public struct ServerSecurityOptions: ParsableArguments {
     public var tlsClientCA: String?
     @Option(name: .customLong("auth-token"), help: "Require 'authorization: Bearer TOKEN' on every call except health checks; prefer --auth-token-file or RADIAL_AUTH_TOKEN, as argv is visible to other users (default: none, or RADIAL_AUTH_TOKEN).")
     public var authToken: String?
-    @Option(name: .customLong("auth-token-file"), help: "Read the bearer token from the first line of this file.")
+    @Option(name: .customLong("auth-token-file"), help: "Read the bearer token from the first line of this file. Further lines are further accepted tokens, one per client: a worker shared by several coordinators, each with its own token, keeps each one's sessions from the others.")
     public var authTokenFile: String?
     @Flag(name: .customLong("insecure"), help: "Allow listening on a non-loopback address without a token or client certificates (anyone who can reach the port can use it).")
     public var insecure = false
@@ -56,6 +62,7 @@ public struct ServerSecurityOptions: ParsableArguments {
             config.tls = try ServerTLS(certificateFile: tlsCert, keyFile: tlsKey, clientCAFile: tlsClientCA)
         }
         config.bearerToken = try resolveToken(authToken, file: authTokenFile, env: "RADIAL_AUTH_TOKEN", what: "--auth-token-file")
+        if let authTokenFile { config.extraBearerTokens = Array(try tokenLines(authTokenFile).dropFirst()) }
         let authenticated = config.bearerToken != nil || tlsClientCA != nil
         if !isLoopback(address) && !authenticated {
             guard insecure else {

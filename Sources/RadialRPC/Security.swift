@@ -97,20 +97,31 @@ func withOptionalCString<R>(_ string: String?, _ body: (UnsafePointer<CChar>?) -
     return string.withCString { body($0) }
 }
 
-/// Checks a bearer token carried in the `authorization` metadata ("Bearer TOKEN").
+/// Checks a bearer token carried in the `authorization` metadata ("Bearer TOKEN") against the tokens a server
+/// accepts; which one matched names the caller (`ServerContext.principal`).
 struct BearerTokenCheck: Sendable {
-    let token: String
+    let tokens: [String]
+
+    /// The index of the token the call carries, or nil (missing or unknown).
+    func match(_ metadata: Metadata) -> Int? {
+        let prefix = "Bearer "
+        guard let header = metadata["authorization"], header.hasPrefix(prefix) else { return nil }
+        let given = String(header.dropFirst(prefix.count))
+        // Compare with every token, each in constant time: no timing oracle for a token or for which one matched.
+        var found: Int?
+        for (i, token) in tokens.enumerated() where constantTimeEqual(given, token) { found = i }
+        return found
+    }
 
     func check(_ metadata: Metadata) -> RPCError? {
-        guard let header = metadata["authorization"] else {
+        guard metadata["authorization"] != nil else {
             return RPCError(.unauthenticated, "missing bearer token (authorization metadata)")
         }
-        let prefix = "Bearer "
-        guard header.hasPrefix(prefix), constantTimeEqual(String(header.dropFirst(prefix.count)), token) else {
-            return RPCError(.unauthenticated, "invalid bearer token")
-        }
-        return nil
+        return match(metadata) == nil ? RPCError(.unauthenticated, "invalid bearer token") : nil
     }
+
+    /// The caller's name for `ServerContext.principal`: which token it presented ("token 1" is `bearerToken`).
+    func principal(_ metadata: Metadata) -> String? { match(metadata).map { "token \($0 + 1)" } }
 
     /// Equal-length comparison that does not stop at the first difference (no timing oracle for the token).
     private func constantTimeEqual(_ a: String, _ b: String) -> Bool {

@@ -8,6 +8,10 @@ public struct ServerConfig: Sendable {
     public var tls: ServerTLS?
     /// When set, every call except those to `unauthenticatedServices` must carry `authorization: Bearer TOKEN`.
     public var bearerToken: String?
+    /// Further tokens accepted beside `bearerToken`, each naming another client: a call's `ServerContext.principal`
+    /// says which one it carried ("token 2" is the first of these), so a worker shared by several coordinators
+    /// keeps each one's sessions to itself.
+    public var extraBearerTokens: [String] = []
     /// Health probes (Kubernetes, grpc_health_probe) cannot usually send a token.
     public var unauthenticatedServices: Set<String> = ["grpc.health.v1.Health"]
     /// Largest message sent or received, in bytes.
@@ -189,10 +193,11 @@ public final class RPCServer: Sendable {
             let rearm: @Sendable () -> Void = { [self] in
                 if !state.withLock({ $0.shuttingDown }) { requestCall(path: path, method: method, entry: entry) }
             }
-            let context = ServerContext(method: path, metadata: Metadata(slot.metadata.pointee),
-                                        deadlineSeconds: rgs_seconds_until(slot.deadline.pointee))
-            let payload = slot.takePayload()
+            let metadata = Metadata(slot.metadata.pointee)
             let auth = authCheck(for: path)
+            let context = ServerContext(method: path, metadata: metadata, deadlineSeconds: rgs_seconds_until(slot.deadline.pointee),
+                                        principal: auth?.principal(metadata))
+            let payload = slot.takePayload()
             let handle = CallHandle(call)
             // An inline answer re-arms once it has been sent, as a C server asks for its next call after replying:
             // this thread is also core's poller, and all it does before polling again delays the reply's write.
@@ -231,7 +236,7 @@ public final class RPCServer: Sendable {
     private func authCheck(for path: String) -> BearerTokenCheck? {
         guard let token = config.bearerToken else { return nil }
         let service = path.split(separator: "/").first.map(String.init) ?? ""
-        return config.unauthenticatedServices.contains(service) ? nil : BearerTokenCheck(token: token)
+        return config.unauthenticatedServices.contains(service) ? nil : BearerTokenCheck(tokens: [token] + config.extraBearerTokens)
     }
 }
 

@@ -7,6 +7,10 @@ public final class ServerContext: Sendable {
     public let metadata: Metadata
     /// When the client's deadline expires (nil: no deadline). Core also cancels the call at that moment.
     public let deadline: ContinuousClock.Instant?
+    /// Who made the call, as far as the server can tell: which of its bearer tokens the call carried ("token 1",
+    /// "token 2", …; see `ServerConfig.extraBearerTokens`). nil when the server requires no token (or the method
+    /// is open to all, as health checks are).
+    public let principal: String?
     private let state = Mutex(CancelState())
 
     private struct CancelState {
@@ -14,9 +18,10 @@ public final class ServerContext: Sendable {
         var task: Task<Void, Never>?
     }
 
-    init(method: String, metadata: Metadata, deadlineSeconds: Double) {
+    init(method: String, metadata: Metadata, deadlineSeconds: Double, principal: String? = nil) {
         self.method = method
         self.metadata = metadata
+        self.principal = principal
         deadline = deadlineSeconds.isFinite
             ? ContinuousClock.now.advanced(by: .microseconds(Int64(deadlineSeconds * 1e6))) : nil
     }

@@ -2,11 +2,15 @@ import RadialModel
 import RadialRPC
 
 /// The KV caches of the sessions a worker holds, within a byte budget; sessions idle longer than the TTL are
-/// evicted. Not thread-safe: `ShardHost` touches it only while holding its lock.
+/// evicted. A session belongs to the client that created it (`owner`, the credential its calls carried): another
+/// client can neither write to it, rebuild, adopt nor close it (PERMISSION_DENIED). Not thread-safe: `ShardHost`
+/// touches it only while holding its lock.
 final class SessionStore {
     private struct Entry {
         let cache: KVCache
         var lastUsed: ContinuousClock.Instant
+        /// The principal that created it (nil: a server that tells no clients apart).
+        let owner: String?
     }
 
     let budgetBytes: Int
@@ -53,7 +57,7 @@ final class SessionStore {
     /// and no position may be missing — or the attention would silently run over K/V that is not there (say,
     /// after this worker restarted between two steps). Under `mask` a shard legitimately never sees positions
     /// that skipped it, so only order is checked.
-    func caches(for rows: [(session: UInt64, position: Int)], contiguous: Bool = true) throws -> [KVCache] {
+    func caches(for rows: [(session: UInt64, position: Int)], owner: String? = nil, contiguous: Bool = true) throws -> [KVCache] {
         let maxPositions = shard.config.contextLength
         var highest: [UInt64: Int] = [:]
         var positions: [UInt64: [(row: Int, position: Int)]] = [:]
@@ -64,6 +68,7 @@ final class SessionStore {
             if let reason = gone[row.session], sessions[row.session] == nil {
                 throw RPCError(.notFound, "session \(row.session) is not on this worker: \(reason)")
             }
+            try checkOwner(row.session, owner)
             positions[row.session, default: []].append((i, row.position))
         }
         // A session's rows may come in any order (deferred fills beside the tokens that follow them), but they must
@@ -113,23 +118,31 @@ final class SessionStore {
         }
         let now = ContinuousClock.now
         return rows.map { row in
-            if sessions[row.session] == nil { sessions[row.session] = Entry(cache: makeCache(), lastUsed: now) }
+            if sessions[row.session] == nil { sessions[row.session] = Entry(cache: makeCache(), lastUsed: now, owner: owner) }
             sessions[row.session]!.lastUsed = now
             return sessions[row.session]!.cache
         }
     }
 
-    /// A fresh, empty cache for `session` (RestoreSession replaces whatever was there).
-    func reset(_ session: UInt64) -> KVCache {
+    /// PERMISSION_DENIED when `session` exists and another client created it.
+    func checkOwner(_ session: UInt64, _ owner: String?) throws {
+        if let entry = sessions[session], entry.owner != owner {
+            throw RPCError(.permissionDenied, "session \(session) belongs to another client of this worker")
+        }
+    }
+
+    /// A fresh, empty cache for `session` (RestoreSession replaces whatever was there), owned by `owner`.
+    func reset(_ session: UInt64, owner: String? = nil) -> KVCache {
         let cache = makeCache()
-        sessions[session] = Entry(cache: cache, lastUsed: .now)
+        sessions[session] = Entry(cache: cache, lastUsed: .now, owner: owner)
         gone[session] = nil
         return cache
     }
 
     /// Keeps a session's first `positions` positions for a coordinator that takes it over after a restart;
     /// returns how many it held. FAILED_PRECONDITION "session not held here" (nothing changes) when it holds fewer.
-    func adopt(_ session: UInt64, positions: Int) throws -> Int {
+    func adopt(_ session: UInt64, positions: Int, owner: String? = nil) throws -> Int {
+        try checkOwner(session, owner)
         guard let entry = sessions[session] else {
             throw RPCError(.failedPrecondition, "\(Self.notHeld): session \(session) is not on this worker")
         }
@@ -142,10 +155,10 @@ final class SessionStore {
         return held
     }
 
-    /// Drops sessions; returns how many existed and the bytes freed.
-    func close(_ ids: [UInt64]) -> (closed: Int, freed: Int) {
+    /// Drops sessions (those of `owner`; others' are left alone); returns how many it dropped and the bytes freed.
+    func close(_ ids: [UInt64], owner: String? = nil) -> (closed: Int, freed: Int) {
         var closed = 0, freed = 0
-        for id in ids {
+        for id in ids where sessions[id].map({ $0.owner == owner }) ?? true {
             if let entry = sessions.removeValue(forKey: id) {
                 closed += 1
                 freed += entry.cache.bytes

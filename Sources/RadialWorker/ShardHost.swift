@@ -46,7 +46,7 @@ public final class ShardHost: Sendable {
     /// fills.count rows; they run no layer, only write K/V under `kvPolicy`). Errors are RPCErrors with the status
     /// a remote caller should see.
     public func forward(tokens: [TokenEntry], hidden: [Float], fills: [KVFillEntry], fillHidden: [Float],
-                        kvPolicy: SkippedLayerKV, chooser: (any LayerChooser)?) throws -> Output {
+                        kvPolicy: SkippedLayerKV, chooser: (any LayerChooser)?, owner: String? = nil) throws -> Output {
         let dim = shard.config.dim
         let rows = fills.count + tokens.count
         guard rows <= maxBatchTokens else {
@@ -77,7 +77,7 @@ public final class ShardHost: Sendable {
         let clock = ContinuousClock()
         let (seconds, ran, out) = try locked { () throws -> (Double, [LayerSet], [Float]) in
             let start = clock.now
-            let caches = try store.caches(for: keys, contiguous: kvPolicy == .fill)
+            let caches = try store.caches(for: keys, owner: owner, contiguous: kvPolicy == .fill)
             let shardTokens = (0..<rows).map {
                 ShardToken(cache: caches[$0], position: keys[$0].position, layers: rowPlans[$0].layers, layersBefore: rowPlans[$0].layersBefore,
                            routed: rowPlans[$0].routed)
@@ -109,19 +109,19 @@ public final class ShardHost: Sendable {
         return Output(hidden: out, layersRun: ran, computeSeconds: seconds)
     }
 
-    /// Drops sessions; returns how many existed and the bytes freed.
-    public func close(_ ids: [UInt64]) -> (closed: Int, freed: Int) {
+    /// Drops `owner`'s sessions among `ids`; returns how many it dropped and the bytes freed.
+    public func close(_ ids: [UInt64], owner: String? = nil) -> (closed: Int, freed: Int) {
         locked {
-            let result = store.close(ids)
+            let result = store.close(ids, owner: owner)
             publishStore()
             return result
         }
     }
 
     /// Keeps the first `positions` positions of a session this shard still holds (see `SessionStore.adopt`).
-    public func adopt(session: UInt64, positions: Int) throws -> Int {
+    public func adopt(session: UInt64, positions: Int, owner: String? = nil) throws -> Int {
         try locked {
-            let held = try store.adopt(session, positions: positions)
+            let held = try store.adopt(session, positions: positions, owner: owner)
             publishStore()
             return held
         }
@@ -146,7 +146,8 @@ public final class ShardHost: Sendable {
     /// several sessions may share a batch; a wider batch must be the very group first computed. Every row is then
     /// computed as it first was and the K/V come out bit for bit the same. Every session named is emptied first;
     /// on an error all of them are dropped. Returns the K/V bytes they hold.
-    public func restore(history: [HistoryRow], hidden: [Float], kvPolicy: SkippedLayerKV, groups: [Int] = []) throws -> Int {
+    public func restore(history: [HistoryRow], hidden: [Float], kvPolicy: SkippedLayerKV, groups: [Int] = [],
+                        owner: String? = nil) throws -> Int {
         let dim = shard.config.dim
         var sizes = groups
         if sizes.isEmpty {
@@ -162,8 +163,9 @@ public final class ShardHost: Sendable {
         var order: [UInt64] = []
         for r in history where !order.contains(r.session) { order.append(r.session) }
         return try locked { () throws -> Int in
+            for id in order { try store.checkOwner(id, owner) }
             var caches: [UInt64: KVCache] = [:]
-            for id in order { caches[id] = store.reset(id) }
+            for id in order { caches[id] = store.reset(id, owner: owner) }
             var start = 0
             for size in sizes {
                 let part = history[start..<(start + size)]
@@ -172,7 +174,7 @@ public final class ShardHost: Sendable {
                 do {
                     _ = try rows.withUnsafeMutableBufferPointer { try shard.forward($0.baseAddress!, tokens: tokens, kvPolicy: kvPolicy) }
                 } catch let error as ModelError {
-                    _ = store.close(order)
+                    _ = store.close(order, owner: owner)
                     publishStore()
                     throw RPCError.invalidArgument(error.description)
                 }

@@ -54,16 +54,21 @@ public final class WorkerService: Sendable {
 
     public func register(on server: RPCServer) {
         server.addUnarySync(Method.workerInfo, InfoRequest.self) { [self] request, _ in try info(request) }
-        server.addUnarySync(Method.workerForward, ForwardRequest.self) { [self] request, _ in try measuredForward(request) }
-        server.addUnarySync(Method.workerCloseSession, CloseSessionRequest.self) { [self] request, _ in try closeSessions(request) }
-        server.addUnarySync(Method.workerAdoptSession, AdoptSessionRequest.self) { [self] request, _ in
+        // Sessions belong to the client that created them: each call passes on who made it (`principal`).
+        server.addUnarySync(Method.workerForward, ForwardRequest.self) { [self] request, context in
+            try measuredForward(request, from: context.principal)
+        }
+        server.addUnarySync(Method.workerCloseSession, CloseSessionRequest.self) { [self] request, context in
+            try closeSessions(request, from: context.principal)
+        }
+        server.addUnarySync(Method.workerAdoptSession, AdoptSessionRequest.self) { [self] request, context in
             try request.handshake.check(against: handshake, peer: "the coordinator")
-            return AdoptSessionReply(positions: try host.adopt(session: request.sessionID, positions: request.positions))
+            return AdoptSessionReply(positions: try host.adopt(session: request.sessionID, positions: request.positions, owner: context.principal))
         }
         server.addUnarySync(Method.workerConfigure, ConfigureRequest.self) { [self] request, _ in try configure(request) }
         // A restore replays a whole history: long, and rare; off the I/O thread.
-        server.addUnary(Method.workerRestoreSession, RestoreSessionRequest.self, offloaded: true) { [self] request, _ in
-            try restore(request)
+        server.addUnary(Method.workerRestoreSession, RestoreSessionRequest.self, offloaded: true) { [self] request, context in
+            try restore(request, from: context.principal)
         }
     }
 
@@ -103,9 +108,9 @@ public final class WorkerService: Sendable {
     }
 
     /// Forward, counted for Prometheus: calls by outcome, rows, layers run and skipped, K/V fills, compute time.
-    func measuredForward(_ request: ForwardRequest) throws -> ForwardReply {
+    func measuredForward(_ request: ForwardRequest, from principal: String? = nil) throws -> ForwardReply {
         let reply: ForwardReply
-        do { reply = try forward(request) } catch {
+        do { reply = try forward(request, from: principal) } catch {
             let code = (error as? RPCError)?.code.description.lowercased() ?? "unknown"
             Counter(label: "radial_worker_forward_calls_total", dimensions: [("outcome", code)]).increment()
             throw error
@@ -151,7 +156,7 @@ public final class WorkerService: Sendable {
         }
     }
 
-    func forward(_ request: ForwardRequest) throws -> ForwardReply {
+    func forward(_ request: ForwardRequest, from principal: String? = nil) throws -> ForwardReply {
         try request.handshake.check(against: handshake, peer: "the coordinator")
         if let expect = request.expect { try check(expect) }
         let policy = try policies.lookup(request.policyID)
@@ -167,7 +172,7 @@ public final class WorkerService: Sendable {
         }
         let out = try host.forward(tokens: request.tokens, hidden: request.hidden.floats(), fills: request.fills,
                                    fillHidden: request.fillHidden.floats(), kvPolicy: policy.kvPolicy,
-                                   chooser: routed ? policy.chooser : nil)
+                                   chooser: routed ? policy.chooser : nil, owner: principal)
         return ForwardReply(hidden: WireTensor(out.hidden, shape: [request.tokens.count, dim], dtype: request.hidden.dtype),
                             computeSeconds: out.computeSeconds,
                             // Only when some token could skip: an empty list means "all of this worker's layers".
@@ -175,14 +180,14 @@ public final class WorkerService: Sendable {
                                 ? out.layersRun.map { shard.range.indices.filter($0.contains) } : [])
     }
 
-    func closeSessions(_ request: CloseSessionRequest) throws -> CloseSessionReply {
+    func closeSessions(_ request: CloseSessionRequest, from principal: String? = nil) throws -> CloseSessionReply {
         try request.handshake.check(against: handshake, peer: "the coordinator")
-        let (closed, freed) = host.close(request.sessionIDs)
+        let (closed, freed) = host.close(request.sessionIDs, owner: principal)
         return CloseSessionReply(closed: closed, freedBytes: UInt64(freed))
     }
 
     /// Rebuilds sessions from the hidden states that entered this worker at each of their positions.
-    func restore(_ request: RestoreSessionRequest) throws -> RestoreSessionReply {
+    func restore(_ request: RestoreSessionRequest, from principal: String? = nil) throws -> RestoreSessionReply {
         try request.handshake.check(against: handshake, peer: "the coordinator")
         let dim = shard.config.dim
         guard request.hidden.shape[0] == 0 || request.hidden.shape[1] == dim else {
@@ -196,7 +201,8 @@ public final class WorkerService: Sendable {
             last[row.sessionID] = row.position
         }
         let bytes = try host.restore(history: request.history.map { .init(session: $0.sessionID, position: $0.position, layers: $0.layers) },
-                                     hidden: request.hidden.floats(), kvPolicy: request.kvPolicy, groups: request.groupSizes)
+                                     hidden: request.hidden.floats(), kvPolicy: request.kvPolicy, groups: request.groupSizes,
+                                     owner: principal)
         return RestoreSessionReply(positions: request.history.count, kvBytes: UInt64(bytes), sessions: last.count)
     }
 }

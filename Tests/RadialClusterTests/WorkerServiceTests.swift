@@ -17,7 +17,8 @@ import Testing
         let service: WorkerService
     }
 
-    func withWorker(budgetBytes: Int = 64 << 20, path: String? = nil, router: Router? = nil,
+    /// `tokens`: the bearer tokens the worker accepts (the setup's channel sends the first).
+    func withWorker(budgetBytes: Int = 64 << 20, path: String? = nil, router: Router? = nil, tokens: [String] = [],
                     _ body: (Setup) async throws -> Void) async throws {
         let path = try path ?? ClusterTestSupport.writeTinyModel()
         let file = try GGUFFile(path: path)
@@ -25,10 +26,12 @@ import Testing
         let shard = try LlamaShard(file: file, config: model.config, range: LayerRange(0, model.config.layerCount))
         let service = WorkerService(shard: shard, fingerprint: file.fingerprint,
                                     config: WorkerConfig(workerID: "test", kvBudgetBytes: budgetBytes, maxBatchTokens: 64), router: router)
-        let server = RPCServer(config: ServerConfig(address: "127.0.0.1:0"))
+        var serverConfig = ServerConfig(address: "127.0.0.1:0", bearerToken: tokens.first)
+        serverConfig.extraBearerTokens = Array(tokens.dropFirst())
+        let server = RPCServer(config: serverConfig)
         service.register(on: server)
         let port = try server.start()
-        let channel = RPCChannel(ChannelConfig(target: "127.0.0.1:\(port)"))
+        let channel = RPCChannel(ChannelConfig(target: "127.0.0.1:\(port)", bearerToken: tokens.first))
         do {
             try await body(Setup(server: server, channel: channel, handshake: service.handshake, model: model, service: service))
         } catch {
@@ -148,6 +151,50 @@ import Testing
 }
 
 extension WorkerServiceTests {
+    /// A worker shared by two coordinators, each with its own token: neither can write to, rebuild, adopt or close
+    /// the other's session, and the owner's session is untouched by the attempts.
+    @Test func sessionsBelongToTheClientThatMadeThem() async throws {
+        try await withWorker(tokens: ["alpha", "beta"]) { s in
+            let dim = s.model.config.dim
+            let other = RPCChannel(ChannelConfig(target: "127.0.0.1:\(s.server.port!)", bearerToken: "beta"))
+            defer { other.close() }
+            let ids = [5, 9, 30]
+            let mine = try await forward(s, (0..<2).map { TokenEntry(sessionID: 7, position: $0) }, Array(ids.prefix(2)))
+            func refused(_ body: () async throws -> Void) async -> Bool {
+                let e = await ClusterTestSupport.rpcError(body)
+                return e?.code == .permissionDenied && e?.message.contains("another client") == true
+            }
+            let next = ForwardRequest(handshake: s.handshake, tokens: [TokenEntry(sessionID: 7, position: 2)],
+                                      hidden: WireTensor(try s.model.head.embed([ids[2]]), shape: [1, dim]))
+            #expect(await refused { _ = try await other.unary(Method.workerForward, next, response: ForwardReply.self) }, "write")
+            let restore = RestoreSessionRequest(handshake: s.handshake, history: [TokenEntry(sessionID: 7, position: 0)],
+                                                hidden: WireTensor(try s.model.head.embed([1]), shape: [1, dim]), kvPolicy: .fill)
+            #expect(await refused { _ = try await other.unary(Method.workerRestoreSession, restore, response: RestoreSessionReply.self) }, "rebuild")
+            #expect(await refused {
+                _ = try await other.unary(Method.workerAdoptSession, AdoptSessionRequest(handshake: s.handshake, sessionID: 7, positions: 1),
+                                          response: AdoptSessionReply.self)
+            }, "adopt")
+            let close = try await other.unary(Method.workerCloseSession, CloseSessionRequest(handshake: s.handshake, sessionIDs: [7]),
+                                              response: CloseSessionReply.self)
+            #expect(close.closed == 0, "another client's close leaves it")
+            // The owner's session went on untouched: its next token equals one batch of all three.
+            let third = try await s.channel.unary(Method.workerForward, next, response: ForwardReply.self).hidden.floats()
+            var local = try s.model.head.embed(ids)
+            let cache = s.model.makeCache()
+            _ = try local.withUnsafeMutableBufferPointer {
+                try s.model.shard.forward($0.baseAddress!, tokens: (0..<3).map { ShardToken(cache: cache, position: $0) })
+            }
+            #expect(mine + third == local)
+            // Each client has sessions of its own.
+            _ = try await other.unary(Method.workerForward, ForwardRequest(handshake: s.handshake, tokens: [TokenEntry(sessionID: 8, position: 0)],
+                                                                           hidden: WireTensor(try s.model.head.embed([5]), shape: [1, dim])),
+                                      response: ForwardReply.self)
+            let closedMine = try await s.channel.unary(Method.workerCloseSession, CloseSessionRequest(handshake: s.handshake, sessionIDs: [7, 8]),
+                                                       response: CloseSessionReply.self)
+            #expect(closedMine.closed == 1)
+        }
+    }
+
     /// Routed tokens: the worker's own router decides, exactly as the in-process engine with the same router; the
     /// reply says which layers ran; and every way of getting routing wrong has its code.
     @Test func routedForwardEqualsTheEngineAndRejectsBadRouting() async throws {
