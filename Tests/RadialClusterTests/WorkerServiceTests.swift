@@ -195,6 +195,40 @@ extension WorkerServiceTests {
         }
     }
 
+    /// One RestoreSession rebuilds several sessions at once, their rows packed into shared batches (batch-invariant
+    /// kernels): each session's next token then comes out bit for bit as if it had never been lost.
+    @Test func oneRestoreRebuildsSeveralSessionsExactly() async throws {
+        try await withWorker { s in
+            let dim = s.model.config.dim
+            let first = [5, 9, 30, 41, 7], second = [12, 3, 200]
+            let e1 = try s.model.head.embed(first), e2 = try s.model.head.embed(second)
+            func rows(_ e: [Float], _ r: Range<Int>) -> [Float] { Array(e[(r.lowerBound * dim)..<(r.upperBound * dim)]) }
+            // Two batches, each mixing both sessions; each session's positions in order.
+            let history = (0..<3).map { TokenEntry(sessionID: 1, position: $0) } + (0..<2).map { TokenEntry(sessionID: 2, position: $0) }
+                + (3..<5).map { TokenEntry(sessionID: 1, position: $0) } + [TokenEntry(sessionID: 2, position: 2)]
+            let hidden = rows(e1, 0..<3) + rows(e2, 0..<2) + rows(e1, 3..<5) + rows(e2, 2..<3)
+            let reply = try await s.channel.unary(Method.workerRestoreSession,
+                                                  RestoreSessionRequest(handshake: s.handshake, history: history,
+                                                                        hidden: WireTensor(hidden, shape: [8, dim]), kvPolicy: .fill, groupSizes: [5, 3]),
+                                                  response: RestoreSessionReply.self)
+            #expect(reply.sessions == 2 && reply.positions == 8)
+            for (session, ids, next) in [(UInt64(1), first, 77), (2, second, 78)] {
+                let got = try await forward(s, [TokenEntry(sessionID: session, position: ids.count)], [next])
+                var local = try s.model.head.embed(ids + [next])
+                let cache = s.model.makeCache()
+                _ = try local.withUnsafeMutableBufferPointer {
+                    try s.model.shard.forward($0.baseAddress!, tokens: (0...ids.count).map { ShardToken(cache: cache, position: $0) })
+                }
+                #expect(got == Array(local.suffix(dim)), "session \(session)")
+            }
+            // A session's positions out of order are refused by name.
+            let backwards = RestoreSessionRequest(handshake: s.handshake, history: [TokenEntry(sessionID: 3, position: 1), TokenEntry(sessionID: 3, position: 0)],
+                                                  hidden: WireTensor(rows(e1, 0..<2), shape: [2, dim]), kvPolicy: .fill)
+            let error = await ClusterTestSupport.rpcError { _ = try await s.channel.unary(Method.workerRestoreSession, backwards, response: RestoreSessionReply.self) }
+            #expect(error?.code == .invalidArgument && error?.message.contains("session 3") == true)
+        }
+    }
+
     /// Routed tokens: the worker's own router decides, exactly as the in-process engine with the same router; the
     /// reply says which layers ran; and every way of getting routing wrong has its code.
     @Test func routedForwardEqualsTheEngineAndRejectsBadRouting() async throws {
