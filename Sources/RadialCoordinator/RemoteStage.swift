@@ -216,8 +216,8 @@ public final class RemoteStage: Stage {
                 case .usable:
                     let started = clock.now
                     _ = try await policyID(c, again: true)
-                    try await restore(sessions, on: clients[c])
-                    failover.log("worker \(clients[failed].address) failed (\(error.code): \(error.message)); \(sessions.count) sessions rebuilt on \(clients[c].address) in \(Int(((clock.now - started).seconds * 1000).rounded())) ms")
+                    let rows = try await restore(sessions, on: clients[c])
+                    failover.log("worker \(clients[failed].address) failed (\(error.code): \(error.message)); \(sessions.count) sessions (\(rows) rows) rebuilt on \(clients[c].address) in \(Int(((clock.now - started).seconds * 1000).rounded())) ms")
                     state.withLock { s in
                         for id in sessions { s.assignment[id] = c }
                         s.failovers += 1
@@ -254,7 +254,8 @@ public final class RemoteStage: Stage {
     /// the decode kernels' row limit are batch-invariant, so the sessions' narrow calls are packed together into
     /// batches of up to that many rows (a rebuild of many sessions then runs as few, full batches), while a wider
     /// call — one session's alone, the pipeline never mixes them — is replayed as exactly that group.
-    private func restore(_ sessions: Set<UInt64>, on client: WorkerClient) async throws {
+    /// Returns the rows replayed.
+    private func restore(_ sessions: Set<UInt64>, on client: WorkerClient) async throws -> Int {
         let limit = Linear.quantizedMaxRows
         let histories = state.withLock { s in sessions.sorted().map { s.histories[$0] ?? History() } }
         // Per session: its rows cut into segments (merged narrow calls up to the limit, or one wide call).
@@ -290,11 +291,12 @@ public final class RemoteStage: Stage {
             }
             groups.append(size)
         }
-        if rows.isEmpty { return }
+        if rows.isEmpty { return 0 }
         let request = RestoreSessionRequest(handshake: handshake, history: rows, hidden: WireTensor(hidden, shape: [rows.count, dim]),
                                             kvPolicy: policy.kvPolicy, groupSizes: groups)
         _ = try await client.channel.unary(Method.workerRestoreSession, request, response: RestoreSessionReply.self,
                                            options: CallOptions(timeout: timeout))
+        return rows.count
     }
 
     /// Keeps what a successful call sent, per session, for replay.
