@@ -51,7 +51,7 @@ public final class Pipeline: Sendable {
 
     /// What a row did on its way: the layers it ran, in order, and the stages it visited.
     public struct Trace: Sendable, Equatable {
-        public var layersRun: [Int] = []
+        public var layersRun = LayerSet()
         public var hops = 0
     }
 
@@ -119,7 +119,7 @@ public final class Pipeline: Sendable {
             if everyRow { hidden = out.hidden }
             for (j, i) in visiting.enumerated() {
                 if !everyRow { hidden[(i * dim)..<((i + 1) * dim)] = out.hidden[(j * dim)..<((j + 1) * dim)] }
-                traces[i].layersRun += out.layersRun[j]
+                traces[i].layersRun.formUnion(out.layersRun[j])
                 traces[i].hops += 1
             }
         }
@@ -151,7 +151,7 @@ public final class Pipeline: Sendable {
             return out
         }
         var merged = StageOutput(hidden: [Float](repeating: 0, count: batch.tokens.count * dim),
-                                 layersRun: Array(repeating: [], count: batch.tokens.count))
+                                 layersRun: Array(repeating: LayerSet(), count: batch.tokens.count))
         for (k, p) in parts.enumerated() {
             let o = outputs[k]!
             for (j, t) in p.tokens.enumerated() {

@@ -139,7 +139,7 @@ public final class RemoteStage: Stage {
             return out
         }
         var hidden = [Float](repeating: 0, count: batch.tokens.count * dim)
-        var layersRun = Array(repeating: [Int](), count: batch.tokens.count)
+        var layersRun = Array(repeating: LayerSet(), count: batch.tokens.count)
         for (i, p) in parts.enumerated() {
             let o = outputs[i]!
             for (j, t) in p.tokens.enumerated() {
@@ -179,9 +179,9 @@ public final class RemoteStage: Stage {
         guard reply.layersRun.isEmpty || reply.layersRun.count == batch.tokens.count else {
             throw RPCError(.internal, "worker \(client.address) reported layers for \(reply.layersRun.count) of \(batch.tokens.count) rows")
         }
-        let all = Array(layers.indices)
         return StageOutput(hidden: reply.hidden.floats(),
-                           layersRun: reply.layersRun.isEmpty ? Array(repeating: all, count: batch.tokens.count) : reply.layersRun)
+                           layersRun: reply.layersRun.isEmpty ? Array(repeating: LayerSet.all(layers), count: batch.tokens.count)
+                                                              : reply.layersRun.map { LayerSet($0) })
     }
 
     /// A failure that moving the sessions can cure: the worker is gone or slow, restarted without them (or without
@@ -311,7 +311,7 @@ public final class RemoteStage: Stage {
                 perSession[f.sessionID, default: 0] += 1
             }
             for (j, t) in batch.tokens.enumerated() where !s.unrecoverable.contains(t.sessionID) {
-                s.histories[t.sessionID, default: History()].rows.append(TokenEntry(sessionID: t.sessionID, position: t.position, layers: out.layersRun[j]))
+                s.histories[t.sessionID, default: History()].rows.append(TokenEntry(sessionID: t.sessionID, position: t.position, layers: out.layersRun[j].sorted))
                 s.histories[t.sessionID]!.hidden += batch.hidden[(j * dim)..<((j + 1) * dim)]
                 perSession[t.sessionID, default: 0] += 1
             }

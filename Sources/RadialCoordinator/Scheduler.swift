@@ -332,7 +332,7 @@ public final class Scheduler: Sendable {
                 if let token = step.emitted {
                     produced += 1
                     producedHops += hops[i]
-                    s.emit(.token(TokenTrace(tokenID: token, layersRun: ran[i], hops: hops[i]), text: step.text))
+                    s.emit(.token(TokenTrace(tokenID: token, layersRun: ran[i].sorted, hops: hops[i]), text: step.text))
                 } else if !step.text.isEmpty {
                     s.emit(.text(step.text))
                 }
@@ -345,7 +345,7 @@ public final class Scheduler: Sendable {
                 m.tokensForwarded += UInt64(rows.count)
                 m.rowHops += UInt64(hops.reduce(0, +))
                 m.rowHopsDense += UInt64(rows.count * pipeline.stages.count)
-                for r in ran { for l in r { m.layerRuns[l] += 1 } }
+                for r in ran { for l in m.layerRuns.indices where r.contains(l) { m.layerRuns[l] += 1 } }
                 m.recent.append((now, produced))
                 if m.recent.count > 4096 { m.recent.removeFirst(2048) }
             }

@@ -19,12 +19,13 @@ public struct StageBatch: Sendable {
     }
 }
 
-/// What a stage answers: the hidden states leaving it, and per row the layers it ran (absolute indices).
+/// What a stage answers: the hidden states leaving it, and per row the layers it ran (absolute indices; a
+/// `LayerSet` from the shard to the scheduler, a list only on the wire).
 public struct StageOutput: Sendable {
     public var hidden: [Float]
-    public var layersRun: [[Int]]
+    public var layersRun: [LayerSet]
 
-    public init(hidden: [Float], layersRun: [[Int]]) {
+    public init(hidden: [Float], layersRun: [LayerSet]) {
         self.hidden = hidden
         self.layersRun = layersRun
     }
@@ -76,8 +77,7 @@ public final class LocalStage: Stage {
         let routed = batch.tokens.contains(where: \.routed)
         let out = try host.forward(tokens: batch.tokens, hidden: batch.hidden, fills: batch.fills, fillHidden: batch.fillHidden,
                                    kvPolicy: kvPolicy, chooser: routed ? chooser : nil)
-        let range = layers
-        return StageOutput(hidden: out.hidden, layersRun: out.layersRun.map { range.indices.filter($0.contains) })
+        return StageOutput(hidden: out.hidden, layersRun: out.layersRun)
     }
 
     public func closeSessions(_ ids: [UInt64]) async { _ = host.close(ids) }

@@ -43,6 +43,12 @@ public struct LayerSet: Sendable, Hashable, Codable, CustomStringConvertible {
         return out
     }
 
+    /// Adds every member of `other`.
+    public mutating func formUnion(_ other: LayerSet) {
+        if other.words.count > words.count { words += Array(repeating: 0, count: other.words.count - words.count) }
+        for (i, w) in other.words.enumerated() { words[i] |= w }
+    }
+
     public func intersection(_ r: LayerRange) -> LayerSet { LayerSet(r.indices.filter(contains)) }
 
     public static func == (a: LayerSet, b: LayerSet) -> Bool {
