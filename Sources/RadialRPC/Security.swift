@@ -97,6 +97,21 @@ func withOptionalCString<R>(_ string: String?, _ body: (UnsafePointer<CChar>?) -
     return string.withCString { body($0) }
 }
 
+/// The verified client certificate's subject of a call over mutual TLS ("tls CN=coordinator-a"), or nil (no TLS,
+/// or a client that presented no certificate).
+func tlsClientIdentity(_ call: OpaquePointer) -> String? {
+    guard let context = grpc_call_auth_context(call) else { return nil }
+    defer { grpc_auth_context_release(context) }
+    guard grpc_auth_context_peer_is_authenticated(context) != 0 else { return nil }
+    var properties = grpc_auth_context_find_properties_by_name(context, "x509_subject")
+    var values: [String] = []
+    while let p = grpc_auth_property_iterator_next(&properties) {
+        guard let value = p.pointee.value else { continue }
+        values.append(String(decoding: UnsafeRawBufferPointer(start: value, count: p.pointee.value_length), as: UTF8.self))
+    }
+    return values.isEmpty ? nil : "tls " + values.joined(separator: ", ")
+}
+
 /// Checks a bearer token carried in the `authorization` metadata ("Bearer TOKEN") against the tokens a server
 /// accepts; which one matched names the caller (`ServerContext.principal`).
 struct BearerTokenCheck: Sendable {

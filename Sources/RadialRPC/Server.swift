@@ -195,8 +195,10 @@ public final class RPCServer: Sendable {
             }
             let metadata = Metadata(slot.metadata.pointee)
             let auth = authCheck(for: path)
+            // Who is calling: the bearer token it carried, else the client certificate it presented (mutual TLS).
+            let principal = auth?.principal(metadata) ?? (config.tls?.clientCAPEM != nil ? tlsClientIdentity(call) : nil)
             let context = ServerContext(method: path, metadata: metadata, deadlineSeconds: rgs_seconds_until(slot.deadline.pointee),
-                                        principal: auth?.principal(metadata))
+                                        principal: principal)
             let payload = slot.takePayload()
             let handle = CallHandle(call)
             // An inline answer re-arms once it has been sent, as a C server asks for its next call after replying:

@@ -8,8 +8,9 @@ public final class ServerContext: Sendable {
     /// When the client's deadline expires (nil: no deadline). Core also cancels the call at that moment.
     public let deadline: ContinuousClock.Instant?
     /// Who made the call, as far as the server can tell: which of its bearer tokens the call carried ("token 1",
-    /// "token 2", …; see `ServerConfig.extraBearerTokens`). nil when the server requires no token (or the method
-    /// is open to all, as health checks are).
+    /// "token 2", …; see `ServerConfig.extraBearerTokens`), else, on a server that requires client certificates,
+    /// the certificate's subject ("tls CN=…"). nil when the server tells no clients apart (no token, no client
+    /// certificates, or a method open to all, as health checks are).
     public let principal: String?
     private let state = Mutex(CancelState())
 

@@ -229,8 +229,17 @@ import Testing
         }
     }
 
+    /// A handler that answers who the server thinks is calling (`ServerContext.principal`).
+    static func registerWhoAmI(_ server: RPCServer) {
+        server.addUnary("/test.Who/AmI") { _, context in Array((context.principal ?? "nobody").utf8) }
+    }
+
+    static func whoAmI(_ channel: RPCChannel) async throws -> String {
+        String(decoding: try await channel.unary("/test.Who/AmI", request: [1], options: CallOptions(timeout: .seconds(10))), as: UTF8.self)
+    }
+
     @Test func bearerTokenIsRequiredExceptForHealth() async throws {
-        try await RPCTestSupport.withServer({ $0.bearerToken = "s3cret" }) { server, channel in
+        try await RPCTestSupport.withServer({ $0.bearerToken = "s3cret"; $0.extraBearerTokens = ["other"] }, register: Self.registerWhoAmI) { server, channel in
             let missing = await RPCTestSupport.rpcError { _ = try await channel.unary(Method.echo, EchoRequest(payload: [1]), response: EchoReply.self) }
             #expect(missing?.code == .unauthenticated)
             let wrong = await RPCTestSupport.rpcError {
@@ -243,6 +252,9 @@ import Testing
             let good = RPCChannel(ChannelConfig(target: "127.0.0.1:\(server.port!)", bearerToken: "s3cret"))
             let reply = try await good.unary(Method.echo, EchoRequest(payload: [1]), response: EchoReply.self)
             #expect(reply.payload == [1])
+            // Each accepted token names its client.
+            #expect(try await Self.whoAmI(good) == "token 1")
+            #expect(try await Self.whoAmI(RPCChannel(ChannelConfig(target: "127.0.0.1:\(server.port!)", bearerToken: "other"))) == "token 2")
         }
     }
 
@@ -251,10 +263,13 @@ import Testing
         let serverTLS = try ServerTLS(certificateFile: certs.serverCert, keyFile: certs.serverKey, clientCAFile: certs.ca)
         try await RPCTestSupport.withServer({ $0.tls = serverTLS }, channel: {
             $0.tls = try! ClientTLS(caFile: certs.ca, certificateFile: certs.clientCert, keyFile: certs.clientKey)
-        }) { server, channel in
+        }, register: Self.registerWhoAmI) { server, channel in
             let reply = try await channel.unary(Method.echo, EchoRequest(payload: [7, 7]), response: EchoReply.self,
                                                 options: CallOptions(timeout: .seconds(10)))
             #expect(reply.payload == [7, 7])
+            // The client certificate names the caller.
+            let who = try await Self.whoAmI(channel)
+            #expect(who.hasPrefix("tls ") && who.contains("CN="), "principal: \(who)")
             // Without a client certificate the handshake fails.
             let anonymous = RPCChannel(ChannelConfig(target: "127.0.0.1:\(server.port!)", tls: try ClientTLS(caFile: certs.ca)))
             let refused = await RPCTestSupport.rpcError {
