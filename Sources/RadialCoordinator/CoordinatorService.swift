@@ -164,7 +164,7 @@ public final class CoordinatorService: Sendable {
         reply.tokensForwarded = metrics.tokensForwarded
         reply.kvPolicy = scheduler.kvPolicy
         reply.routing = scheduler.routing?.wire
-        reply.routerBlock = scheduler.routing?.chooser.blockSize ?? 1
+        reply.routerBlock = scheduler.routing?.chooser.layout.uniformBlock ?? 1  // runs: 1 (their layers decide together)
         reply.weightBytes = UInt64(scheduler.head.weightBytes)
         reply.rssBytes = ProcessMemory.residentBytes
         let remote = scheduler.pipeline.stages.compactMap { $0 as? RemoteStage }

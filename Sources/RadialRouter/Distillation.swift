@@ -16,6 +16,8 @@ public struct RouterDistiller {
     public var minLayers = 0
     /// Layers decided together: 1 decides each layer; a worker's range size lets a token skip whole workers.
     public var blockSize = 1
+    /// Contiguous runs decided as one unit each, every other layer alone (instead of `blockSize`).
+    public var runs: [LayerRange] = []
     /// What the router learns: the residual ratio, or the measured skip cost (probed; per layer only).
     public var labels: RouterLabels = .ratio
     /// Candidate tokens the skip-cost divergence is taken over.
@@ -39,9 +41,10 @@ public struct RouterDistiller {
         let L = model.config.layerCount
         let profiler = ResidualProfiler(model: model)
         let keep = alwaysRun ?? LayerSet([0, L - 1])
-        let b = blockSize, U = (L + b - 1) / b
-        let free = (0..<U).filter { u in !((u * b)..<min((u + 1) * b, L)).contains(where: keep.contains) }
-        let probe = labels == .cost ? SkipCostProbe(candidates: costCandidates, block: b, units: LayerSet(free)) : nil
+        let layout = runs.isEmpty ? UnitLayout.blocks(blockSize, layers: L) : try UnitLayout.runs(runs, layers: L)
+        let U = layout.count
+        let free = (0..<U).filter { !layout.layers(of: $0).contains(where: keep.contains) }
+        let probe = labels == .cost ? SkipCostProbe(candidates: costCandidates, layout: layout, units: LayerSet(free)) : nil
         let dense = try profiler.run(windows, keepInputs: true, costs: probe) { events(.tracing(round: 1, done: $0, total: $1)) }
         let medians = dense.profile.summaries.map(\.median)
         // Cost labels: the scale is the median measured cost, so half the dense skips label below 0.63.
@@ -51,19 +54,20 @@ public struct RouterDistiller {
             scale = max(quantile(finite, 0.5), 1e-6)
             // Per layer; a block's mean cost is shared among its layers, so summing over a block gives it back.
             costMeans = (0..<L).map { l in
-                let u = l / b, size = Float(min((u + 1) * b, L) - u * b)
+                let u = layout.unit(of: l), size = Float(layout.layers(of: u).count)
                 let v = stride(from: u, to: dense.costs.count, by: U).map { dense.costs[$0] }.filter(\.isFinite)
                 return v.isEmpty ? Router.Header.unmeasuredCost : v.reduce(0, +) / Float(v.count) / size
             }
         }
-        var set = RouterTrainer.TrainingSet(dim: model.config.dim, layers: L, block: blockSize, labels: labels, costScale: scale)
+        var set = RouterTrainer.TrainingSet(dim: model.config.dim, layers: L, layout: layout, labels: labels, costScale: scale)
         set.append(dense, windowLength: windowLength, heldOutFraction: trainer.heldOutFraction)
         func fit(_ round: Int) -> Router {
             let (network, summary, calibration) = trainer.train(set) { events(.epoch(round: round, $0)) }
             events(.fitted(round: round, summary))
             var header = Router.Header(
                 modelFingerprint: modelFingerprint, modelLayers: L, hiddenSize: model.config.dim, width: trainer.width,
-                calibration: calibration, profileMedians: medians, training: summary, blockSize: blockSize)
+                calibration: calibration, profileMedians: medians, training: summary, blockSize: runs.isEmpty ? blockSize : 1)
+            if !runs.isEmpty { header.unitStarts = layout.starts }
             header.labels = labels
             if labels == .cost { (header.costScale, header.skipCostMeans) = (scale, costMeans) }
             return Router(network: network, header: header)

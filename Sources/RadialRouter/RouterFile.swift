@@ -17,6 +17,9 @@ public struct Router: Sendable {
         public var width: Int
         /// Layers decided together (1: each layer on its own). Absent in files of per-layer routers.
         public var blockSize: Int?
+        /// The first layer of each decision unit, when the units are hand-named runs (`train-router --runs`);
+        /// absent for single layers and uniform blocks.
+        public var unitStarts: [Int]?
         /// Per decision unit (layer or block), the predicted contribution at quantiles 0, 1, ..., 100 % over the training tokens: turns a
         /// target skip rate into a threshold.
         public var calibration: [[Float]]
@@ -36,8 +39,12 @@ public struct Router: Sendable {
         public var qualityCurve: QualityCurve?
 
         public var block: Int { blockSize ?? 1 }
-        /// Decision units: layers, or blocks of `block` layers.
-        public var units: Int { (modelLayers + block - 1) / block }
+        /// How the layers group into decision units.
+        public var layout: UnitLayout {
+            unitStarts.flatMap { try? UnitLayout(starts: $0, modelLayers: modelLayers) } ?? .blocks(block, layers: modelLayers)
+        }
+        /// Decision units: layers, blocks of `block` layers, or runs.
+        public var units: Int { layout.count }
 
         public init(modelFingerprint: String, modelLayers: Int, hiddenSize: Int, width: Int, calibration: [[Float]],
                     profileMedians: [Float], training: TrainingSummary, blockSize: Int = 1) {
@@ -60,6 +67,7 @@ public struct Router: Sendable {
     /// A stable identity for handshakes: SHA-256 over the header's model identity and every weight.
     public var fingerprint: String {
         var bytes = Data(header.modelFingerprint.utf8)
+        if let starts = header.unitStarts { bytes.append(contentsOf: Array("units \(starts)".utf8)) }
         for a in [network.w1, network.w1Layer, network.b1, network.w2, [network.b2]] {
             a.withUnsafeBytes { bytes.append(contentsOf: $0) }
         }
@@ -104,6 +112,9 @@ public struct Router: Sendable {
         let (d, L, w) = (header.hiddenSize, header.modelLayers, header.width)
         guard (1...65536).contains(d), (1...4096).contains(L), (1...65536).contains(w), (1...L).contains(header.block) else {
             throw bad("absurd sizes (hidden \(d), layers \(L), width \(w), block \(header.block))")
+        }
+        if let starts = header.unitStarts, (try? UnitLayout(starts: starts, modelLayers: L)) == nil {
+            throw bad("decision units \(starts) do not tile \(L) layers")
         }
         let U = header.units
         guard header.calibration.count == U, header.calibration.allSatisfy({ $0.count == 101 }), header.profileMedians.count == L else {

@@ -118,6 +118,8 @@ public struct RouterTrainer {
         public let dim: Int
         public let modelLayers: Int
         public let block: Int
+        /// The decision units (uniform blocks of `block`, or hand-named runs).
+        public let layout: UnitLayout
         public let labelKind: RouterLabels
         /// Under `.cost`, a skip cost c (KL, nats) becomes the label 1 − exp(−c / costScale): 0 for a free skip,
         /// towards 1 for a costly one, the typical cost at 0.63.
@@ -127,16 +129,17 @@ public struct RouterTrainer {
         /// Per token: whether it is held out.
         public private(set) var heldOut: [Bool] = []
 
-        public init(dim: Int, layers: Int, block: Int = 1, labels: RouterLabels = .ratio, costScale: Float = 1) {
+        public init(dim: Int, layers: Int, block: Int = 1, layout: UnitLayout? = nil, labels: RouterLabels = .ratio, costScale: Float = 1) {
             self.dim = dim
             self.modelLayers = layers
             self.block = max(block, 1)
+            self.layout = layout ?? .blocks(block, layers: layers)
             labelKind = labels
             self.costScale = costScale
         }
 
         /// Decision units per token (what the router's one-hot covers).
-        public var layers: Int { (modelLayers + block - 1) / block }
+        public var layers: Int { layout.count }
         public var tokens: Int { heldOut.count }
 
         /// Adds a trace's states (turned into router features) and contributions (clamped to 0...1). The last
@@ -151,7 +154,7 @@ public struct RouterTrainer {
             features.withUnsafeMutableBufferPointer { f in
                 for t in 0..<T {
                     for u in 0..<U {
-                        let start = u * block, end = min(start + block, L)
+                        let members = layout.layers(of: u), start = members.lowerBound, end = members.upperBound
                         let x = trace.state(token: t, layer: start, layers: L, dim: dim)
                         x.withUnsafeBufferPointer { RouterNetwork.features($0.baseAddress!, dim: dim, into: f.baseAddress! + base + (t * U + u) * F) }
                         if labelKind == .cost {
@@ -159,7 +162,7 @@ public struct RouterTrainer {
                             added[t * U + u] = c.isFinite ? 1 - expf(-c / costScale) : 1
                             continue
                         }
-                        added[t * U + u] = block == 1 ? trace.profile.ratio(token: t, layer: start)
+                        added[t * U + u] = members.count == 1 ? trace.profile.ratio(token: t, layer: start)
                             : ResidualProfiler.ratio(before: Array(x), after: Array(trace.state(token: t, layer: end, layers: L, dim: dim)), row: 0, dim: dim)
                     }
                 }

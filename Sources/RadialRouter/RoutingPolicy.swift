@@ -51,27 +51,27 @@ public struct RoutingPolicy: Sendable, Equatable, CustomStringConvertible {
 /// A router under a policy: what a shard asks, layer by layer, and what the coordinator asks to decide whether a
 /// token needs a worker at all. Both ask with the same hidden state and the same arithmetic, so they agree.
 ///
-/// A router decides per unit: one layer, or a block of `blockSize` consecutive layers (a worker's range, say) that
-/// runs or skips as a whole, decided from the state entering its first layer.
+/// A router decides per unit (`UnitLayout`): one layer, a block of consecutive layers (a worker's range, say), or a
+/// hand-named run, which runs or skips as a whole, decided from the state entering its first layer.
 public struct RouterChooser: LayerChooser {
     public let network: RouterNetwork
     public let policy: RoutingPolicy
-    public let blockSize: Int
+    public let layout: UnitLayout
 
-    public init(network: RouterNetwork, policy: RoutingPolicy, blockSize: Int = 1) {
+    public init(network: RouterNetwork, policy: RoutingPolicy, layout: UnitLayout? = nil) {
         self.network = network
         self.policy = policy
-        self.blockSize = max(blockSize, 1)
+        self.layout = layout ?? .blocks(1, layers: policy.modelLayers)
     }
 
     public init(router: Router, policy: RoutingPolicy) {
-        self.init(network: router.network, policy: policy, blockSize: router.header.block)
+        self.init(network: router.network, policy: policy, layout: router.header.layout)
     }
 
     /// The unit holding `layer`, and its layers.
     @inline(__always) func unit(of layer: Int) -> (index: Int, layers: Range<Int>) {
-        let u = layer / blockSize
-        return (u, (u * blockSize)..<min((u + 1) * blockSize, policy.modelLayers))
+        let u = layout.unit(of: layer)
+        return (u, layout.layers(of: u))
     }
 
     /// Whether a unit must run whatever the router says: it holds an always-run layer, or skipping it could leave
@@ -84,7 +84,7 @@ public struct RouterChooser: LayerChooser {
 
     public func runs(layer: Int, hidden: UnsafePointer<Float>, runSoFar: Int, ran: LayerSet) -> Bool {
         let (u, layers) = unit(of: layer)
-        // Inside a block the first layer's decision holds (blocks never straddle workers: the coordinator checks).
+        // Inside a unit the first layer's decision holds (units never straddle workers: the coordinator checks).
         if layer != layers.lowerBound { return ran.contains(layers.lowerBound) }
         if forced(layers, runSoFar: runSoFar) { return true }
         return network.score(hidden, layer: u) >= policy.threshold
@@ -94,14 +94,15 @@ public struct RouterChooser: LayerChooser {
     /// does not change, so scoring every unit of the range from the entering state is exactly what the worker
     /// would decide unit by unit: if this says no, the worker would have run nothing.
     public func visits(_ range: LayerRange, hidden: UnsafePointer<Float>, runSoFar: Int) -> Bool {
-        let starts = Array(stride(from: range.lowerBound, to: range.upperBound, by: 1).filter { $0 % blockSize == 0 })
-        if starts.contains(where: { forced(unit(of: $0).layers, runSoFar: runSoFar) }) { return true }
-        return network.scores(hidden, layers: starts.map { $0 / blockSize }).contains { $0 >= policy.threshold }
+        let units = (range.lowerBound..<range.upperBound).filter { layout.layers(of: layout.unit(of: $0)).lowerBound == $0 }
+            .map(layout.unit(of:))
+        if units.contains(where: { forced(layout.layers(of: $0), runSoFar: runSoFar) }) { return true }
+        return network.scores(hidden, layers: units).contains { $0 >= policy.threshold }
     }
 
-    /// Whether every worker boundary is a unit boundary (required for blocks).
+    /// Whether every worker boundary is a unit boundary (required for blocks and runs).
     public func aligned(with ranges: [LayerRange]) -> Bool {
-        ranges.allSatisfy { $0.lowerBound % blockSize == 0 }
+        ranges.allSatisfy { layout.starts.contains($0.lowerBound) }
     }
 }
 
@@ -109,10 +110,10 @@ extension Router {
     /// The threshold at which the router, on its training tokens, would skip `rate` of all layer visits (counting
     /// always-run layers as never skipped), found by bisection over the per-layer quantile tables.
     public func threshold(forSkipRate rate: Double, alwaysRun: LayerSet) throws -> Float {
-        let L = header.modelLayers, b = header.block
-        // Units (layers or blocks) with no always-run layer, and how many layers each holds.
-        let free = (0..<header.units).compactMap { u -> (unit: Int, size: Int)? in
-            let layers = (u * b)..<min((u + 1) * b, L)
+        let L = header.modelLayers, layout = header.layout
+        // Units (layers, blocks or runs) with no always-run layer, and how many layers each holds.
+        let free = (0..<layout.count).compactMap { u -> (unit: Int, size: Int)? in
+            let layers = layout.layers(of: u)
             return layers.contains(where: alwaysRun.contains) ? nil : (u, layers.count)
         }
         let reachable = Double(free.reduce(0) { $0 + $1.size }) / Double(L)

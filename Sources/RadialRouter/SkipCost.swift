@@ -16,14 +16,17 @@ public struct SkipCostProbe: Sendable {
     public var candidates: Int
     /// Layers flipped together: 1 measures each layer; a block router's block size measures skipping its blocks.
     public var block: Int
+    /// The decision units flipped, when not uniform blocks of `block` (a router's hand-named runs).
+    public var layout: UnitLayout?
     /// Units (layers, or blocks) measured; the others (always run when serving) get no probe and cost `unmeasured`.
     public var units: LayerSet
     /// The cost recorded for a unit that is not measured.
     public static let unmeasured = Float.infinity
 
-    public init(candidates: Int = 64, block: Int = 1, units: LayerSet) {
+    public init(candidates: Int = 64, block: Int = 1, layout: UnitLayout? = nil, units: LayerSet) {
         self.candidates = candidates
         self.block = max(block, 1)
+        self.layout = layout
         self.units = units
     }
 
@@ -41,13 +44,13 @@ public struct SkipCostProbe: Sendable {
         let rows = top.map { model.head.outputRows($0) }
         let normedOutputs = model.head.finalNorm(outputs, rows: n)
         let reference = (0..<n).map { t in Self.candidateLogits(normedOutputs, row: t, dim: dim, weights: rows[t], count: K) }
-        let U = (L + block - 1) / block
+        let layout = self.layout ?? .blocks(block, layers: L), U = layout.count
         var costs = [Float](repeating: Self.unmeasured, count: n * U)
         var probed = [Float](repeating: 0, count: n * dim)
         for u in 0..<U where units.contains(u) {
             // Each row flips unit u: skips it if the trace ran it, runs it if the trace skipped it (a block runs or
             // skips as a whole, so its first layer says which).
-            let l = u * block, members = l..<min(l + block, L)
+            let members = layout.layers(of: u), l = members.lowerBound
             var tokens: [ShardToken] = []
             for t in 0..<n {
                 var plan = ran[t]

@@ -128,9 +128,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
                                                 activations: head.activations.rawValue, log: Serving.log)
         } catch { Serving.fail("refusing to serve: \(error)") }
         if let routing, !routing.chooser.aligned(with: cluster.stages.map(\.layers)) {
-            let b = routing.chooser.blockSize
-            let bad = cluster.stages.first { $0.layers.lowerBound % b != 0 }!
-            Serving.fail("refusing to serve: the router decides blocks of \(b) layers, but worker \(bad.address) starts at layer \(bad.layers.lowerBound), inside a block (give every worker a range starting at a multiple of \(b))")
+            let layout = routing.chooser.layout
+            let bad = cluster.stages.first { !layout.starts.contains($0.layers.lowerBound) }!
+            Serving.fail("refusing to serve: the router decides \(layout), but worker \(bad.address) starts at layer \(bad.layers.lowerBound), inside one of them (give every worker a range starting where a unit starts: \(layout.starts.map(String.init).joined(separator: ",")))")
         }
         Serving.log("pipeline: " + cluster.stages.map { "\($0.address) [\($0.layers)]" }.joined(separator: " -> ")
                     + (cluster.replicas.isEmpty ? "" : "; replicas: " + cluster.replicas.map(\.address).joined(separator: ", ")))

@@ -45,6 +45,8 @@ struct EvalCommand: ParsableCommand {
     var prompts = 8
     @Option(name: .customLong("greedy-tokens"), help: "Tokens generated per prompt for greedy agreement.")
     var greedyTokens = 32
+    @Option(name: .customLong("static"), help: "Also measure static pruning of exactly these layers, e.g. 14-16 or 9,10 (repeat for several sets): the whole-layer removals to compare per-token routing with.")
+    var staticSets: [String] = []
     @Flag(name: .customLong("no-oracle"), help: "Leave out the oracle.")
     var noOracle = false
     @Flag(name: .long, help: "End with one JSON object on the last line.")
@@ -57,6 +59,7 @@ struct EvalCommand: ParsableCommand {
         guard prompts >= 0, greedyTokens >= 1 else { throw ValidationError("--prompts must be ≥ 0 and --greedy-tokens ≥ 1") }
         _ = try rates()
         _ = try budgets()
+        for s in staticSets { _ = try parseLayerList(s, option: "--static") }
     }
 
     func budgets() throws -> [Double] {
@@ -137,6 +140,12 @@ struct EvalCommand: ParsableCommand {
                                 reference: denseOutputs).0
             staticCache[k] = p
             return p
+        }
+
+        for set in staticSets {
+            let skip = try parseLayerList(set, option: "--static")
+            if let bad = skip.first(where: { $0 >= L }) { throw CLIError("--static \(set): layer \(bad) is not in the model (0-\(L - 1))") }
+            _ = try measure("static \(set)", .staticPruning(skip: skip), reference: denseOutputs)
         }
 
         let operating = try budgets().flatMap { budget in

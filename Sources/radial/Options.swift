@@ -65,6 +65,19 @@ func parseIDs(_ s: String) throws -> [Int] {
     return ids
 }
 
+/// Layers as a list and ranges: "14-16", "9,10", "9,14-16".
+func parseLayerList(_ s: String, option: String) throws -> [Int] {
+    var layers: [Int] = []
+    for part in s.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+        let ends = part.split(separator: "-").map { Int($0) }
+        guard (1...2).contains(ends.count), ends.allSatisfy({ $0 != nil && $0! >= 0 }), ends.first!! <= ends.last!! else {
+            throw ValidationError("\(option) takes layers and ranges, e.g. 14-16 or 9,10 (got \(s))")
+        }
+        layers += Array(ends.first!!...ends.last!!)
+    }
+    return Array(Set(layers)).sorted()
+}
+
 /// A list option's value: comma-separated numbers ("1,4,16"), the list syntax of every option. Declared with
 /// `parsing: .upToNextOption` as `[NumberList]`, so the older space-separated form (`--concurrency 1 4 16`) still
 /// parses; `values` joins whatever was given.

@@ -37,6 +37,8 @@ struct TrainRouterCommand: ParsableCommand {
     var seed: UInt64 = 1
     @Option(name: .long, help: "Decide blocks of this many layers together (a worker's range size: a token then skips whole workers). 1 decides each layer.")
     var block = 1
+    @Option(name: .long, help: "Contiguous runs of layers decided as one unit each, every other layer alone, e.g. 14-16 or 9-10,14-16 (instead of --block): the cheap middle layers a model can lose together. Worker ranges must then start where a unit starts.")
+    var runs: String?
     @Option(name: .long, help: "Training rounds: the first on the dense model's states, each later one adds the states the router's own skipping produces.")
     var rounds = 3
     @Option(name: .customLong("on-policy-skip-rate"), help: "Skip rate the router runs at while tracing for later rounds.")
@@ -60,11 +62,25 @@ struct TrainRouterCommand: ParsableCommand {
 
     var parsedCurveRates: [Double]? { try? parseSkipRates(curveSkipRates, option: "--curve-skip-rates", below: 0.9, allowNone: true) }
 
+    /// --runs as layer ranges ("9-10,14-16").
+    func parsedRuns() throws -> [LayerRange] {
+        guard let runs else { return [] }
+        return try runs.split(separator: ",").map { part in
+            let ends = part.split(separator: "-").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard ends.count == 2, let a = ends[0], let b = ends[1], a >= 0, a < b else {
+                throw ValidationError("--runs takes ranges of two or more layers, e.g. 14-16 or 9-10,14-16 (got \(part))")
+            }
+            return LayerRange(a, b + 1)
+        }
+    }
+
     func validate() throws {
         guard (1...4096).contains(width) else { throw ValidationError("--width must be between 1 and 4096") }
         guard (1...1000).contains(epochs) else { throw ValidationError("--epochs must be between 1 and 1000") }
         guard learningRate > 0, learningRate < 1 else { throw ValidationError("--learning-rate must be in (0, 1)") }
         guard block >= 1 else { throw ValidationError("--block must be at least 1") }
+        if runs != nil && block != 1 { throw ValidationError("give --block or --runs, not both") }
+        _ = try parsedRuns()
         guard (1...10).contains(rounds) else { throw ValidationError("--rounds must be between 1 and 10") }
         guard onPolicySkipRate > 0, onPolicySkipRate < 0.9 else { throw ValidationError("--on-policy-skip-rate must be in (0, 0.9)") }
         guard (2...4096).contains(costCandidates) else { throw ValidationError("--cost-candidates must be between 2 and 4096") }
@@ -88,6 +104,7 @@ struct TrainRouterCommand: ParsableCommand {
         distiller.trainer.seed = seed
         distiller.rounds = rounds
         distiller.blockSize = block
+        distiller.runs = try parsedRuns()
         distiller.onPolicySkipRate = onPolicySkipRate
         distiller.labels = labels
         distiller.densePositions = densePositions

@@ -51,6 +51,35 @@ import Testing
         #expect(traces.allSatisfy { $0.hops == 3 && $0.layersRun.sorted == Array(0..<6) })
     }
 
+    /// A router deciding a hand-named run of layers as one unit (`train-router --runs`): every token runs the run
+    /// whole or skips it whole, through the pipeline exactly as in the in-process engine, and the router file keeps
+    /// its units.
+    @Test func aRunRouterSkipsItsRunWhole() async throws {
+        let path = try Self.tinyModel()
+        let (model, router) = try await blocking {
+            try TinyRouter.distil(modelPath: path) { $0.runs = [LayerRange(2, 4)]; $0.labels = .cost }
+        }
+        #expect(router.header.layout.starts == [0, 1, 2, 4, 5] && router.network.layers == 5)
+        let copy = try Router(data: try Data(contentsOf: URL(fileURLWithPath: { let p = try! TestPaths.tempDir() + "/runs.rdrt"; try! router.write(to: p); return p }())))
+        #expect(copy.header.layout == router.header.layout && copy.fingerprint == router.fingerprint)
+        let policy = RoutingPolicy(threshold: try router.threshold(forSkipRate: 0.3, alwaysRun: LayerSet()), alwaysRun: LayerSet(), modelLayers: 6)
+        let chooser = RouterChooser(router: router, policy: policy)
+        #expect(chooser.aligned(with: Self.ranges) && !chooser.aligned(with: [LayerRange(0, 3), LayerRange(3, 6)]))
+        let pipeline = Pipeline(stages: try Self.stages(path, Self.ranges, chooser: chooser), dim: model.config.dim, chooser: chooser)
+        let ids = (0..<24).map { 3 + ($0 * 37) % 240 }
+        var hidden = try model.head.embed(ids)
+        let traces = try await pipeline.forward(ids.indices.map { Pipeline.Row(session: 1, position: $0) }, hidden: &hidden)
+        var local = try model.head.embed(ids)
+        let cache = model.makeCache()
+        let ran = try local.withUnsafeMutableBufferPointer {
+            try model.shard.forward($0.baseAddress!, tokens: ids.indices.map { ShardToken(cache: cache, position: $0) }, chooser: chooser)
+        }
+        #expect(ran == traces.map(\.layersRun))
+        #expect(hidden == local)
+        #expect(traces.allSatisfy { $0.layersRun.contains(2) == $0.layersRun.contains(3) }, "the run 2-3 runs or skips whole")
+        #expect(traces.contains { !$0.layersRun.contains(2) }, "some token skipped the run")
+    }
+
     /// A batch over the decode kernels' row limit runs sgemm, where a row's bits depend on the rest of the batch.
     /// The pipeline never mixes sessions in such a call, so each session's rows come out as they would alone — and
     /// replaying one session alone on a replica (failover) gives the same K/V.

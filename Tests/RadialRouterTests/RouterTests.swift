@@ -187,4 +187,14 @@ import Testing
             }
         }
     }
+
+    @Test func unitLayouts() throws {
+        let runs = try UnitLayout.runs([LayerRange(14, 17), LayerRange(9, 11)], layers: 28)
+        #expect(runs.count == 25 && runs.layers(of: runs.unit(of: 15)) == 14..<17 && runs.layers(of: runs.unit(of: 10)) == 9..<11)
+        #expect(runs.unit(of: 27) == 24 && runs.uniformBlock == nil && runs.description == "runs 9-10,14-16, other layers alone")
+        #expect(UnitLayout.blocks(4, layers: 10).starts == [0, 4, 8] && UnitLayout.blocks(4, layers: 10).uniformBlock == 4)
+        #expect(UnitLayout.blocks(1, layers: 3).uniformBlock == 1)
+        #expect(throws: RouterError.self) { try UnitLayout.runs([LayerRange(2, 5), LayerRange(4, 6)], layers: 8) }
+        #expect(throws: RouterError.self) { try UnitLayout.runs([LayerRange(6, 9)], layers: 8) }
+    }
 }
