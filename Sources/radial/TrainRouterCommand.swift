@@ -37,6 +37,8 @@ struct TrainRouterCommand: ParsableCommand {
     var seed: UInt64 = 1
     @Option(name: .long, help: "Decide blocks of this many layers together (a worker's range size: a token then skips whole workers). 1 decides each layer.")
     var block = 1
+    @Option(name: .customLong("always-run"), help: "Layers every token runs while tracing with the router and measuring the quality curve, e.g. 0,27 or 0-13,17-27 (only the rest are learned and probed); none for no layer. Serving then defaults to the same. (default: first and last)")
+    var alwaysRun: String?
     @Option(name: .long, help: "Contiguous runs of layers decided as one unit each, every other layer alone, e.g. 14-16 or 9-10,14-16 (instead of --block): the cheap middle layers a model can lose together. Worker ranges must then start where a unit starts.")
     var runs: String?
     @Option(name: .long, help: "Training rounds: the first on the dense model's states, each later one adds the states the router's own skipping produces.")
@@ -81,6 +83,7 @@ struct TrainRouterCommand: ParsableCommand {
         guard block >= 1 else { throw ValidationError("--block must be at least 1") }
         if runs != nil && block != 1 { throw ValidationError("give --block or --runs, not both") }
         _ = try parsedRuns()
+        if let alwaysRun, alwaysRun != "none" { _ = try parseLayerList(alwaysRun, option: "--always-run") }
         guard (1...10).contains(rounds) else { throw ValidationError("--rounds must be between 1 and 10") }
         guard onPolicySkipRate > 0, onPolicySkipRate < 0.9 else { throw ValidationError("--on-policy-skip-rate must be in (0, 0.9)") }
         guard (2...4096).contains(costCandidates) else { throw ValidationError("--cost-candidates must be between 2 and 4096") }
@@ -105,6 +108,11 @@ struct TrainRouterCommand: ParsableCommand {
         distiller.rounds = rounds
         distiller.blockSize = block
         distiller.runs = try parsedRuns()
+        if let alwaysRun {
+            let keep = alwaysRun == "none" ? [] : try parseLayerList(alwaysRun, option: "--always-run")
+            if let bad = keep.first(where: { $0 >= model.config.layerCount }) { throw CLIError("--always-run: layer \(bad) is not in the model") }
+            distiller.alwaysRun = LayerSet(keep)
+        }
         distiller.onPolicySkipRate = onPolicySkipRate
         distiller.labels = labels
         distiller.densePositions = densePositions
