@@ -4,6 +4,8 @@
 #                                                     NETNS=1 EVAL_TOKENS=2048 OUT=out/routing HELDOUT=FILE
 #                                                     BUDGETS="2 5" (quality budgets, percent: --max-quality-loss points)
 #                                                     COMPARE="R2 ..." (more routers for the eval table) EVAL=0 skips it
+#                                                     RANGES=0-13,14-16,17-27 (workers' layers instead of WORKERS even
+#                                                     slices: a worker holding a router's run is a hop it can skip)
 # 1. `radial eval` on held-out fortunes: dense, the router at each rate, static pruning at equal layers, the oracle
 #    (perplexity, layers skipped, visits per token for WORKERS workers, greedy agreement, batch-1 tok/s), plus the
 #    SVG curve in $OUT/curve.svg.
@@ -22,7 +24,8 @@ read -r -a CONC <<<"${CONC:-1 4}"
 read -r -a BUDGETS <<<"${BUDGETS:-}"
 read -r -a COMPARE <<<"${COMPARE:-}"
 HELDOUT=${HELDOUT:-data/fortunes-heldout.txt}
-WORKERS=${WORKERS:-10}
+RANGES=${RANGES:-}
+if [ -n "$RANGES" ]; then WORKERS=$(awk -F, '{print NF}' <<<"$RANGES"); slices=(--ranges "$RANGES"); else WORKERS=${WORKERS:-10}; slices=(--workers "$WORKERS"); fi
 DELAY_MS=${DELAY_MS:-2}
 TOKENS=${TOKENS:-48}
 EVAL_TOKENS=${EVAL_TOKENS:-2048}
@@ -83,12 +86,12 @@ for p in "${points[@]}"; do
     *) args=(--router "$ROUTER" -- --skip-rate "$p"); label="router@$p" ;;
   esac
   echo "loopback, $WORKERS workers, $label..." >&2
-  deploy/local-cluster.sh up --model "$MODEL" --workers "$WORKERS" --port 7400 "${args[@]}" >&2
+  deploy/local-cluster.sh up --model "$MODEL" "${slices[@]}" --port 7400 "${args[@]}" >&2
   run_point loopback "$label" 127.0.0.1:7400
   deploy/local-cluster.sh down >&2
   if [ "${NETNS:-1}" = 1 ] && [ "$(id -u)" -eq 0 ]; then
     echo "network namespaces, $WORKERS workers, +$DELAY_MS ms per link, $label..." >&2
-    RADIAL_RUN_DIR="$OUT/netns-run" deploy/netns-cluster.sh up --model "$MODEL" --workers "$WORKERS" --delay-ms "$DELAY_MS" "${args[@]}" >&2
+    RADIAL_RUN_DIR="$OUT/netns-run" deploy/netns-cluster.sh up --model "$MODEL" "${slices[@]}" --delay-ms "$DELAY_MS" "${args[@]}" >&2
     # The namespace cluster listens beyond loopback, so it requires the token it wrote.
     run_point "netns+${DELAY_MS}ms" "$label" 10.77.250.2:7100 --auth-token-file "$OUT/netns-run/token"
     RADIAL_RUN_DIR="$OUT/netns-run" deploy/netns-cluster.sh down >&2

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A Radial cluster on loopback: N workers (even layer slices) and a coordinator, as background processes.
-#   deploy/local-cluster.sh up     [--model PATH] [--workers N] [--port P] [--bin DIR] [--threads T]
-#                                  [--router FILE] [-- COORDINATOR FLAGS...]
+#   deploy/local-cluster.sh up     [--model PATH] [--workers N | --ranges 0-13,14-16,17-27] [--port P] [--bin DIR]
+#                                  [--threads T] [--router FILE] [-- COORDINATOR FLAGS...]
+#       --ranges gives each worker its layers (one worker per range) instead of N even slices
 #       --router gives every process the same router; flags after -- go to the coordinator (e.g. --skip-rate 0.1)
 #   deploy/local-cluster.sh down   stop every process (SIGTERM, then SIGKILL after 20 s)
 #   deploy/local-cluster.sh status pids, ports, and `radial status`
@@ -17,6 +18,7 @@ bin="$root/.build/release"
 threads="${RADIAL_THREADS:-}"
 router=""
 coordinator_args=()
+ranges=()
 
 die() { echo "local-cluster: $*" >&2; exit 1; }
 
@@ -25,6 +27,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --model) model="$2"; shift 2 ;;
     --workers) workers="$2"; shift 2 ;;
+    --ranges) IFS=, read -r -a ranges <<<"$2"; workers=${#ranges[@]}; shift 2 ;;
     --port) port="$2"; shift 2 ;;
     --bin) bin="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
@@ -87,7 +90,9 @@ up() {
   local addrs=()
   for i in $(seq 0 $((workers - 1))); do
     local p=$((port + 1 + i)) log="$run_dir/worker$i.log"
-    "$bin/radial-worker" --model "$model" --shard "$i/$workers" --listen "127.0.0.1:$p" "${thread_args[@]}" "${router_args[@]}" \
+    local slice=(--shard "$i/$workers")
+    [ ${#ranges[@]} -gt 0 ] && slice=(--layers "${ranges[$i]}")
+    "$bin/radial-worker" --model "$model" "${slice[@]}" --listen "127.0.0.1:$p" "${thread_args[@]}" "${router_args[@]}" \
       >"$log" 2>"$log.err" &
     echo $! >"$run_dir/worker$i.pid"
     addrs+=("127.0.0.1:$p")

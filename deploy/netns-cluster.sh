@@ -2,8 +2,9 @@
 # A Radial cluster across Linux network namespaces, as if each process had its own host: the coordinator in
 # radial-c, worker i in radial-w<i>, one veth pair per coordinator-worker link (10.77.<i>.1 <-> 10.77.<i>.2) and
 # one from this namespace to the coordinator (10.77.250.1 -> 10.77.250.2) for clients. Needs root.
-#   deploy/netns-cluster.sh up   [--model PATH] [--workers N] [--delay-ms D] [--rate-mbit R] [--bin DIR] [--threads T]
-#                                [--router FILE] [-- COORDINATOR FLAGS...]
+#   deploy/netns-cluster.sh up   [--model PATH] [--workers N | --ranges 0-13,14-16,17-27] [--delay-ms D] [--rate-mbit R]
+#                                [--bin DIR] [--threads T] [--router FILE] [-- COORDINATOR FLAGS...]
+# --ranges gives each worker its layers (one worker per range) instead of N even slices.
 #   deploy/netns-cluster.sh down
 # --delay-ms adds D ms one-way on every coordinator-worker link (this kernel has no netem: a userspace proxy,
 # deploy/delay_proxy.py, runs in the coordinator's namespace per link). --rate-mbit limits each link with tc tbf.
@@ -12,7 +13,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 run_dir="${RADIAL_RUN_DIR:-$root/.cluster-netns}"
 model="$root/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-workers=3; delay=0; rate=""; bin="$root/.build/release"; threads="${RADIAL_THREADS:-2}"; router=""
+workers=3; ranges=(); delay=0; rate=""; bin="$root/.build/release"; threads="${RADIAL_THREADS:-2}"; router=""
 coordinator_args=()
 die() { echo "netns-cluster: $*" >&2; exit 1; }
 
@@ -21,6 +22,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --model) model="$2"; shift 2 ;;
     --workers) workers="$2"; shift 2 ;;
+    --ranges) IFS=, read -r -a ranges <<<"$2"; workers=${#ranges[@]}; shift 2 ;;
     --delay-ms) delay="$2"; shift 2 ;;
     --rate-mbit) rate="$2"; shift 2 ;;
     --bin) bin="$2"; shift 2 ;;
@@ -102,7 +104,9 @@ up() {
     ip netns exec "radial-w$i" ip link set lo up
     link radial-c "radial-w$i" "rc-w$i" "rw$i-c" "10.77.$i.1" "10.77.$i.2"
     local log="$run_dir/worker$i.log"
-    ip netns exec "radial-w$i" "$bin/radial-worker" --model "$model" --shard "$i/$workers" --listen "10.77.$i.2:7101" \
+    local slice=(--shard "$i/$workers")
+    [ ${#ranges[@]} -gt 0 ] && slice=(--layers "${ranges[$i]}")
+    ip netns exec "radial-w$i" "$bin/radial-worker" --model "$model" "${slice[@]}" --listen "10.77.$i.2:7101" \
       --auth-token-file "$run_dir/token" \
       --threads "$threads" "${router_args[@]}" >"$log" 2>"$log.err" &
     echo $! >"$run_dir/worker$i.pid"

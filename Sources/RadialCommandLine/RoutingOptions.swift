@@ -15,7 +15,7 @@ public struct RoutingOptions: ParsableArguments {
     public var skipRate: Double?
     @Option(name: .customLong("max-quality-loss"), help: "The perplexity rise you accept, in percent (5: at most 5% above the dense model), instead of --threshold or --skip-rate: picks the highest threshold within it from the quality curve `radial train-router` measured on held-out text.")
     public var maxQualityLoss: Double?
-    @Option(name: .customLong("always-run"), help: "Layers every token runs, comma-separated, or none (default: the first and the last).")
+    @Option(name: .customLong("always-run"), help: "Layers every token runs, comma-separated, or none (default: what the router's quality curve was measured with, else the first and the last).")
     public var alwaysRun: String?
     @Option(name: .customLong("min-layers"), help: "No token runs fewer layers than this: at most (layers − this) skips per token (default: what the router's quality curve was measured with, else 0).")
     public var minLayers: Int?
@@ -54,7 +54,7 @@ public struct RoutingOptions: ParsableArguments {
         let r = try Router(path: path)
         try r.check(modelFingerprint: modelFingerprint, layers: config.layerCount, hiddenSize: config.dim)
         let L = config.layerCount
-        let keepList = alwaysRun.flatMap(Self.parseLayers) ?? [0, L - 1]
+        let keepList = alwaysRun.flatMap(Self.parseLayers) ?? r.header.qualityCurve?.alwaysRun ?? [0, L - 1]
         if let bad = keepList.first(where: { $0 >= L }) { throw CLIError("--always-run: layer \(bad) is not in the model (0-\(L - 1))") }
         let keep = LayerSet(keepList)
         let dense = densePositions ?? r.header.qualityCurve?.densePositions ?? 0

@@ -31,7 +31,7 @@ struct EvalCommand: ParsableCommand {
     var skipRates = "0.05,0.1,0.15,0.2"
     @Option(name: .customLong("max-quality-losses"), help: "Quality budgets in percent, comma-separated: each router with a quality curve is also measured at the threshold `--max-quality-loss` would pick, so the realised skip rate and rise on this text show.")
     var maxQualityLosses: String?
-    @Option(name: .customLong("always-run"), help: "Layers every token runs, comma-separated (default: first and last).")
+    @Option(name: .customLong("always-run"), help: "Layers every token runs, comma-separated (default: what the first router's quality curve was measured with, else first and last).")
     var alwaysRun: String?
     @Option(name: .customLong("min-layers"), help: "No token runs fewer layers than this (default: what the first router's quality curve was measured with, else 0).")
     var minLayers: Int?
@@ -76,15 +76,15 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         let (model, tokenizer) = try modelOptions.load()
         let L = model.config.layerCount
-        let keep = try alwaysRun.map { LayerSet(try parseIDs($0)) } ?? LayerSet([0, L - 1])
-        var policyTemplate = RoutingPolicy(threshold: 0, alwaysRun: keep, minLayers: minLayers ?? 0, modelLayers: L)
-        try policyTemplate.validate()
         let routers = try router.map { path -> Router in
             let r = try Router(path: path)
             try r.check(modelFingerprint: try modelOptions.openFile().fingerprint, layers: L, hiddenSize: model.config.dim)
             return r
         }
         let loaded = routers.first
+        let keep = try alwaysRun.map { LayerSet(try parseIDs($0)) } ?? loaded?.header.qualityCurve.map { LayerSet($0.alwaysRun) } ?? LayerSet([0, L - 1])
+        var policyTemplate = RoutingPolicy(threshold: 0, alwaysRun: keep, minLayers: minLayers ?? 0, modelLayers: L)
+        try policyTemplate.validate()
         policyTemplate.densePositions = densePositions ?? loaded?.header.qualityCurve?.densePositions ?? 0
         policyTemplate.minLayers = minLayers ?? loaded?.header.qualityCurve?.minLayers ?? 0
         guard Set(routers.map(\.header.block)).count <= 1 else { throw CLIError("compare routers of one block size at a time") }
