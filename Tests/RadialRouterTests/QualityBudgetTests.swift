@@ -51,8 +51,10 @@ import Testing
         let strict = try RoutingOptions.parse(["--router", dir + "/r.rdrt", "--max-quality-loss", "0", "--always-run", "0"])
         let dense = try #require(try strict.load(modelFingerprint: file.fingerprint, config: model.config)).1
         #expect(dense.threshold == 0 || curve.points.contains { $0.threshold == dense.threshold && $0.risePercent <= 0 })
-        // The curve was measured with layer 0 always run; another set is refused by name.
-        let other = try RoutingOptions.parse(["--router", dir + "/r.rdrt", "--max-quality-loss", "5"])
+        // The curve was measured with layer 0 always run: serving defaults to that set, and refuses another by name.
+        let plain = try RoutingOptions.parse(["--router", dir + "/r.rdrt", "--max-quality-loss", "5"])
+        #expect(try #require(try plain.load(modelFingerprint: file.fingerprint, config: model.config)).1.alwaysRun == LayerSet([0]))
+        let other = try RoutingOptions.parse(["--router", dir + "/r.rdrt", "--max-quality-loss", "5", "--always-run", "0,2"])
         #expect(throws: (any Error).self) { try other.load(modelFingerprint: file.fingerprint, config: model.config) }
         #expect(throws: (any Error).self) { try RoutingOptions.parse(["--router", "x", "--max-quality-loss", "5", "--skip-rate", "0.1"]) }
     }
