@@ -34,17 +34,22 @@ public struct RoutingOptions: ParsableArguments {
         if router == nil && (threshold != nil || skipRate != nil || maxQualityLoss != nil || alwaysRun != nil || minLayers != nil) {
             throw ValidationError("--threshold, --skip-rate, --max-quality-loss, --always-run and --min-layers need --router")
         }
-        if let a = alwaysRun, Self.parseLayers(a) == nil { throw ValidationError("--always-run must be layer numbers like 0,29, or none") }
+        if let a = alwaysRun, Self.parseLayers(a) == nil { throw ValidationError("--always-run must be layers like 0,29 or 0-13,17-29, or none") }
         if let m = minLayers, m < 0 { throw ValidationError("--min-layers must be at least 0") }
         if let d = densePositions, d < 0 { throw ValidationError("--dense-positions must be at least 0") }
         if router == nil && densePositions != nil { throw ValidationError("--dense-positions needs --router") }
     }
 
-    static func parseLayers(_ s: String) -> [Int]? {
+    /// Layers as numbers and ranges ("0,27", "0-13,17-27"), sorted, or none for no layer; nil when malformed.
+    public static func parseLayers(_ s: String) -> [Int]? {
         if s == "none" { return [] }
-        let parts = s.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil && $0! >= 0 }) else { return nil }
-        return parts.map { $0! }
+        var layers: [Int] = []
+        for part in s.split(separator: ",", omittingEmptySubsequences: false) {
+            let ends = part.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard (1...2).contains(ends.count), let a = ends.first!, let b = ends.last!, a >= 0, a <= b else { return nil }
+            layers += Array(a...b)
+        }
+        return Array(Set(layers)).sorted()
     }
 
     /// Loads the router (checked against the model) and turns the flags into a policy; nil without --router.

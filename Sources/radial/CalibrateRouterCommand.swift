@@ -51,7 +51,7 @@ struct CalibrateRouterCommand: ParsableCommand {
         guard FileManager.default.fileExists(atPath: router) else { throw CLIError("router file not found: \(router)") }
         var r = try Router(path: router)
         try r.check(modelFingerprint: try modelOptions.openFile().fingerprint, layers: L, hiddenSize: model.config.dim)
-        let keep = try alwaysRun.map { LayerSet(try parseIDs($0)) } ?? LayerSet([0, L - 1])
+        let keep = try alwaysRun.map { LayerSet(try parseLayerList($0, option: "--always-run", allowNone: true)) } ?? LayerSet([0, L - 1])
         guard minLayers <= L else { throw CLIError("--min-layers \(minLayers) is more than the model's \(L) layers") }
         let windows = try textOptions.windows(tokenizer)
         let name = (textOptions.text as NSString).lastPathComponent + (textOptions.skipTokens > 0 ? " after \(textOptions.skipTokens) tokens" : "")

@@ -82,7 +82,7 @@ struct EvalCommand: ParsableCommand {
             return r
         }
         let loaded = routers.first
-        let keep = try alwaysRun.map { LayerSet(try parseIDs($0)) } ?? loaded?.header.qualityCurve.map { LayerSet($0.alwaysRun) } ?? LayerSet([0, L - 1])
+        let keep = try alwaysRun.map { LayerSet(try parseLayerList($0, option: "--always-run", allowNone: true)) } ?? loaded?.header.qualityCurve.map { LayerSet($0.alwaysRun) } ?? LayerSet([0, L - 1])
         var policyTemplate = RoutingPolicy(threshold: 0, alwaysRun: keep, minLayers: minLayers ?? 0, modelLayers: L)
         try policyTemplate.validate()
         policyTemplate.densePositions = densePositions ?? loaded?.header.qualityCurve?.densePositions ?? 0

@@ -65,17 +65,12 @@ func parseIDs(_ s: String) throws -> [Int] {
     return ids
 }
 
-/// Layers as a list and ranges: "14-16", "9,10", "9,14-16".
-func parseLayerList(_ s: String, option: String) throws -> [Int] {
-    var layers: [Int] = []
-    for part in s.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
-        let ends = part.split(separator: "-").map { Int($0) }
-        guard (1...2).contains(ends.count), ends.allSatisfy({ $0 != nil && $0! >= 0 }), ends.first!! <= ends.last!! else {
-            throw ValidationError("\(option) takes layers and ranges, e.g. 14-16 or 9,10 (got \(s))")
-        }
-        layers += Array(ends.first!!...ends.last!!)
+/// Layers as numbers and ranges ("14-16", "9,10", "9,14-16"; "none" where `allowNone`), sorted.
+func parseLayerList(_ s: String, option: String, allowNone: Bool = false) throws -> [Int] {
+    guard let layers = RoutingOptions.parseLayers(s), allowNone || !layers.isEmpty else {
+        throw ValidationError("\(option) takes layers and ranges, e.g. 14-16 or 9,10\(allowNone ? ", or none" : "") (got \(s))")
     }
-    return Array(Set(layers)).sorted()
+    return layers
 }
 
 /// A list option's value: comma-separated numbers ("1,4,16"), the list syntax of every option. Declared with

@@ -83,7 +83,7 @@ struct TrainRouterCommand: ParsableCommand {
         guard block >= 1 else { throw ValidationError("--block must be at least 1") }
         if runs != nil && block != 1 { throw ValidationError("give --block or --runs, not both") }
         _ = try parsedRuns()
-        if let alwaysRun, alwaysRun != "none" { _ = try parseLayerList(alwaysRun, option: "--always-run") }
+        if let alwaysRun { _ = try parseLayerList(alwaysRun, option: "--always-run", allowNone: true) }
         guard (1...10).contains(rounds) else { throw ValidationError("--rounds must be between 1 and 10") }
         guard onPolicySkipRate > 0, onPolicySkipRate < 0.9 else { throw ValidationError("--on-policy-skip-rate must be in (0, 0.9)") }
         guard (2...4096).contains(costCandidates) else { throw ValidationError("--cost-candidates must be between 2 and 4096") }
@@ -109,7 +109,7 @@ struct TrainRouterCommand: ParsableCommand {
         distiller.blockSize = block
         distiller.runs = try parsedRuns()
         if let alwaysRun {
-            let keep = alwaysRun == "none" ? [] : try parseLayerList(alwaysRun, option: "--always-run")
+            let keep = try parseLayerList(alwaysRun, option: "--always-run", allowNone: true)
             if let bad = keep.first(where: { $0 >= model.config.layerCount }) { throw CLIError("--always-run: layer \(bad) is not in the model") }
             distiller.alwaysRun = LayerSet(keep)
         }

@@ -60,22 +60,15 @@ import Testing
             try TinyRouter.distil(modelPath: path) { $0.runs = [LayerRange(2, 4)]; $0.labels = .cost }
         }
         #expect(router.header.layout.starts == [0, 1, 2, 4, 5] && router.network.layers == 5)
-        let copy = try Router(data: try Data(contentsOf: URL(fileURLWithPath: { let p = try! TestPaths.tempDir() + "/runs.rdrt"; try! router.write(to: p); return p }())))
+        let file = try TestPaths.tempDir() + "/runs.rdrt"
+        try router.write(to: file)
+        let copy = try Router(path: file)
         #expect(copy.header.layout == router.header.layout && copy.fingerprint == router.fingerprint)
         let policy = RoutingPolicy(threshold: try router.threshold(forSkipRate: 0.3, alwaysRun: LayerSet()), alwaysRun: LayerSet(), modelLayers: 6)
         let chooser = RouterChooser(router: router, policy: policy)
         #expect(chooser.aligned(with: Self.ranges) && !chooser.aligned(with: [LayerRange(0, 3), LayerRange(3, 6)]))
-        let pipeline = Pipeline(stages: try Self.stages(path, Self.ranges, chooser: chooser), dim: model.config.dim, chooser: chooser)
-        let ids = (0..<24).map { 3 + ($0 * 37) % 240 }
-        var hidden = try model.head.embed(ids)
-        let traces = try await pipeline.forward(ids.indices.map { Pipeline.Row(session: 1, position: $0) }, hidden: &hidden)
-        var local = try model.head.embed(ids)
-        let cache = model.makeCache()
-        let ran = try local.withUnsafeMutableBufferPointer {
-            try model.shard.forward($0.baseAddress!, tokens: ids.indices.map { ShardToken(cache: cache, position: $0) }, chooser: chooser)
-        }
-        #expect(ran == traces.map(\.layersRun))
-        #expect(hidden == local)
+        let (traces, same) = try await Self.routedBothWays(path, model: model, chooser: chooser, ids: (0..<24).map { 3 + ($0 * 37) % 240 })
+        #expect(same, "the pipeline equals the in-process shard: layers run and states")
         #expect(traces.allSatisfy { $0.layersRun.contains(2) == $0.layersRun.contains(3) }, "the run 2-3 runs or skips whole")
         #expect(traces.contains { !$0.layersRun.contains(2) }, "some token skipped the run")
     }
@@ -122,19 +115,25 @@ import Testing
         let (model, router) = try await blocking { try TinyRouter.distil(modelPath: path) }
         let policy = RoutingPolicy(threshold: 2, alwaysRun: LayerSet(), densePositions: 2, modelLayers: 6)  // skips all it may
         let chooser = RouterChooser(router: router, policy: policy)
-        let pipeline = Pipeline(stages: try Self.stages(path, Self.ranges, chooser: chooser), dim: model.config.dim, chooser: chooser)
-        let ids = [5, 9, 30, 41]
-        var hidden = try model.head.embed(ids)
-        let traces = try await pipeline.forward(ids.indices.map { Pipeline.Row(session: 1, position: $0) }, hidden: &hidden)
+        let (traces, same) = try await Self.routedBothWays(path, model: model, chooser: chooser, ids: [5, 9, 30, 41])
         #expect(traces[0].layersRun.sorted == Array(0..<6) && traces[1].layersRun.sorted == Array(0..<6))
         #expect(traces[2].hops == 0 && traces[3].hops == 0, "later positions skip everything")
+        #expect(same, "the pipeline equals the in-process shard: layers run and states")
+    }
+
+    /// One session's tokens through routed local stages (one per range of `ranges`) and through the whole shard in
+    /// this process with the same chooser: the pipeline's traces, and whether both ran the same layers to the same
+    /// states, bit for bit.
+    static func routedBothWays(_ path: String, model: LlamaModel, chooser: RouterChooser, ids: [Int]) async throws -> (traces: [Pipeline.Trace], same: Bool) {
+        let pipeline = Pipeline(stages: try stages(path, ranges, chooser: chooser), dim: model.config.dim, chooser: chooser)
+        var hidden = try model.head.embed(ids)
+        let traces = try await pipeline.forward(ids.indices.map { Pipeline.Row(session: 1, position: $0) }, hidden: &hidden)
         var local = try model.head.embed(ids)
         let cache = model.makeCache()
         let ran = try local.withUnsafeMutableBufferPointer {
             try model.shard.forward($0.baseAddress!, tokens: ids.indices.map { ShardToken(cache: cache, position: $0) }, chooser: chooser)
         }
-        #expect(ran == traces.map(\.layersRun))
-        #expect(hidden == local)
+        return (traces, ran == traces.map(\.layersRun) && hidden == local)
     }
 
     /// Generations through the scheduler over routed local stages equal the in-process routed engine: tokens and

@@ -87,4 +87,11 @@ import Testing
         #expect(ran[0].count == 4 && ran[1].count == 4)
         #expect(ran[2...].allSatisfy { $0.count == 3 && $0.contains(0) && $0.contains(3) })
     }
+
+    @Test func layerListsTakeNumbersRangesAndNone() {
+        #expect(RoutingOptions.parseLayers("0,27") == [0, 27])
+        #expect(RoutingOptions.parseLayers("0-2,9, 14-16") == [0, 1, 2, 9, 14, 15, 16])
+        #expect(RoutingOptions.parseLayers("none") == [])
+        for bad in ["", "3-1", "1,,2", "a", "-1", "1-2-3"] { #expect(RoutingOptions.parseLayers(bad) == nil, "\(bad)") }
+    }
 }
