@@ -165,6 +165,8 @@ public final class Pipeline: Sendable {
     /// How `send` cuts a batch: per call, the indices of its tokens and fills. One call when the batch is within
     /// `limit` rows or holds one session.
     static func parts(of batch: StageBatch, limit: Int = Linear.quantizedMaxRows) -> [(tokens: [Int], fills: [Int])] {
+        let whole = [(tokens: Array(batch.tokens.indices), fills: Array(batch.fills.indices))]
+        if batch.tokens.count + batch.fills.count <= limit { return whole }  // every step of decode: nothing to cut
         var order: [UInt64] = [], bySession: [UInt64: (tokens: [Int], fills: [Int])] = [:]
         for (i, t) in batch.tokens.enumerated() {
             if bySession[t.sessionID] == nil { order.append(t.sessionID) }
@@ -174,9 +176,7 @@ public final class Pipeline: Sendable {
             if bySession[f.sessionID] == nil { order.append(f.sessionID) }
             bySession[f.sessionID, default: ([], [])].fills.append(i)
         }
-        guard batch.tokens.count + batch.fills.count > limit, order.count > 1 else {
-            return [(Array(batch.tokens.indices), Array(batch.fills.indices))]
-        }
+        if order.count == 1 { return whole }
         var parts: [(tokens: [Int], fills: [Int])] = [], packed: (tokens: [Int], fills: [Int]) = ([], [])
         for id in order {
             let mine = bySession[id]!, rows = mine.tokens.count + mine.fills.count
