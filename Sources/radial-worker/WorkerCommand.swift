@@ -104,8 +104,10 @@ struct WorkerCommand: AsyncParsableCommand {
             do {
                 let r = try RadialRouter.Router(path: router)
                 try r.check(modelFingerprint: file.fingerprint, layers: config.layerCount, hiddenSize: config.dim)
-                guard range.lowerBound % r.header.block == 0 else {
-                    Serving.fail("the router decides blocks of \(r.header.block) layers; layers \(range) start inside a block (start at a multiple of \(r.header.block))")
+                // A unit (block or run) is decided at its first layer: a range starting inside one could not decide it.
+                let layout = r.header.layout
+                guard layout.starts.contains(range.lowerBound) else {
+                    Serving.fail("the router decides \(layout); layers \(range) start inside one of its units (start where a unit starts: \(layout.starts.map(String.init).joined(separator: ",")))")
                 }
                 loadedRouter = r
             } catch { Serving.fail("\(error)") }

@@ -12,9 +12,9 @@ import Testing
     /// A 6-layer tiny model, a router distilled from it, written next to it. Quantised weights: their kernels give
     /// the same bits whatever the batch (up to 64 rows), so a router decision near its threshold cannot flip
     /// between the cluster's batches and the in-process reference's.
-    static func setUp(blockSize: Int = 1) throws -> (model: String, routerPath: String, router: Router) {
+    static func setUp(blockSize: Int = 1, runs: [LayerRange] = []) throws -> (model: String, routerPath: String, router: Router) {
         let model = try ClusterTestSupport.writeTinyModel(seed: 42, layers: 6, weightType: .q8_0)
-        let (_, router) = try TinyRouter.distil(modelPath: model, blockSize: blockSize)
+        let (_, router) = try TinyRouter.distil(modelPath: model, blockSize: blockSize) { $0.runs = runs }
         let path = (model as NSString).deletingLastPathComponent + "/tiny.rdrt"
         try router.write(to: path)
         return (model, path, router)
@@ -25,8 +25,8 @@ import Testing
     // also sent on their own (a fills-only Forward), and the output must not change.
     static let prompts = (0..<4).map { i in (0..<(4 + 6 * i)).map { 3 + ($0 * 7 + i * 13) % 250 } }
 
-    func check(policy kv: SkippedLayerKV, blockSize: Int = 1) async throws {
-        let (model, routerPath, router) = try await blocking { try Self.setUp(blockSize: blockSize) }
+    func check(policy kv: SkippedLayerKV, blockSize: Int = 1, runs: [LayerRange] = []) async throws {
+        let (model, routerPath, router) = try await blocking { try Self.setUp(blockSize: blockSize, runs: runs) }
         let threshold = try router.threshold(forSkipRate: 0.4, alwaysRun: LayerSet())
         let policy = RoutingPolicy(threshold: threshold, alwaysRun: LayerSet(), modelLayers: 6)
         let reference = try Reference(path: model, chooser: RouterChooser(router: router, policy: policy), kvPolicy: kv)
@@ -57,6 +57,10 @@ import Testing
                 #expect(h >= visited, "a token visits at least the workers whose layers it ran")
             }
             allHops += hops
+            for run in runs {
+                #expect(layers.allSatisfy { ran in run.indices.allSatisfy(ran.contains) || !run.indices.contains(where: ran.contains) },
+                        "a run router runs \(run) whole or not at all: \(layers)")
+            }
             if blockSize > 1 {
                 #expect(layers.allSatisfy { run in run.allSatisfy { run.contains($0 / blockSize * blockSize) } && run.count % blockSize == 0 },
                         "a block router runs whole blocks: \(layers)")
@@ -79,6 +83,19 @@ import Testing
     @Test func routedClusterEqualsInProcessUnderMask() async throws { try await check(policy: .mask) }
     /// A router that decides each worker's two layers together: a token runs a worker whole or skips it.
     @Test func blockRouterClusterEqualsInProcess() async throws { try await check(policy: .fill, blockSize: 2) }
+
+    /// A router deciding the middle worker's layers 2-3 as one run (every other layer alone): the run is a hop a token
+    /// skips, through real processes exactly as in the in-process engine.
+    @Test func runRouterClusterEqualsInProcess() async throws { try await check(policy: .fill, runs: [LayerRange(2, 4)]) }
+
+    /// A worker whose range starts inside a run could not make the run's decision: it refuses to start.
+    @Test func workerRefusesARangeSplittingARun() async throws {
+        let (model, routerPath, _) = try await blocking { try Self.setUp(runs: [LayerRange(2, 4)]) }
+        let result = try await blocking { try TestPaths.execute(TestPaths.binDir + "/radial-worker",
+                                                               ["--model", model, "--layers", "3-5", "--listen", "127.0.0.1:0", "--router", routerPath]) }
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("runs 2-3"), "\(result.stderr)")
+    }
 
     /// A worker whose range starts inside a block could not make the block's decision: it refuses to start.
     @Test func workerRefusesARangeSplittingABlock() async throws {
