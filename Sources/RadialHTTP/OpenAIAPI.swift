@@ -13,20 +13,21 @@ public struct OpenAIAPI: Sendable {
     let service: CoordinatorService
     /// The model's name in replies and /v1/models (clients may send any `model`: one model is served).
     let modelID: String
-    /// The bearer token `Authorization` must carry (the gRPC server's token); nil: no check.
-    let token: String?
+    /// The bearer tokens `Authorization` may carry (the gRPC server's, every line of its token file); empty: no
+    /// check.
+    let tokens: [String]
     /// Largest request body accepted.
     let maxBodyBytes = 4 << 20
 
-    public init(service: CoordinatorService, modelID: String, token: String?) {
+    public init(service: CoordinatorService, modelID: String, tokens: [String]) {
         self.service = service
         self.modelID = modelID
-        self.token = token
+        self.tokens = tokens
     }
 
     /// Adds the API's routes and its middleware (bearer token, OpenAI-shaped errors for every route) to `router`.
     public func register(on router: Router<BasicRequestContext>) {
-        router.middlewares.add(OpenAIMiddleware(token: token))
+        router.middlewares.add(OpenAIMiddleware(tokens: tokens))
         router.get("/health") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
         router.get("/v1/models") { _, _ in
             try json(ModelList(data: [.init(id: modelID, created: Int(Date().timeIntervalSince1970))]))
@@ -216,13 +217,14 @@ struct OpenAIError: Error {
 /// one) and turns every error, unknown routes included, into OpenAI's error body.
 struct OpenAIMiddleware: RouterMiddleware {
     typealias Context = BasicRequestContext
-    let token: String?
+    let tokens: [String]
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let open = request.uri.path == "/health" || request.uri.path == "/metrics"
-        if let token, !open {
+        if !tokens.isEmpty, !open {
             let given = request.headers[.authorization] ?? ""
-            guard constantTimeEqual(given, "Bearer " + token) else {
+            // Every token is compared, each in constant time: the time taken tells nothing about any of them.
+            guard tokens.map({ constantTimeEqual(given, "Bearer " + $0) }).contains(true) else {
                 let message = given.isEmpty ? "missing 'Authorization: Bearer TOKEN' header" : "incorrect API key"
                 return OpenAIError(status: .unauthorized, message: message, code: "invalid_api_key").response
             }

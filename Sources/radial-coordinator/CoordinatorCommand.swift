@@ -161,7 +161,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         if let httpListen {
             let router = Hummingbird.Router()
             let modelID = URL(fileURLWithPath: model.model).deletingPathExtension().lastPathComponent
-            OpenAIAPI(service: service, modelID: modelID, token: serverConfig.bearerToken).register(on: router)
+            let tokens = serverConfig.bearerToken.map { [$0] + serverConfig.extraBearerTokens } ?? []
+            OpenAIAPI(service: service, modelID: modelID, tokens: tokens).register(on: router)
             ProcessMetrics.addRoute(to: router) { service.refreshGauges() }
             do { http = try await HTTPEndpoint(router: router, listen: httpListen) } catch { Serving.fail("\(error)") }
             Serving.announce(listen: httpListen, port: http!.port, what: "http")

@@ -12,9 +12,12 @@ import Testing
     static let token = "http-test-token"
 
     @Test func openAIClientCurlAndPrometheusAgainstARealCluster() async throws {
+        // The coordinator's token file names a second client too: each line is a token its servers accept.
+        let tokenFile = try TestPaths.tempDir() + "/tokens"
+        try "\(Self.token)\nsecond-client-token\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
         let cluster = try await LocalCluster.launch(model: try ClusterTestSupport.requireRealModel(), layers: ["0-14", "15-29"],
                                        workerArgs: ["--metrics-listen", "127.0.0.1:0"],
-                                       coordinatorArgs: ["--http-listen", "127.0.0.1:0"],
+                                       coordinatorArgs: ["--http-listen", "127.0.0.1:0", "--auth-token-file", tokenFile],
                                        environment: ["RADIAL_AUTH_TOKEN": Self.token, "RADIAL_WORKER_AUTH_TOKEN": Self.token],
                                        bearerToken: Self.token)
         defer { cluster.stop() }
@@ -58,6 +61,9 @@ import Testing
         #expect(lines.last == "401")
         let body = try JSONSerialization.jsonObject(with: Data(lines.dropLast().joined(separator: "\n").utf8)) as? [String: Any]
         #expect((body?["error"] as? [String: Any])?["code"] as? String == "invalid_api_key")
+        let second = try await blocking { try TestPaths.execute("/usr/bin/env", ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", base + "/v1/models",
+                                                                                 "-H", "Authorization: Bearer second-client-token"]) }
+        #expect(second.stdout == "200", "the token file's second line is accepted too")
 
         // One log line per request, with its outcome and counts.
         let log = cluster.coordinator.stderrText
