@@ -112,13 +112,12 @@ public struct RouterTrainer {
     }
 
     /// Features and labels from one or more traces over the same text (the dense one, then routed ones), one row
-    /// per token and decision unit: a layer, or a block of `block` layers labelled with the whole block's
+    /// per token and decision unit: a layer, or a block or run of layers (`layout`) labelled with the whole unit's
     /// contribution ||h_out − h_in|| / ||h_out||.
     public struct TrainingSet: Sendable {
         public let dim: Int
         public let modelLayers: Int
-        public let block: Int
-        /// The decision units (uniform blocks of `block`, or hand-named runs).
+        /// The decision units: single layers, uniform blocks, or hand-named runs.
         public let layout: UnitLayout
         public let labelKind: RouterLabels
         /// Under `.cost`, a skip cost c (KL, nats) becomes the label 1 − exp(−c / costScale): 0 for a free skip,
@@ -129,11 +128,11 @@ public struct RouterTrainer {
         /// Per token: whether it is held out.
         public private(set) var heldOut: [Bool] = []
 
-        public init(dim: Int, layers: Int, block: Int = 1, layout: UnitLayout? = nil, labels: RouterLabels = .ratio, costScale: Float = 1) {
+        /// `layout`: nil decides each layer on its own.
+        public init(dim: Int, layers: Int, layout: UnitLayout? = nil, labels: RouterLabels = .ratio, costScale: Float = 1) {
             self.dim = dim
             self.modelLayers = layers
-            self.block = max(block, 1)
-            self.layout = layout ?? .blocks(block, layers: layers)
+            self.layout = layout ?? .blocks(1, layers: layers)
             labelKind = labels
             self.costScale = costScale
         }
