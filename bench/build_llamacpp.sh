@@ -11,7 +11,7 @@ command -v cmake >/dev/null || python3 -m pip install --quiet cmake
 if [ ! -d "$dir/src" ]; then
   # The sdist through pip's own client (it prepares the package's metadata, fetching its build backend first).
   mkdir -p "$dir/sdist"
-  python3 -m pip download --quiet --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d "$dir/sdist" \
+  python3 -m pip download --quiet --no-deps --no-binary llama-cpp-python llama-cpp-python==0.3.36 -d "$dir/sdist" \
     || { echo "build_llamacpp: pip download llama-cpp-python==0.3.36 failed" >&2; exit 1; }
   mv "$dir/sdist"/llama_cpp_python-0.3.36.tar.gz "$dir/sdist/llama.tar.gz"
   mkdir -p "$dir/unpack" && tar -xzf "$dir/sdist/llama.tar.gz" -C "$dir/unpack"
