@@ -101,6 +101,7 @@ SIMD_FN INLINE void rows_q8_k(const int T, const int K, const int vnni, const q8
         for (int i = 0; i < K; i++) sum[i] = _mm256_setzero_ps();
         for (int b = 0; b < nblk; b++) {
             const uint8_t *blk = row + (size_t)b * BB;
+            prefetch_ahead(blk, BB);
             __m256i wl[4], wh[4];
             kq_weights(T, blk, wl, wh);
             __m256 gs, mn = _mm256_setzero_ps();

@@ -114,6 +114,7 @@ SIMD_FN INLINE void rows_q8_legacy(const int T, const int K, const int vnni, con
         for (int i = 0; i < K; i++) sum[i] = _mm256_setzero_ps();
         for (int un = 0; un < a->nsb; un++) {
             const uint8_t *u = row + (size_t)un * 8 * BB;
+            prefetch_ahead(u, 8 * BB);
             if (un == full) {  // the last groups, padded to eight with zero blocks
                 memset(pad, 0, sizeof pad);
                 memcpy(pad, u, (size_t)(ng - 8 * full) * BB);
