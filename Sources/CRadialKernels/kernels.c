@@ -141,6 +141,16 @@ static void attend_generic(const float *q, int g, int hd, const float *keys, con
 
 #define SIMD_FN __attribute__((target("avx2,fma")))
 
+// Asks for row r + ahead's quants and scales as row r starts, ahead = rows in ~2 KiB of quants: the hardware
+// prefetchers alone fall behind a row stream from DRAM on some machines (an AMD EPYC VM: see prefetch_ahead in
+// gguf_avx2.h). A prefetch never faults, so rows past the matrix's end are harmless to ask for.
+SIMD_FN static inline void prefetch_row(const void *qs, const float *d, int nb, int stride, int r) {
+    const size_t qbytes = (size_t)nb * stride, ahead = 2048 / qbytes + 1;
+    const char *q = (const char *)qs + (r + ahead) * qbytes, *dd = (const char *)(d + (r + ahead) * nb);
+    for (size_t o = 0; o < qbytes; o += 64) _mm_prefetch(q + o, _MM_HINT_T0);
+    for (size_t o = 0; o < (size_t)nb * 4; o += 64) _mm_prefetch(dd + o, _MM_HINT_T0);
+}
+
 SIMD_FN static inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -187,6 +197,7 @@ SIMD_FN static inline float offset_dot(const float *m, const float *xs, int nb) 
 // are independent, so the single-input case still overlaps FMA latency across blocks.
 #define MULTI_BODY(K, WIDEN, QSTRIDE, QTYPE) \
     for (int r = r0; r < r1; r++) { \
+        prefetch_row(qs, d, nb, QSTRIDE, r); \
         const QTYPE *qr = qs + (size_t)r * nb * QSTRIDE; \
         const float *dr = d + (size_t)r * nb; \
         __m256 sum[K]; \
@@ -274,8 +285,9 @@ SIMD_FN static inline __m256 int_block_dot(__m256i wu, __m256i xs8) {  // wu uns
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
 }
 
-#define Q8X_BODY(K, PREP, DOT) \
+#define Q8X_BODY(K, QSTRIDE, PREP, DOT) \
     for (int r = r0; r < r1; r++) { \
+        prefetch_row(qs, d, nb, QSTRIDE, r); \
         const float *dr = d + (size_t)r * nb; \
         __m256 sum[K]; \
         for (int i = 0; i < K; i++) sum[i] = _mm256_setzero_ps(); \
@@ -306,14 +318,14 @@ SIMD_FN static inline __m256 int_block_dot(__m256i wu, __m256i xs8) {  // wu uns
 #define Q4Q8(K) \
 SIMD_FN static void q4q8_rows_##K(const uint8_t *qs, const float *d, const float *m, int nb, int r0, int r1, \
                                   const int8_t *xq, int ldq, const float *xd, const float *xs, float *y, int ldy, int acc) { \
-    Q8X_BODY(K, Q4_PREP, int_block_dot(wu, xv)) }
+    Q8X_BODY(K, 16, Q4_PREP, int_block_dot(wu, xv)) }
 Q4Q8(1) Q4Q8(2) Q4Q8(3) Q4Q8(4) Q4Q8(5) Q4Q8(6) Q4Q8(7) Q4Q8(8)
 #undef OFFSET
 #define OFFSET(i) 0.0f
 #define Q8Q8(K) \
 SIMD_FN static void q8q8_rows_##K(const int8_t *qs, const float *d, int nb, int r0, int r1, \
                                   const int8_t *xq, int ldq, const float *xd, float *y, int ldy, int acc) { \
-    Q8X_BODY(K, Q8_PREP, int_block_dot(wu, _mm256_sign_epi8(xv, w8))) }
+    Q8X_BODY(K, 32, Q8_PREP, int_block_dot(wu, _mm256_sign_epi8(xv, w8))) }
 Q8Q8(1) Q8Q8(2) Q8Q8(3) Q8Q8(4) Q8Q8(5) Q8Q8(6) Q8Q8(7) Q8Q8(8)
 #undef OFFSET
 

@@ -17,7 +17,14 @@ import Testing
         return add?.status == 0
     }()
 
+    /// The call runs off the cooperative pool (`blocking`): in the full suite, synchronous tests computing real
+    /// models hold that pool's two threads for minutes, and this stream's reply once sat unread there until its
+    /// deadline ran out (the coordinator had answered in 0.6 s).
     func generate(_ coordinator: String, _ ids: [Int], token: String? = nil) async throws -> [Int] {
+        try await blocking { try await streamGenerate(coordinator, ids, token: token) }
+    }
+
+    private func streamGenerate(_ coordinator: String, _ ids: [Int], token: String?) async throws -> [Int] {
         var config = ChannelConfig(target: coordinator)
         config.bearerToken = token
         let channel = RPCChannel(config)
