@@ -11,13 +11,14 @@ import argparse
 import json
 import os
 import threading
-import time
 import urllib.request
+
+from llamaserver_load import token_times
 
 PROMPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prompt_180.txt")
 
 
-def post(url, body, stream=False):
+def post(url, body):
     req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     return urllib.request.urlopen(req, timeout=900)
 
@@ -40,20 +41,9 @@ def main():
     streams = [None] * a.sequences
 
     def one(i):
-        times = []
         body = {"prompt": prompts[i], "n_predict": a.decode_tokens + 1, "ignore_eos": True, "temperature": 0,
                 "top_k": 1, "cache_prompt": False, "stream": True}
-        with post(a.url + "/completion", body) as r:
-            for line in r:
-                line = line.strip()
-                if not line.startswith(b"data: "):
-                    continue
-                event = json.loads(line[6:])
-                if event.get("content") or event.get("tokens"):
-                    times.append(time.monotonic())
-                if event.get("stop"):
-                    break
-        streams[i] = times
+        streams[i] = token_times(a.url, json.dumps(body).encode())
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(a.sequences)]
     for t in threads:

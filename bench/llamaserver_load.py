@@ -13,6 +13,24 @@ import time
 import urllib.request
 
 
+def token_times(url, body):
+    """Streams one /completion (body: JSON bytes, with "stream": true) and returns each token's arrival time:
+    server-sent events, one per token, whose gaps are the per-token gaps Radial's bench measures."""
+    req = urllib.request.Request(url + "/completion", data=body, headers={"Content-Type": "application/json"})
+    times = []
+    with urllib.request.urlopen(req, timeout=900) as r:
+        for line in r:
+            line = line.strip()
+            if not line.startswith(b"data: "):
+                continue
+            event = json.loads(line[6:])
+            if event.get("content") or event.get("tokens"):
+                times.append(time.monotonic())
+            if event.get("stop"):
+                break
+    return times
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--url", default="http://127.0.0.1:8090")
@@ -27,20 +45,8 @@ def main():
             "prompt": f"<|im_start|>user\nStory number {i + 1}. Write a long story about a dragon who learns to sing.<|im_end|>\n<|im_start|>assistant\n",
             "n_predict": a.max_tokens, "ignore_eos": True, "temperature": 0, "cache_prompt": False, "stream": True,
         }).encode()
-        req = urllib.request.Request(a.url + "/completion", data=body, headers={"Content-Type": "application/json"})
         sent = time.monotonic()
-        times = []
-        # Server-sent events, one per token: the arrival times give the same per-token gaps Radial's bench measures.
-        with urllib.request.urlopen(req, timeout=600) as r:
-            for line in r:
-                line = line.strip()
-                if not line.startswith(b"data: "):
-                    continue
-                event = json.loads(line[6:])
-                if event.get("content") or event.get("tokens"):
-                    times.append(time.monotonic())
-                if event.get("stop"):
-                    break
+        times = token_times(a.url, body)
         results.append({"tokens": len(times), "gaps_ms": [(b - a_) * 1000 for a_, b in zip(times, times[1:])],
                         "first_ms": (times[0] - sent) * 1000 if times else None})
 
