@@ -146,21 +146,25 @@ import Testing
     /// SIGTERM with a generation running: the coordinator refuses new work, cancels what is still running once
     /// --drain-seconds pass, ends the client's stream with CANCELLED as the finish reason, and exits 0.
     @Test(.enabled(if: ClusterTestSupport.realModelWanted, "RADIAL_SKIP_REAL_MODEL=1"))
+    /// The stream is read off the cooperative pool (`blocking`): the time bound is the coordinator's, and in the
+    /// full suite synchronous real-model tests can hold that pool's threads long enough to stretch the reading.
     func sigtermCancelsAfterTheDrainPeriodAndExitsZero() async throws {
         let cluster = try await LocalCluster.launch(model: try ClusterTestSupport.requireRealModel(), layers: ["0-29"], coordinatorArgs: ["--drain-seconds", "1"])
         defer { cluster.stop() }
-        let request = GenerateRequest(input: .text("Tell me a story"), sampling: .greedy, maxTokens: 4000, ignoreEOS: true)
-        let stream = try cluster.channel.serverStreaming(Method.generate, request, response: GenerateReply.self)
-        var iterator = stream.makeAsyncIterator()
-        _ = try await iterator.next()
-        _ = try await iterator.next()  // generating
-        let clock = ContinuousClock(), start = clock.now
-        cluster.coordinator.process.terminate()
-        var finish: FinishReason?
-        while let reply = try await iterator.next() { if let f = reply.finishReason { finish = f } }
-        #expect(finish == .cancelled)
-        #expect(cluster.coordinator.stop() == 0)
-        #expect(clock.now - start < .seconds(60), "cancelled after the 1 s drain, not after 4000 tokens")
+        try await blocking {
+            let request = GenerateRequest(input: .text("Tell me a story"), sampling: .greedy, maxTokens: 4000, ignoreEOS: true)
+            let stream = try cluster.channel.serverStreaming(Method.generate, request, response: GenerateReply.self)
+            var iterator = stream.makeAsyncIterator()
+            _ = try await iterator.next()
+            _ = try await iterator.next()  // generating
+            let clock = ContinuousClock(), start = clock.now
+            cluster.coordinator.process.terminate()
+            var finish: FinishReason?
+            while let reply = try await iterator.next() { if let f = reply.finishReason { finish = f } }
+            #expect(finish == .cancelled)
+            #expect(cluster.coordinator.stop() == 0)
+            #expect(clock.now - start < .seconds(60), "cancelled after the 1 s drain, not after 4000 tokens")
+        }
     }
 
     /// A worker restarted on the same port with another range, or another arithmetic, while the coordinator runs:
