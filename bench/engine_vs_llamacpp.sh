@@ -13,7 +13,9 @@ MODEL=${1:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 THREADS=${2:-2}
 ROUNDS=${3:-3}
 
-LB=$(bench/build_llamacpp.sh)
+# llama.cpp's own build only when something needs it: llama-server, or a binding without its libraries.
+LB=""
+if [ "${SERVER:-1}" = 1 ] || ! python3 -c "import llama_cpp" 2>/dev/null; then LB=$(bench/build_llamacpp.sh); fi
 if ! python3 -c "import llama_cpp" 2>/dev/null; then
   if ! LLAMA_CPP_LIB_PATH=$LB python3 -c "import llama_cpp" 2>/dev/null; then
     echo "installing llama-cpp-python 0.3.36 without its own llama.cpp build" >&2
