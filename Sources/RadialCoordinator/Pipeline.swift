@@ -7,13 +7,18 @@ import Synchronization
 /// Decides whether a row visits a stage, from the state entering it: the router under its policy
 /// (`RouterChooser`), or a script in tests.
 public protocol StageRouter: Sendable {
-    func visits(_ layers: LayerRange, hidden: UnsafePointer<Float>, runSoFar: Int) -> Bool
+    /// `activations`: the arithmetic of any run map met on the way (the stages').
+    func visits(_ layers: LayerRange, hidden: UnsafePointer<Float>, runSoFar: Int, activations: QuantizedMatrix.Activations) -> Bool
     /// Whether it decides for a token at `position` at all (false: the token visits every stage, runs every layer).
     func routes(position: Int) -> Bool
+    /// Advances the state of a row that skips the whole stage `layers` past it, in place: through the maps of the
+    /// runs there, as the stage itself would have (nothing without maps).
+    func skip(_ layers: LayerRange, hidden: UnsafeMutablePointer<Float>, activations: QuantizedMatrix.Activations)
 }
 
 extension StageRouter {
     public func routes(position: Int) -> Bool { true }
+    public func skip(_ layers: LayerRange, hidden: UnsafeMutablePointer<Float>, activations: QuantizedMatrix.Activations) {}
 }
 
 extension RouterChooser: StageRouter {}
@@ -34,6 +39,8 @@ public final class Pipeline: Sendable {
     /// Deferred fills a session may hold for one stage it keeps skipping; at this many they are sent in that step
     /// even without a token for the stage, so they never outgrow a stage's batch or the batch-invariant rows.
     public let maxPendingFills: Int
+    /// The stages' arithmetic, for run maps applied here when a row skips a stage whole.
+    public let activations: QuantizedMatrix.Activations
     /// Per session, per stage index: positions that skipped the stage, with the state that would have entered it.
     private let pending = Mutex<[UInt64: [Int: [PendingFill]]]>([:])
 
@@ -56,7 +63,7 @@ public final class Pipeline: Sendable {
     }
 
     public init(stages: [any Stage], dim: Int, chooser: (any StageRouter)? = nil, kvPolicy: SkippedLayerKV = .fill,
-                maxPendingFills: Int = 32) {
+                maxPendingFills: Int = 32, activations: QuantizedMatrix.Activations = .f32) {
         precondition(zip(stages, stages.dropFirst()).allSatisfy { $0.layers.upperBound == $1.layers.lowerBound },
                      "stages must tile the layers in order")
         self.stages = stages
@@ -64,6 +71,7 @@ public final class Pipeline: Sendable {
         self.chooser = chooser
         self.kvPolicy = kvPolicy
         self.maxPendingFills = maxPendingFills
+        self.activations = activations
     }
 
     /// Runs `rows` (hidden: rows.count × dim, the embeddings) through every stage, in place: on return `hidden`
@@ -76,7 +84,8 @@ public final class Pipeline: Sendable {
             let visiting = (0..<n).filter { i in
                 hidden.withUnsafeBufferPointer { h in
                     guard let chooser, chooser.routes(position: rows[i].position) else { return true }
-                    return chooser.visits(stage.layers, hidden: h.baseAddress! + i * dim, runSoFar: traces[i].layersRun.count)
+                    return chooser.visits(stage.layers, hidden: h.baseAddress! + i * dim, runSoFar: traces[i].layersRun.count,
+                                          activations: activations)
                 }
             }
             let skipping = n - visiting.count
@@ -88,6 +97,13 @@ public final class Pipeline: Sendable {
                         p[rows[i].session, default: [:]][si, default: []]
                             .append(PendingFill(position: rows[i].position, hidden: Array(hidden[(i * dim)..<((i + 1) * dim)])))
                     }
+                }
+            }
+            // A row skipping the stage leaves it through the maps of its runs (after its fill took the entering state).
+            if skipping > 0, let chooser {
+                let visitingSet = Set(visiting)
+                hidden.withUnsafeMutableBufferPointer { h in
+                    for i in 0..<n where !visitingSet.contains(i) { chooser.skip(stage.layers, hidden: h.baseAddress! + i * dim, activations: activations) }
                 }
             }
             // Deferred fills ride along for the sessions visiting now (this step's skipped rows included), and for

@@ -122,7 +122,7 @@ public final class Scheduler: Sendable {
                         policy: StagePolicy(kvPolicy: kvPolicy, routing: routing?.wire), timeout: limits.forwardTimeout, failover: failover)
         }
         let pipeline = Pipeline(stages: stages, dim: head.config.dim, chooser: routing?.chooser, kvPolicy: kvPolicy,
-                                maxPendingFills: limits.maxPendingFills)
+                                maxPendingFills: limits.maxPendingFills, activations: head.activations)
         self.init(head: head, tokenizer: tokenizer, pipeline: pipeline, cluster: cluster, handshake: handshake, limits: limits,
                   routing: routing)
     }
@@ -138,10 +138,10 @@ public final class Scheduler: Sendable {
         limits.lanes = 1
         limits.maxBatchTokens = max(maxPromptRows, 1)
         let host = ShardHost(shard: model.shard, kvBudgetBytes: Int.max / 4, sessionTTL: .seconds(86_400), maxBatchTokens: limits.maxBatchTokens,
-                             maxSessionBytes: Int.max / 4)
+                             maxSessionBytes: Int.max / 4, maps: routing?.chooser.maps ?? [])
         let stage = LocalStage(host: host, kvPolicy: kvPolicy, chooser: routing?.chooser, name: "this process")
         let pipeline = Pipeline(stages: [stage], dim: model.config.dim, chooser: routing?.chooser, kvPolicy: kvPolicy,
-                                maxPendingFills: limits.maxPendingFills)
+                                maxPendingFills: limits.maxPendingFills, activations: model.shard.activations)
         self.init(head: model.head, tokenizer: tokenizer, pipeline: pipeline, limits: limits, routing: routing)
     }
 

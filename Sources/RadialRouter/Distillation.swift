@@ -18,6 +18,10 @@ public struct RouterDistiller {
     public var blockSize = 1
     /// Contiguous runs decided as one unit each, every other layer alone (instead of `blockSize`).
     public var runs: [LayerRange] = []
+    /// Fit a map for each multi-layer unit (run or block) free of always-run layers, which a token skipping the unit
+    /// leaves through (`RunMap`); the skip costs and on-policy traces are then measured with the maps in place.
+    public var bypass = false
+    public var bypassRidge = RunMapFit.defaultRidge
     /// What the router learns: the residual ratio, or the measured skip cost (probed; per layer only).
     public var labels: RouterLabels = .ratio
     /// Candidate tokens the skip-cost divergence is taken over.
@@ -33,6 +37,7 @@ public struct RouterDistiller {
         case tracing(round: Int, done: Int, total: Int)
         case epoch(round: Int, RouterTrainer.Progress)
         case fitted(round: Int, TrainingSummary)
+        case mapFitted(LayerRange, seconds: Double)
         case curve(done: Int, total: Int)
     }
 
@@ -44,7 +49,9 @@ public struct RouterDistiller {
         let layout = runs.isEmpty ? UnitLayout.blocks(blockSize, layers: L) : try UnitLayout.runs(runs, layers: L)
         let U = layout.count
         let free = (0..<U).filter { !layout.layers(of: $0).contains(where: keep.contains) }
-        let probe = labels == .cost ? SkipCostProbe(candidates: costCandidates, layout: layout, units: LayerSet(free)) : nil
+        var probe = labels == .cost ? SkipCostProbe(candidates: costCandidates, layout: layout, units: LayerSet(free)) : nil
+        let maps = bypass ? try fitMaps(model: model, layout: layout, units: free, windows: windows, events: events) : []
+        probe?.maps = maps.map(\.map)
         let dense = try profiler.run(windows, keepInputs: true, costs: probe) { events(.tracing(round: 1, done: $0, total: $1)) }
         let medians = dense.profile.summaries.map(\.median)
         // Cost labels: the scale is the median measured cost, so half the dense skips label below 0.63.
@@ -61,7 +68,7 @@ public struct RouterDistiller {
         }
         var set = RouterTrainer.TrainingSet(dim: model.config.dim, layers: L, layout: layout, labels: labels, costScale: scale)
         set.append(dense, windowLength: windowLength, heldOutFraction: trainer.heldOutFraction)
-        func fit(_ round: Int) -> Router {
+        func fit(_ round: Int) throws -> Router {
             let (network, summary, calibration) = trainer.train(set) { events(.epoch(round: round, $0)) }
             events(.fitted(round: round, summary))
             var header = Router.Header(
@@ -70,9 +77,11 @@ public struct RouterDistiller {
             if !runs.isEmpty { header.unitStarts = layout.starts }
             header.labels = labels
             if labels == .cost { (header.costScale, header.skipCostMeans) = (scale, costMeans) }
-            return Router(network: network, header: header)
+            var router = Router(network: network, header: header)
+            for m in maps { try router.addMap(layers: m.map.layers, eps: m.map.eps, coefficients: m.coefficients) }
+            return router
         }
-        var router = fit(1)
+        var router = try fit(1)
         for round in stride(from: 2, through: rounds, by: 1) {
             let policy = RoutingPolicy(threshold: try router.threshold(forSkipRate: onPolicySkipRate, alwaysRun: keep),
                                        alwaysRun: keep, minLayers: minLayers, densePositions: densePositions, modelLayers: L)
@@ -80,7 +89,7 @@ public struct RouterDistiller {
                 events(.tracing(round: round, done: $0, total: $1))
             }
             set.append(routed, windowLength: windowLength, heldOutFraction: trainer.heldOutFraction)
-            router = fit(round)
+            router = try fit(round)
         }
         if !curveSkipRates.isEmpty {
             let (curveText, name) = curveWindows ?? (TokenWindows(windows: heldOutWindows(windows)), "held-out windows of the training text")
@@ -91,6 +100,32 @@ public struct RouterDistiller {
             }
         }
         return router
+    }
+
+    /// Fits the maps from a dense pass over the training windows (not the held-out ones).
+    func fitMaps(model: LlamaModel, layout: UnitLayout, units: [Int], windows: TokenWindows,
+                 events: @escaping (Event) -> Void) throws -> [(map: RunMap, coefficients: [Float])] {
+        let runs = units.map(layout.layers(of:)).filter { $0.count > 1 }
+        guard !runs.isEmpty else {
+            throw RouterError.badPolicy("bypass maps stand in for runs or blocks of layers: name some with --runs or --block")
+        }
+        let L = model.config.layerCount, dim = model.config.dim
+        let trace = try ResidualProfiler(model: model).run(windows, keepInputs: true) { events(.tracing(round: 0, done: $0, total: $1)) }
+        let trainTokens = windows.tokenCount - heldOutWindows(windows).reduce(0) { $0 + $1.count }
+        return try runs.map { run in
+            let clock = ContinuousClock(), start = clock.now
+            var entering = [Float](), leaving = [Float]()
+            entering.reserveCapacity(trainTokens * dim); leaving.reserveCapacity(trainTokens * dim)
+            for t in 0..<trainTokens {
+                entering += trace.state(token: t, layer: run.lowerBound, layers: L, dim: dim)
+                leaving += trace.state(token: t, layer: run.upperBound, layers: L, dim: dim)
+            }
+            let coefficients = try RunMapFit.fit(entering: entering, leaving: leaving, tokens: trainTokens, dim: dim,
+                                                 eps: model.config.rmsEps, ridge: bypassRidge)
+            let map = try RunMap(layers: LayerRange(run.lowerBound, run.upperBound), dim: dim, eps: model.config.rmsEps, coefficients: coefficients)
+            events(.mapFitted(map.layers, seconds: (clock.now - start).seconds))
+            return (map, coefficients)
+        }
     }
 
     /// The windows `RouterTrainer` holds out (the last `heldOutFraction` of them).

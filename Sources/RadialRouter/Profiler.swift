@@ -105,6 +105,13 @@ public struct ResidualProfiler {
                         }
                         if runs { runSoFar[r] += 1; ran[r].insert(l) } else { for d in (r * dim)..<((r + 1) * dim) { hidden[d] = before[d] } }
                     }
+                    if !chooser.maps.isEmpty {
+                        let skipped = (0..<n).filter { !ran[$0].contains(l) }
+                        hidden.withUnsafeMutableBufferPointer {
+                            RunMap.bridge(after: l, maps: chooser.maps, x: $0.baseAddress!, rows: skipped, ran: ran, dim: dim,
+                                          activations: model.shard.activations)
+                        }
+                    }
                 }
             }
             if keepInputs { for i in 0..<(n * dim) { outputs[done * dim + i] = hidden[i] } }

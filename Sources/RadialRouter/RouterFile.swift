@@ -4,11 +4,15 @@ import RadialModel
 /// A trained router as it is saved: the network, the model it was distilled from, and what training measured.
 ///
 /// On disk: "RDRT", format version (u32 LE), header length (u32 LE), a JSON header, then the network's floats
-/// (fp32 LE) in the order w1, w1Layer, b1, w2, b2. JSON keeps the metadata readable (`head -c 2000 router.rdrt`)
-/// and extensible; the weights stay binary.
+/// (fp32 LE) in the order w1, w1Layer, b1, w2, b2, then each run map's coefficients (`Header.runMaps`, in order).
+/// JSON keeps the metadata readable (`head -c 2000 router.rdrt`) and extensible; the weights stay binary.
 public struct Router: Sendable {
     public var network: RouterNetwork
     public var header: Header
+    /// Per entry of `header.runMaps`, its fitted coefficients ((hidden + 1) × hidden, input-major: `RunMap`).
+    public private(set) var mapCoefficients: [[Float]] = []
+    /// The same, ready to apply.
+    public private(set) var maps: [RunMap] = []
 
     public struct Header: Codable, Sendable {
         public var modelFingerprint: String
@@ -37,6 +41,8 @@ public struct Router: Sendable {
         /// Perplexity against threshold on held-out text, measured after training: turns a quality budget
         /// (`--max-quality-loss`) into a threshold. Absent in older files.
         public var qualityCurve: QualityCurve?
+        /// Runs that a skipping token leaves through a fitted map (`train-router --bypass`); absent: none.
+        public var runMaps: [RunMapEntry]?
 
         public var block: Int { blockSize ?? 1 }
         /// How the layers group into decision units.
@@ -59,16 +65,35 @@ public struct Router: Sendable {
         }
     }
 
+    /// A run map as the header lists it: its layers (first and last, inclusive) and the rms-norm epsilon of its input.
+    public struct RunMapEntry: Codable, Sendable, Equatable {
+        public var first: Int
+        public var last: Int
+        public var eps: Float
+        public var layers: LayerRange { LayerRange(first, last + 1) }
+    }
+
     public init(network: RouterNetwork, header: Header) {
         self.network = network
         self.header = header
+    }
+
+    /// Adds a fitted map for the run `layers` (a decision unit of the router's layout).
+    public mutating func addMap(layers: LayerRange, eps: Float, coefficients: [Float]) throws {
+        guard header.layout.starts.contains(layers.lowerBound), header.layout.layers(of: header.layout.unit(of: layers.lowerBound)) == layers.lowerBound..<layers.upperBound else {
+            throw RouterError.badPolicy("a run map must cover one decision unit exactly (\(layers) is not one of \(header.layout))")
+        }
+        maps.append(try RunMap(layers: layers, dim: header.hiddenSize, eps: eps, coefficients: coefficients))
+        mapCoefficients.append(coefficients)
+        header.runMaps = (header.runMaps ?? []) + [RunMapEntry(first: layers.lowerBound, last: layers.upperBound - 1, eps: eps)]
     }
 
     /// A stable identity for handshakes: SHA-256 over the header's model identity and every weight.
     public var fingerprint: String {
         var bytes = Data(header.modelFingerprint.utf8)
         if let starts = header.unitStarts { bytes.append(contentsOf: Array("units \(starts)".utf8)) }
-        for a in [network.w1, network.w1Layer, network.b1, network.w2, [network.b2]] {
+        if let entries = header.runMaps { bytes.append(contentsOf: Array("maps \(entries.map { [$0.first, $0.last] }) \(entries.map(\.eps))".utf8)) }
+        for a in [network.w1, network.w1Layer, network.b1, network.w2, [network.b2]] + mapCoefficients {
             a.withUnsafeBytes { bytes.append(contentsOf: $0) }
         }
         return SHA256Digest.hex(bytes)
@@ -85,7 +110,7 @@ public struct Router: Sendable {
         appendLE(&data, Self.formatVersion)
         appendLE(&data, UInt32(json.count))
         data.append(json)
-        for a in [network.w1, network.w1Layer, network.b1, network.w2, [network.b2]] {
+        for a in [network.w1, network.w1Layer, network.b1, network.w2, [network.b2]] + mapCoefficients {
             a.withUnsafeBytes { data.append(contentsOf: $0) }
         }
         do { try data.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
@@ -120,7 +145,8 @@ public struct Router: Sendable {
         guard header.calibration.count == U, header.calibration.allSatisfy({ $0.count == 101 }), header.profileMedians.count == L else {
             throw bad("calibration tables do not match \(U) decision units of \(L) layers")
         }
-        let counts = [w * (d + 1), w * U, w, w, 1]
+        let mapEntries = header.runMaps ?? []
+        let counts = [w * (d + 1), w * U, w, w, 1] + mapEntries.map { _ in (d + 1) * d }
         let need = counts.reduce(0, +) * 4, start = 12 + headerLength
         guard bytes.count - start == need else { throw bad("weights are \(bytes.count - start) bytes, expected \(need)") }
         var arrays: [[Float]] = [], offset = start
@@ -133,7 +159,15 @@ public struct Router: Sendable {
         guard arrays.allSatisfy({ $0.allSatisfy(\.isFinite) }) else { throw bad("weights hold NaN or infinity") }
         var net = RouterNetwork(dim: d, layers: U, width: w)
         (net.w1, net.w1Layer, net.b1, net.w2, net.b2) = (arrays[0], arrays[1], arrays[2], arrays[3], arrays[4][0])
-        self.init(network: net, header: header)
+        var stripped = header
+        stripped.runMaps = nil
+        self.init(network: net, header: stripped)
+        for (k, entry) in mapEntries.enumerated() {
+            guard entry.first <= entry.last, entry.last < L, entry.eps.isFinite, entry.eps > 0 else {
+                throw bad("run map \(entry.first)-\(entry.last) (eps \(entry.eps)) is not a run of the model's \(L) layers")
+            }
+            do { try addMap(layers: entry.layers, eps: entry.eps, coefficients: arrays[5 + k]) } catch { throw bad("\(error)") }
+        }
     }
 
     /// Refuses a router distilled from another model.

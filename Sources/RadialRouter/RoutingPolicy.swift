@@ -57,15 +57,18 @@ public struct RouterChooser: LayerChooser {
     public let network: RouterNetwork
     public let policy: RoutingPolicy
     public let layout: UnitLayout
+    /// Runs a skipping token leaves through a fitted map (the router's).
+    public let maps: [RunMap]
 
-    public init(network: RouterNetwork, policy: RoutingPolicy, layout: UnitLayout? = nil) {
+    public init(network: RouterNetwork, policy: RoutingPolicy, layout: UnitLayout? = nil, maps: [RunMap] = []) {
         self.network = network
         self.policy = policy
         self.layout = layout ?? .blocks(1, layers: policy.modelLayers)
+        self.maps = maps
     }
 
     public init(router: Router, policy: RoutingPolicy) {
-        self.init(network: router.network, policy: policy, layout: router.header.layout)
+        self.init(network: router.network, policy: policy, layout: router.header.layout, maps: router.maps)
     }
 
     /// The unit holding `layer`, and its layers.
@@ -91,13 +94,33 @@ public struct RouterChooser: LayerChooser {
     }
 
     /// Whether a token entering `range` with state `hidden` runs any of its layers. While a token skips, its state
-    /// does not change, so scoring every unit of the range from the entering state is exactly what the worker
-    /// would decide unit by unit: if this says no, the worker would have run nothing.
-    public func visits(_ range: LayerRange, hidden: UnsafePointer<Float>, runSoFar: Int) -> Bool {
+    /// does not change (but through a run's map), so scoring every unit of the range from the entering state (or,
+    /// after a mapped run, from the mapped state) is exactly what the worker would decide unit by unit: if this
+    /// says no, the worker would have run nothing.
+    public func visits(_ range: LayerRange, hidden: UnsafePointer<Float>, runSoFar: Int,
+                       activations: QuantizedMatrix.Activations = .f32) -> Bool {
         let units = (range.lowerBound..<range.upperBound).filter { layout.layers(of: layout.unit(of: $0)).lowerBound == $0 }
             .map(layout.unit(of:))
         if units.contains(where: { forced(layout.layers(of: $0), runSoFar: runSoFar) }) { return true }
-        return network.scores(hidden, layers: units).contains { $0 >= policy.threshold }
+        let mapped = maps.filter { range.contains($0.layers.lowerBound) && $0.layers.upperBound < range.upperBound }
+        if mapped.isEmpty { return network.scores(hidden, layers: units).contains { $0 >= policy.threshold } }
+        // A map before the range's end changes what later units are scored from: walk the units in order.
+        let dim = network.dim
+        return withUnsafeTemporaryAllocation(of: Float.self, capacity: dim) { state in
+            state.baseAddress!.update(from: hidden, count: dim)
+            for u in units {
+                if network.score(state.baseAddress!, layer: u) >= policy.threshold { return true }
+                RunMap.ending(at: layout.layers(of: u).upperBound - 1, in: mapped)?.apply(state.baseAddress!, rows: 1, activations: activations)
+            }
+            return false
+        }
+    }
+
+    /// Advances a token that skips all of `range` past it: through the map of each run there, in order.
+    public func skip(_ range: LayerRange, hidden: UnsafeMutablePointer<Float>, activations: QuantizedMatrix.Activations) {
+        for map in maps.sorted(by: { $0.layers.lowerBound < $1.layers.lowerBound }) where range.contains(map.layers.lowerBound) {
+            map.apply(hidden, rows: 1, activations: activations)
+        }
     }
 
     /// Whether every worker boundary is a unit boundary (required for blocks and runs).

@@ -20,6 +20,9 @@ public struct SkipCostProbe: Sendable {
     public var layout: UnitLayout?
     /// Units (layers, or blocks) measured; the others (always run when serving) get no probe and cost `unmeasured`.
     public var units: LayerSet
+    /// Runs a skipping token leaves through a fitted map: a probe that skips one goes through its map, so the
+    /// cost measured is the cost with the map in place.
+    public var maps: [RunMap] = []
     /// The cost recorded for a unit that is not measured.
     public static let unmeasured = Float.infinity
 
@@ -59,7 +62,7 @@ public struct SkipCostProbe: Sendable {
                 tokens.append(ShardToken(cache: cache, position: t, layers: plan))
                 (0..<dim).forEach { probed[t * dim + $0] = inputs[(t * L + l) * dim + $0] }
             }
-            try probed.withUnsafeMutableBufferPointer { try model.shard.probe($0.baseAddress!, tokens: tokens, from: l) }
+            try probed.withUnsafeMutableBufferPointer { try model.shard.probe($0.baseAddress!, tokens: tokens, from: l, maps: maps) }
             let normed = probed.withUnsafeBufferPointer { model.head.finalNorm($0.baseAddress!, rows: n) }
             for t in 0..<n {
                 let logits = Self.candidateLogits(normed, row: t, dim: dim, weights: rows[t], count: K)

@@ -13,6 +13,8 @@ import Synchronization
 public final class ShardHost: Sendable {
     public let shard: LlamaShard
     public let maxBatchTokens: Int
+    /// Runs a token leaves through a fitted map when it skips them (the worker's router's).
+    public let maps: [RunMap]
     private let lock = NSLock()
     // Touched only while holding `lock`.
     nonisolated(unsafe) private let store: SessionStore
@@ -34,8 +36,10 @@ public final class ShardHost: Sendable {
     }
 
     /// `maxSessionBytes`: K/V one session may hold (default: a quarter of `kvBudgetBytes`).
-    public init(shard: LlamaShard, kvBudgetBytes: Int, sessionTTL: Duration, maxBatchTokens: Int, maxSessionBytes: Int? = nil) {
+    public init(shard: LlamaShard, kvBudgetBytes: Int, sessionTTL: Duration, maxBatchTokens: Int, maxSessionBytes: Int? = nil,
+                maps: [RunMap] = []) {
         self.shard = shard
+        self.maps = maps
         self.maxBatchTokens = maxBatchTokens
         store = SessionStore(shard: shard, budgetBytes: kvBudgetBytes, ttl: sessionTTL, maxSessionBytes: maxSessionBytes)
     }
@@ -88,7 +92,7 @@ public final class ShardHost: Sendable {
             let ran: [LayerSet]
             do {
                 ran = try all.withUnsafeMutableBufferPointer {
-                    try shard.forward($0.baseAddress!, tokens: shardTokens, kvPolicy: kvPolicy, chooser: chooser)
+                    try shard.forward($0.baseAddress!, tokens: shardTokens, kvPolicy: kvPolicy, chooser: chooser, maps: maps)
                 }
             } catch let error as ModelError {
                 throw RPCError.invalidArgument(error.description)
@@ -172,7 +176,7 @@ public final class ShardHost: Sendable {
                 var rows = Array(hidden[(start * dim)..<((start + size) * dim)])
                 let tokens = part.map { ShardToken(cache: caches[$0.session]!, position: $0.position, layers: $0.layers.map { LayerSet($0) }) }
                 do {
-                    _ = try rows.withUnsafeMutableBufferPointer { try shard.forward($0.baseAddress!, tokens: tokens, kvPolicy: kvPolicy) }
+                    _ = try rows.withUnsafeMutableBufferPointer { try shard.forward($0.baseAddress!, tokens: tokens, kvPolicy: kvPolicy, maps: maps) }
                 } catch let error as ModelError {
                     _ = store.close(order, owner: owner)
                     publishStore()

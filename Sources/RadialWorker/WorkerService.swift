@@ -49,7 +49,7 @@ public final class WorkerService: Sendable {
         routerFingerprint = router?.fingerprint ?? ""
         handshake = Handshake(protocolVersion: config.protocolVersion, modelFingerprint: fingerprint)
         host = ShardHost(shard: shard, kvBudgetBytes: config.kvBudgetBytes, sessionTTL: config.sessionTTL,
-                         maxBatchTokens: config.maxBatchTokens, maxSessionBytes: config.maxSessionBytes)
+                         maxBatchTokens: config.maxBatchTokens, maxSessionBytes: config.maxSessionBytes, maps: router?.maps ?? [])
     }
 
     public func register(on server: RPCServer) {

@@ -59,6 +59,10 @@ struct TrainRouterCommand: ParsableCommand {
     var densePositions = 0
     @Option(name: .customLong("min-layers"), help: "The fewest layers a token runs while tracing with the router and measuring the quality curve: at most (layers − this) skips per token. Skips compound: on Qwen2.5-1.5B a cap of 2 per token is what lets routing beat static pruning (docs/ROUTING.md). Serving then defaults to the same.")
     var minLayers = 0
+    @Flag(name: .long, help: "Fit an affine map for each run (--runs) or block (--block) that a skipping token leaves through, instead of keeping the state it entered with (ridge regression on the dense training states; (hidden+1) x hidden numbers per run, stored in the router file). The skip costs and later rounds are then measured with the maps in place. On Qwen2.5-1.5B a map halves what removing layers 14-16 costs.")
+    var bypass = false
+    @Option(name: .customLong("bypass-ridge"), help: "With --bypass: the ridge strength, relative to the mean diagonal of the normal equations.")
+    var bypassRidge = RunMapFit.defaultRidge
     @Flag(name: .long, help: "End with one JSON object on the last line.")
     var json = false
 
@@ -90,6 +94,8 @@ struct TrainRouterCommand: ParsableCommand {
         _ = try parseSkipRates(curveSkipRates, option: "--curve-skip-rates", below: 0.9, allowNone: true)
         guard curveTokens >= 16 else { throw ValidationError("--curve-tokens must be at least 16") }
         guard densePositions >= 0, minLayers >= 0 else { throw ValidationError("--dense-positions and --min-layers must be at least 0") }
+        if bypass && runs == nil && block == 1 { throw ValidationError("--bypass fits maps for runs or blocks of layers: give --runs or --block") }
+        guard bypassRidge > 0, bypassRidge.isFinite else { throw ValidationError("--bypass-ridge must be positive") }
     }
 
     func run() throws {
@@ -118,6 +124,8 @@ struct TrainRouterCommand: ParsableCommand {
         distiller.densePositions = densePositions
         distiller.minLayers = minLayers
         distiller.costCandidates = costCandidates
+        distiller.bypass = bypass
+        distiller.bypassRidge = bypassRidge
         distiller.curveSkipRates = parsedCurveRates ?? []
         if let curveText {
             guard FileManager.default.fileExists(atPath: curveText) else { throw CLIError("curve text not found: \(curveText)") }
@@ -128,12 +136,14 @@ struct TrainRouterCommand: ParsableCommand {
                                           windowLength: textOptions.window) { event in
             switch event {
             case .tracing(let round, let done, let total):
-                Progress.report(round == 1 ? "tracing the dense model" : "round \(round): tracing with the router at \(Int(onPolicySkipRate * 100))% skipped", done, total)
+                Progress.report(round == 0 ? "tracing the dense model for the run maps" : round == 1 ? "tracing the dense model" : "round \(round): tracing with the router at \(Int(onPolicySkipRate * 100))% skipped", done, total)
                 if done == total { Progress.finish() }
             case .epoch(let round, let p):
                 stderr(String(format: "round %d/%d epoch %d/%d  train loss %.4f  held-out loss %.4f", round, rounds, p.epoch, p.epochs, p.trainLoss, p.heldOutLoss))
             case .fitted(let round, let s):
                 stderr(String(format: "round %d/%d: held-out MAE %.4f, within-layer correlation %.3f", round, rounds, s.heldOutMAE, s.withinLayerCorrelation))
+            case .mapFitted(let run, let seconds):
+                stderr(String(format: "fitted the map for layers %d-%d in %.1f s", run.lowerBound, run.upperBound - 1, seconds))
             case .curve(let done, let total):
                 Progress.report("quality curve", done, total)
                 if done == total { Progress.finish() }

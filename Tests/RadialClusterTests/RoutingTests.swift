@@ -12,9 +12,9 @@ import Testing
     /// A 6-layer tiny model, a router distilled from it, written next to it. Quantised weights: their kernels give
     /// the same bits whatever the batch (up to 64 rows), so a router decision near its threshold cannot flip
     /// between the cluster's batches and the in-process reference's.
-    static func setUp(blockSize: Int = 1, runs: [LayerRange] = []) throws -> (model: String, routerPath: String, router: Router) {
+    static func setUp(blockSize: Int = 1, runs: [LayerRange] = [], bypass: Bool = false) throws -> (model: String, routerPath: String, router: Router) {
         let model = try ClusterTestSupport.writeTinyModel(seed: 42, layers: 6, weightType: .q8_0)
-        let (_, router) = try TinyRouter.distil(modelPath: model, blockSize: blockSize) { $0.runs = runs }
+        let (_, router) = try TinyRouter.distil(modelPath: model, blockSize: blockSize) { $0.runs = runs; $0.bypass = bypass }
         let path = (model as NSString).deletingLastPathComponent + "/tiny.rdrt"
         try router.write(to: path)
         return (model, path, router)
@@ -25,8 +25,9 @@ import Testing
     // also sent on their own (a fills-only Forward), and the output must not change.
     static let prompts = (0..<4).map { i in (0..<(4 + 6 * i)).map { 3 + ($0 * 7 + i * 13) % 250 } }
 
-    func check(policy kv: SkippedLayerKV, blockSize: Int = 1, runs: [LayerRange] = []) async throws {
-        let (model, routerPath, router) = try await blocking { try Self.setUp(blockSize: blockSize, runs: runs) }
+    func check(policy kv: SkippedLayerKV, blockSize: Int = 1, runs: [LayerRange] = [], bypass: Bool = false) async throws {
+        let (model, routerPath, router) = try await blocking { try Self.setUp(blockSize: blockSize, runs: runs, bypass: bypass) }
+        #expect(router.maps.count == (bypass ? runs.count : 0))
         let threshold = try router.threshold(forSkipRate: 0.4, alwaysRun: LayerSet())
         let policy = RoutingPolicy(threshold: threshold, alwaysRun: LayerSet(), modelLayers: 6)
         let reference = try Reference(path: model, chooser: RouterChooser(router: router, policy: policy), kvPolicy: kv)
@@ -87,6 +88,10 @@ import Testing
     /// A router deciding the middle worker's layers 2-3 as one run (every other layer alone): the run is a hop a token
     /// skips, through real processes exactly as in the in-process engine.
     @Test func runRouterClusterEqualsInProcess() async throws { try await check(policy: .fill, runs: [LayerRange(2, 4)]) }
+
+    /// The same run with a fitted map (`train-router --bypass`): a token skipping the middle worker leaves it through
+    /// the map, applied by the coordinator, and the result is still exactly the in-process engine's.
+    @Test func mappedRunRouterClusterEqualsInProcess() async throws { try await check(policy: .fill, runs: [LayerRange(2, 4)], bypass: true) }
 
     /// A worker whose range starts inside a run could not make the run's decision: it refuses to start.
     @Test func workerRefusesARangeSplittingARun() async throws {

@@ -28,7 +28,7 @@ import Testing
         let config = try LlamaConfig(gguf: file)
         return try ranges.map {
             LocalStage(host: ShardHost(shard: try LlamaShard(file: file, config: config, range: $0), kvBudgetBytes: 64 << 20,
-                                       sessionTTL: .seconds(600), maxBatchTokens: 512),
+                                       sessionTTL: .seconds(600), maxBatchTokens: 512, maps: chooser?.maps ?? []),
                        kvPolicy: kvPolicy, chooser: chooser)
         }
     }
@@ -71,6 +71,29 @@ import Testing
         #expect(same, "the pipeline equals the in-process shard: layers run and states")
         #expect(traces.allSatisfy { $0.layersRun.contains(2) == $0.layersRun.contains(3) }, "the run 2-3 runs or skips whole")
         #expect(traces.contains { !$0.layersRun.contains(2) }, "some token skipped the run")
+    }
+
+    /// A run router with a fitted map (`train-router --bypass`): a token skipping the run leaves it through the map,
+    /// in the pipeline exactly as in the in-process engine. With the run a stage's whole range, and inside a stage
+    /// before other layers, where the coordinator, deciding whether a token skips the stage, must score the later
+    /// layers from the mapped state as the stage would.
+    @Test(arguments: [[LayerRange(0, 2), LayerRange(2, 4), LayerRange(4, 6)], [LayerRange(0, 2), LayerRange(2, 6)]])
+    func aMappedRunIsBridgedAsInProcess(_ ranges: [LayerRange]) async throws {
+        let path = try Self.tinyModel()
+        let (model, router) = try await blocking {
+            try TinyRouter.distil(modelPath: path) { $0.runs = [LayerRange(2, 4)]; $0.labels = .cost; $0.bypass = true }
+        }
+        #expect(router.maps.count == 1)
+        let policy = RoutingPolicy(threshold: try router.threshold(forSkipRate: 0.4, alwaysRun: LayerSet()), alwaysRun: LayerSet(), modelLayers: 6)
+        let chooser = RouterChooser(router: router, policy: policy)
+        let ids = (0..<24).map { 3 + ($0 * 37) % 240 }
+        let (traces, same) = try await Self.routedBothWays(path, model: model, chooser: chooser, ids: ids, ranges: ranges)
+        #expect(same, "the pipeline equals the in-process shard: layers run and states")
+        #expect(traces.contains { !$0.layersRun.contains(2) }, "some token skipped the run")
+        // Without the map the same router gives other states: the map was applied.
+        let unmapped = RouterChooser(network: router.network, policy: policy, layout: router.header.layout)
+        let (_, sameWithout) = try await Self.routedBothWays(path, model: model, chooser: unmapped, ids: ids, ranges: ranges, against: chooser)
+        #expect(!sameWithout)
     }
 
     /// A batch over the decode kernels' row limit runs sgemm, where a row's bits depend on the rest of the batch.
@@ -124,14 +147,16 @@ import Testing
     /// One session's tokens through routed local stages (one per range of `ranges`) and through the whole shard in
     /// this process with the same chooser: the pipeline's traces, and whether both ran the same layers to the same
     /// states, bit for bit.
-    static func routedBothWays(_ path: String, model: LlamaModel, chooser: RouterChooser, ids: [Int]) async throws -> (traces: [Pipeline.Trace], same: Bool) {
+    /// `against`: the in-process engine's chooser, when not `chooser`.
+    static func routedBothWays(_ path: String, model: LlamaModel, chooser: RouterChooser, ids: [Int], ranges: [LayerRange] = ranges,
+                               against: RouterChooser? = nil) async throws -> (traces: [Pipeline.Trace], same: Bool) {
         let pipeline = Pipeline(stages: try stages(path, ranges, chooser: chooser), dim: model.config.dim, chooser: chooser)
         var hidden = try model.head.embed(ids)
         let traces = try await pipeline.forward(ids.indices.map { Pipeline.Row(session: 1, position: $0) }, hidden: &hidden)
         var local = try model.head.embed(ids)
         let cache = model.makeCache()
         let ran = try local.withUnsafeMutableBufferPointer {
-            try model.shard.forward($0.baseAddress!, tokens: ids.indices.map { ShardToken(cache: cache, position: $0) }, chooser: chooser)
+            try model.shard.forward($0.baseAddress!, tokens: ids.indices.map { ShardToken(cache: cache, position: $0) }, chooser: against ?? chooser)
         }
         return (traces, ran == traces.map(\.layersRun) && hidden == local)
     }
@@ -314,14 +339,14 @@ final class FailingStage: Stage {
 
 /// Skips a stage on the given call numbers (0-based, counting calls that ask about that stage).
 final class ScriptedRouter: StageRouter, @unchecked Sendable {
-    let skip: [(stage: LayerRange, callsAt: Int)]
+    let skips: [(stage: LayerRange, callsAt: Int)]
     private var calls: [LayerRange: Int] = [:]
     private let lock = NSLock()
-    init(skip: [(stage: LayerRange, callsAt: Int)]) { self.skip = skip }
-    func visits(_ layers: LayerRange, hidden: UnsafePointer<Float>, runSoFar: Int) -> Bool {
+    init(skip: [(stage: LayerRange, callsAt: Int)]) { skips = skip }
+    func visits(_ layers: LayerRange, hidden: UnsafePointer<Float>, runSoFar: Int, activations: QuantizedMatrix.Activations) -> Bool {
         lock.lock(); defer { lock.unlock() }
         let n = calls[layers, default: 0]
         calls[layers] = n + 1
-        return !skip.contains { $0.stage == layers && $0.callsAt == n }
+        return !skips.contains { $0.stage == layers && $0.callsAt == n }
     }
 }

@@ -42,3 +42,16 @@ extension BLAS {
                     a, Int32(m), b, Int32(n), beta, c, Int32(n))
     }
 }
+
+extension BLAS {
+    /// Solves A·X = B in place for symmetric positive definite A (n × n) and `rhs` right-hand sides, column-major
+    /// (B: `rhs` columns of n), by Cholesky factorisation (LAPACK's dposv). Returns false when A is not positive
+    /// definite.
+    public static func solveSymmetricPositiveDefinite(_ a: inout [Double], _ b: inout [Double], n: Int, rhs: Int) -> Bool {
+        precondition(a.count == n * n && b.count == n * rhs)
+        var info: Int32 = 0
+        var uplo = Int8(UInt8(ascii: "L")), order = Int32(n), columns = Int32(rhs), lda = Int32(n), ldb = Int32(n)
+        dposv_(&uplo, &order, &columns, &a, &lda, &b, &ldb, &info)
+        return info == 0
+    }
+}

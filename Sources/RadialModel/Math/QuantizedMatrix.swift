@@ -68,6 +68,29 @@ public final class QuantizedMatrix: @unchecked Sendable {
         }
     }
 
+    /// Quantises fp32 weights (`rows` rows of `columns`, row-major; columns a multiple of 32) to Q8_0 with fp32
+    /// scales: for matrices Radial fits itself (a router's run maps), read by the same kernels as the model's.
+    public init(quantizing w: UnsafePointer<Float>, rows: Int, columns: Int) {
+        precondition(columns % 32 == 0 && rows > 0, "Q8_0 needs whole blocks of 32 columns")
+        format = .q8
+        self.rows = rows
+        self.columns = columns
+        blocksPerRow = columns / 32
+        let blocks = rows * blocksPerRow
+        qs = .allocate(byteCount: blocks * 32, alignment: 64)
+        scales = .allocate(capacity: blocks)
+        offsets = nil
+        let q = qs.assumingMemoryBound(to: Int8.self)
+        for b in 0..<blocks {
+            let src = w + b * 32
+            var amax: Float = 0
+            for i in 0..<32 { amax = max(amax, abs(src[i])) }
+            let d = amax / 127, inv: Float = d > 0 ? 1 / d : 0
+            scales[b] = d
+            for i in 0..<32 { q[b * 32 + i] = Int8((src[i] * inv).rounded()) }
+        }
+    }
+
     deinit {
         qs.deallocate()
         scales.deallocate()

@@ -7,7 +7,8 @@ extension LlamaShard {
     /// exactly as if it were that session's newest token. So many rows can ask "what if token t had skipped
     /// layer l" at once, for every t of a window whose cache holds the real path. Each row runs the layers of
     /// its token's `layers` (nil: all); a layer it leaves out changes nothing.
-    public func probe(_ hidden: UnsafeMutablePointer<Float>, tokens: [ShardToken], from: Int) throws {
+    /// A row that leaves out every layer of a run in `maps` leaves the run through its map.
+    public func probe(_ hidden: UnsafeMutablePointer<Float>, tokens: [ShardToken], from: Int, maps: [RunMap] = []) throws {
         guard from >= range.lowerBound, from <= range.upperBound else {
             throw ModelError.badBatch("probe from layer \(from) is outside this shard (\(range))")
         }
@@ -23,6 +24,11 @@ extension LlamaShard {
         defer { gathered.deallocate() }
         for l in from..<range.upperBound {
             let run = (0..<n).filter { tokens[$0].layers?.contains(l) ?? true }
+            if let map = RunMap.ending(at: l, in: maps), map.layers.lowerBound >= from {
+                let skipped = (0..<n).filter { !(tokens[$0].layers?.contains(l) ?? true) }
+                RunMap.bridge(after: l, maps: [map], x: hidden, rows: skipped, ran: tokens.map { $0.layers ?? .all(range) }, dim: dim,
+                              activations: activations)
+            }
             if run.isEmpty { continue }
             if run.count == n {
                 runBlock(l, x: hidden, tokens: tokens, scratch: &scratch, readOnly: true)

@@ -32,10 +32,13 @@ public protocol LayerChooser: Sendable {
     func runs(layer: Int, hidden: UnsafePointer<Float>, runSoFar: Int, ran: LayerSet) -> Bool
     /// Whether it decides for a token at `position` at all (false: the token runs every layer of its plan).
     func routes(position: Int) -> Bool
+    /// Stand-ins for runs of layers: a token that skips a whole run leaves it through the run's map.
+    var maps: [RunMap] { get }
 }
 
 extension LayerChooser {
     public func routes(position: Int) -> Bool { true }
+    public var maps: [RunMap] { [] }
 }
 
 /// A contiguous range of transformer blocks: what a worker hosts, or the whole stack in-process.
@@ -79,16 +82,18 @@ public final class LlamaShard: Sendable {
     }
 
     /// Runs `tokens.count` rows of `hidden` (row-major, `config.dim` floats each) through this shard, in place.
-    /// With a `chooser`, each row runs only the layers of its plan the chooser picks. Returns the layers each
-    /// row ran.
+    /// With a `chooser`, each row runs only the layers of its plan the chooser picks. A row that leaves out every
+    /// layer of a run in `maps` (default: the chooser's) leaves the run through its map, whether the chooser or
+    /// its plan left the run out (a deferred K/V fill, a replayed history). Returns the layers each row ran.
     @discardableResult
     public func forward(_ hidden: UnsafeMutablePointer<Float>, tokens: [ShardToken], kvPolicy: SkippedLayerKV = .fill,
-                        chooser: (any LayerChooser)? = nil) throws -> [LayerSet] {
+                        chooser: (any LayerChooser)? = nil, maps: [RunMap]? = nil) throws -> [LayerSet] {
         let n = tokens.count
         guard n > 0 else { return [] }
         try reserve(tokens)
         let dim = config.dim
         let allRun = chooser == nil && tokens.allSatisfy { $0.layers == nil }
+        let maps = (maps ?? chooser?.maps ?? []).filter { range.contains($0.layers.lowerBound) }
         var scratch = Scratch(config: config, rows: n)
         if allRun {
             for l in range.indices { runBlock(l, x: hidden, tokens: tokens, scratch: &scratch) }
@@ -116,6 +121,9 @@ public final class LlamaShard: Sendable {
                 case .mask:
                     for i in skip { tokens[i].cache.markMasked(l, tokens[i].position) }
                 }
+            }
+            if !maps.isEmpty, !skip.isEmpty {
+                RunMap.bridge(after: l, maps: maps, x: hidden, rows: skip, ran: ran, dim: dim, activations: activations)
             }
             if run.isEmpty { continue }
             if run.count == n {
