@@ -6,8 +6,8 @@ public enum DepthMode: Sendable {
     case dense
     /// The trained router under a policy.
     case router(RouterChooser)
-    /// The same layers removed for every token.
-    case staticPruning(skip: [Int])
+    /// The same layers removed for every token; a removed run with a map in `maps` is left through the map.
+    case staticPruning(skip: [Int], maps: [RunMap] = [])
     /// An upper bound no deployable router reaches: run each layer, measure its true contribution, and drop the
     /// update when it is under `threshold` (fill only: K/V come from the entering state either way).
     case oracle(threshold: Float, alwaysRun: LayerSet)
@@ -60,7 +60,11 @@ public struct Evaluator {
                 ran = try hidden.withUnsafeMutableBufferPointer {
                     try model.shard.forward($0.baseAddress!, tokens: tokens, kvPolicy: kvPolicy, chooser: chooser)
                 }
-            case .staticPruning(let skip):
+            case .staticPruning(let skip, let maps) where !maps.isEmpty:
+                ran = try hidden.withUnsafeMutableBufferPointer {
+                    try model.shard.forward($0.baseAddress!, tokens: tokens, kvPolicy: kvPolicy, chooser: FixedSkips(skip: Set(skip), maps: maps))
+                }
+            case .staticPruning(let skip, _):
                 let plan = staticPlan(skip)
                 let planned = (0..<n).map { ShardToken(cache: cache, position: $0, layers: plan) }
                 ran = try hidden.withUnsafeMutableBufferPointer { try model.shard.forward($0.baseAddress!, tokens: planned, kvPolicy: kvPolicy) }
@@ -108,7 +112,9 @@ public struct Evaluator {
             switch mode {
             case .dense: break
             case .router(let c): chooser = c
-            case .staticPruning(let skip):
+            case .staticPruning(let skip, let maps) where !maps.isEmpty:
+                chooser = FixedSkips(skip: Set(skip), maps: maps)
+            case .staticPruning(let skip, _):
                 plan = staticPlan(skip)
             case .oracle: throw RouterError.badPolicy("the oracle is measured by perplexity only")
             }
@@ -159,4 +165,11 @@ public struct Evaluator {
         }
         return Double(same) / Double(max(total, 1))
     }
+}
+
+/// Static pruning as a chooser, so that a run it removes whole is left through the run's map.
+struct FixedSkips: LayerChooser {
+    let skip: Set<Int>
+    let maps: [RunMap]
+    func runs(layer: Int, hidden: UnsafePointer<Float>, runSoFar: Int, ran: LayerSet) -> Bool { !skip.contains(layer) }
 }

@@ -73,9 +73,11 @@ public struct Router: Sendable {
         public var layers: LayerRange { LayerRange(first, last + 1) }
     }
 
+    /// Maps come only with their coefficients (`addMap`): any the header lists are dropped here.
     public init(network: RouterNetwork, header: Header) {
         self.network = network
         self.header = header
+        self.header.runMaps = nil
     }
 
     /// Adds a fitted map for the run `layers` (a decision unit of the router's layout).
@@ -159,9 +161,7 @@ public struct Router: Sendable {
         guard arrays.allSatisfy({ $0.allSatisfy(\.isFinite) }) else { throw bad("weights hold NaN or infinity") }
         var net = RouterNetwork(dim: d, layers: U, width: w)
         (net.w1, net.w1Layer, net.b1, net.w2, net.b2) = (arrays[0], arrays[1], arrays[2], arrays[3], arrays[4][0])
-        var stripped = header
-        stripped.runMaps = nil
-        self.init(network: net, header: stripped)
+        self.init(network: net, header: header)
         for (k, entry) in mapEntries.enumerated() {
             guard entry.first <= entry.last, entry.last < L, entry.eps.isFinite, entry.eps > 0 else {
                 throw bad("run map \(entry.first)-\(entry.last) (eps \(entry.eps)) is not a run of the model's \(L) layers")

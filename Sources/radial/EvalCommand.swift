@@ -45,7 +45,7 @@ struct EvalCommand: ParsableCommand {
     var prompts = 8
     @Option(name: .customLong("greedy-tokens"), help: "Tokens generated per prompt for greedy agreement.")
     var greedyTokens = 32
-    @Option(name: .customLong("static"), help: "Also measure static pruning of exactly these layers, e.g. 14-16 or 9,10 (repeat for several sets): the whole-layer removals to compare per-token routing with.")
+    @Option(name: .customLong("static"), help: "Also measure static pruning of exactly these layers, e.g. 14-16 or 9,10 (repeat for several sets): the whole-layer removals to compare per-token routing with. A set that removes a run the first router has a map for (train-router --bypass) is measured through the map too.")
     var staticSets: [String] = []
     @Flag(name: .customLong("no-oracle"), help: "Leave out the oracle.")
     var noOracle = false
@@ -146,6 +146,11 @@ struct EvalCommand: ParsableCommand {
             let skip = try parseLayerList(set, option: "--static")
             if let bad = skip.first(where: { $0 >= L }) { throw CLIError("--static \(set): layer \(bad) is not in the model (0-\(L - 1))") }
             _ = try measure("static \(set)", .staticPruning(skip: skip), reference: denseOutputs)
+            // The same removal through the first router's maps of the runs it removes whole (`train-router --bypass`).
+            let maps = routers.first?.maps.filter { $0.layers.indices.allSatisfy(skip.contains) } ?? []
+            if !maps.isEmpty {
+                _ = try measure("static \(set) mapped", .staticPruning(skip: skip, maps: maps), reference: denseOutputs)
+            }
         }
 
         let operating = try budgets().flatMap { budget in

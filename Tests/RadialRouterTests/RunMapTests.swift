@@ -93,5 +93,13 @@ import Testing
             bridged += distance(try states(ids, LayerSet([0, 1]), maps: router.maps))
         }
         #expect(bridged < 0.8 * kept, "the map stands in for the run: \(bridged) vs \(kept)")
+
+        // `radial eval --static 2,3` with a mapped router also measures the removal through the map.
+        let eval = Evaluator(model: model, workers: 3)
+        let windows = TokenWindows(windows: [(0..<32).map { 3 + ($0 * 13) % 250 }])
+        let removed = try eval.perplexity(windows, mode: .staticPruning(skip: [2, 3]))
+        let mapped = try eval.perplexity(windows, mode: .staticPruning(skip: [2, 3], maps: router.maps))
+        #expect(mapped.runs == removed.runs && mapped.runs.allSatisfy { !$0.contains(2) && !$0.contains(3) && $0.contains(4) })
+        #expect(mapped.perplexity != removed.perplexity)
     }
 }
