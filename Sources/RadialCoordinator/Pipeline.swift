@@ -90,8 +90,8 @@ public final class Pipeline: Sendable {
             }
             let skipping = n - visiting.count
             stage.countSkipped(skipping)
+            let visitingSet = Set(visiting)
             if skipping > 0 && kvPolicy == .fill {
-                let visitingSet = Set(visiting)
                 pending.withLock { p in
                     for i in 0..<n where !visitingSet.contains(i) {
                         p[rows[i].session, default: [:]][si, default: []]
@@ -101,7 +101,6 @@ public final class Pipeline: Sendable {
             }
             // A row skipping the stage leaves it through the maps of its runs (after its fill took the entering state).
             if skipping > 0, let chooser {
-                let visitingSet = Set(visiting)
                 hidden.withUnsafeMutableBufferPointer { h in
                     for i in 0..<n where !visitingSet.contains(i) { chooser.skip(stage.layers, hidden: h.baseAddress! + i * dim, activations: activations) }
                 }

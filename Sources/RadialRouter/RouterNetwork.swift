@@ -43,11 +43,7 @@ public struct RouterNetwork: Sendable {
 
     /// The router's input for one hidden row: the row scaled to unit RMS, then log(RMS). `out` holds dim + 1.
     static func features(_ x: UnsafePointer<Float>, dim: Int, into out: UnsafeMutablePointer<Float>) {
-        var ss: Float = 0
-        for i in 0..<dim { ss += x[i] * x[i] }
-        let rms = (ss / Float(dim) + 1e-6).squareRoot(), s = 1 / rms
-        for i in 0..<dim { out[i] = x[i] * s }
-        out[dim] = logf(rms)
+        out[dim] = logf(Ops.scaleToUnitRMS(x, eps: 1e-6, count: dim, into: out))
     }
 
     /// Predicted contribution of each layer in `layers` for the one hidden row `x`. Row by row with sgemv, so a

@@ -18,15 +18,13 @@ public enum RunMapFit {
         guard n > 0 else { throw RouterError.badPolicy("a run map needs training tokens") }
         // Features (n × f): the normalised state and a 1; targets (n × dim): the run's change.
         var features = [Float](repeating: 0, count: n * f), change = [Float](repeating: 0, count: n * dim)
-        for t in 0..<n {
-            let x = t * dim
-            var ss: Float = 0
-            for i in 0..<dim { ss += entering[x + i] * entering[x + i] }
-            let scale = 1 / (ss / Float(dim) + eps).squareRoot()
-            for i in 0..<dim {
-                features[t * f + i] = entering[x + i] * scale
-                change[t * dim + i] = leaving[x + i] - entering[x + i]
+        entering.withUnsafeBufferPointer { x in
+            features.withUnsafeMutableBufferPointer { out in
+                for t in 0..<n { Ops.scaleToUnitRMS(x.baseAddress! + t * dim, eps: eps, count: dim, into: out.baseAddress! + t * f) }
             }
+        }
+        for t in 0..<n {
+            for i in 0..<dim { change[t * dim + i] = leaving[t * dim + i] - entering[t * dim + i] }
             features[t * f + dim] = 1
         }
         var gram = [Float](repeating: 0, count: f * f), cross = [Float](repeating: 0, count: f * dim)

@@ -16,6 +16,17 @@ public enum Ops {
         for i in 0..<n { out[i] = x[i] * scale * weight[i] }
     }
 
+    /// out = x / rms(x) with rms = sqrt(mean(x²) + eps), no weight; returns rms. The router's features and the
+    /// input of run maps.
+    @inline(__always) @discardableResult
+    public static func scaleToUnitRMS(_ x: UnsafePointer<Float>, eps: Float, count n: Int, into out: UnsafeMutablePointer<Float>) -> Float {
+        var ss: Float = 0
+        for i in 0..<n { ss += x[i] * x[i] }
+        let rms = (ss / Float(n) + eps).squareRoot(), s = 1 / rms
+        for i in 0..<n { out[i] = x[i] * s }
+        return rms
+    }
+
     /// Softmax in place over `n` values; entries equal to -infinity get probability 0.
     @inline(__always)
     public static func softmax(_ x: UnsafeMutablePointer<Float>, count n: Int) {

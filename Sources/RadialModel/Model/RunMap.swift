@@ -40,13 +40,7 @@ public final class RunMap: Sendable {
         guard n > 0 else { return }
         let normed = UnsafeMutablePointer<Float>.allocate(capacity: n * dim)
         defer { normed.deallocate() }
-        for r in 0..<n {
-            let row = x + r * dim, out = normed + r * dim
-            var ss: Float = 0
-            for i in 0..<dim { ss += row[i] * row[i] }
-            let scale = 1 / (ss / Float(dim) + eps).squareRoot()
-            for i in 0..<dim { out[i] = row[i] * scale }
-        }
+        for r in 0..<n { Ops.scaleToUnitRMS(x + r * dim, eps: eps, count: dim, into: normed + r * dim) }
         weights.multiply(normed, inputs: n, into: x, accumulate: true, activations: activations)
         bias.withUnsafeBufferPointer { b in for r in 0..<n { Ops.add(x + r * dim, b.baseAddress!, count: dim) } }
     }
