@@ -60,14 +60,12 @@ public struct Evaluator {
                 ran = try hidden.withUnsafeMutableBufferPointer {
                     try model.shard.forward($0.baseAddress!, tokens: tokens, kvPolicy: kvPolicy, chooser: chooser)
                 }
-            case .staticPruning(let skip, let maps) where !maps.isEmpty:
-                ran = try hidden.withUnsafeMutableBufferPointer {
-                    try model.shard.forward($0.baseAddress!, tokens: tokens, kvPolicy: kvPolicy, chooser: FixedSkips(skip: Set(skip), maps: maps))
-                }
-            case .staticPruning(let skip, _):
+            case .staticPruning(let skip, let maps):
                 let plan = staticPlan(skip)
                 let planned = (0..<n).map { ShardToken(cache: cache, position: $0, layers: plan) }
-                ran = try hidden.withUnsafeMutableBufferPointer { try model.shard.forward($0.baseAddress!, tokens: planned, kvPolicy: kvPolicy) }
+                ran = try hidden.withUnsafeMutableBufferPointer {
+                    try model.shard.forward($0.baseAddress!, tokens: planned, kvPolicy: kvPolicy, maps: maps)
+                }
             case .oracle(let threshold, let alwaysRun):
                 ran = Array(repeating: LayerSet(), count: n)
                 for l in 0..<L {
@@ -108,25 +106,25 @@ public struct Evaluator {
         var outputs: [[Int]] = [], seconds = 0.0
         for prompt in prompts {
             let cache = model.makeCache(initialCapacity: prompt.count + tokens)
-            var (plan, chooser) = (LayerSet?.none, (any LayerChooser)?.none)
+            var (plan, chooser, maps) = (LayerSet?.none, (any LayerChooser)?.none, [RunMap]?.none)
             switch mode {
             case .dense: break
             case .router(let c): chooser = c
-            case .staticPruning(let skip, let maps) where !maps.isEmpty:
-                chooser = FixedSkips(skip: Set(skip), maps: maps)
-            case .staticPruning(let skip, _):
-                plan = staticPlan(skip)
+            case .staticPruning(let skip, let runMaps):
+                (plan, maps) = (staticPlan(skip), runMaps)
             case .oracle: throw RouterError.badPolicy("the oracle is measured by perplexity only")
             }
             let rows = prompt.enumerated().map { (cache: cache, position: $0.offset, token: $0.element, layers: plan) }
-            var logits = try model.step(rows, wantLogits: prompt.indices.map { $0 == prompt.count - 1 }, kvPolicy: kvPolicy, chooser: chooser)[0]
+            var logits = try model.step(rows, wantLogits: prompt.indices.map { $0 == prompt.count - 1 }, kvPolicy: kvPolicy, chooser: chooser,
+                                        maps: maps)[0]
             var out: [Int] = []
             let start = clock.now
             for i in 0..<tokens {
                 let next = Sampler.argmax(logits)
                 out.append(next)
                 if i == tokens - 1 { break }
-                logits = try model.step([(cache: cache, position: prompt.count + i, token: next, layers: plan)], kvPolicy: kvPolicy, chooser: chooser)[0]
+                logits = try model.step([(cache: cache, position: prompt.count + i, token: next, layers: plan)], kvPolicy: kvPolicy, chooser: chooser,
+                                        maps: maps)[0]
             }
             seconds += (clock.now - start).seconds
             outputs.append(out)
@@ -165,11 +163,4 @@ public struct Evaluator {
         }
         return Double(same) / Double(max(total, 1))
     }
-}
-
-/// Static pruning as a chooser, so that a run it removes whole is left through the run's map.
-struct FixedSkips: LayerChooser {
-    let skip: Set<Int>
-    let maps: [RunMap]
-    func runs(layer: Int, hidden: UnsafePointer<Float>, runSoFar: Int, ran: LayerSet) -> Bool { !skip.contains(layer) }
 }

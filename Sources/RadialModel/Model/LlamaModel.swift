@@ -33,18 +33,18 @@ public final class LlamaModel: Sendable {
     /// `wantLogits` (all rows when nil), in row order, each `vocabSize` long.
     public func step(_ rows: [(cache: KVCache, position: Int, token: Int, layers: LayerSet?)],
                      wantLogits: [Bool]? = nil, kvPolicy: SkippedLayerKV = .fill,
-                     chooser: (any LayerChooser)? = nil) throws -> [[Float]] {
-        try stepTracing(rows, wantLogits: wantLogits, kvPolicy: kvPolicy, chooser: chooser).logits
+                     chooser: (any LayerChooser)? = nil, maps: [RunMap]? = nil) throws -> [[Float]] {
+        try stepTracing(rows, wantLogits: wantLogits, kvPolicy: kvPolicy, chooser: chooser, maps: maps).logits
     }
 
     /// `step`, also returning the layers each row ran.
     public func stepTracing(_ rows: [(cache: KVCache, position: Int, token: Int, layers: LayerSet?)],
                             wantLogits: [Bool]? = nil, kvPolicy: SkippedLayerKV = .fill,
-                            chooser: (any LayerChooser)? = nil) throws -> (logits: [[Float]], layersRun: [LayerSet]) {
+                            chooser: (any LayerChooser)? = nil, maps: [RunMap]? = nil) throws -> (logits: [[Float]], layersRun: [LayerSet]) {
         var hidden = try head.embed(rows.map(\.token))
         let ran = try hidden.withUnsafeMutableBufferPointer { h in
             try shard.forward(h.baseAddress!, tokens: rows.map { ShardToken(cache: $0.cache, position: $0.position, layers: $0.layers) },
-                              kvPolicy: kvPolicy, chooser: chooser)
+                              kvPolicy: kvPolicy, chooser: chooser, maps: maps)
         }
         let picked = (0..<rows.count).filter { wantLogits?[$0] ?? true }
         let logits = hidden.withUnsafeBufferPointer { head.logits($0.baseAddress!, picked: picked) }
